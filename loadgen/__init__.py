@@ -1,0 +1,1 @@
+"""Traffic tools for the LVS testbed."""

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent setup for Debian 12 (run as root): apt packages, the guest
+# kernel, and the project's Python environment in .venv.
+#
+# The venv is built from Debian's /usr/bin/python3 with system site packages,
+# because Mininet ships only as a Debian package (python3-mininet lives in
+# /usr/lib/python3/dist-packages).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$here/.venv"
+stamp="$venv/.installed"
+
+apt_packages=(
+  mininet bridge-utils iproute2 ipvsadm keepalived iperf3 curl tcpdump
+  qemu-system-x86 linux-image-amd64 busybox-static kmod procps psmisc
+  python3 python3-venv python3-pip ethtool socat
+)
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+if [[ $EUID -ne 0 ]]; then
+  echo "install.sh: must run as root (apt-get and Mininet need it)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # No recommends: Mininet would pull Open vSwitch, which we do not use.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt: all packages present"
+fi
+
+# keepalived's Debian unit may auto-start on install; the testbed runs its
+# own instances per namespace, never the system one.
+systemctl disable --now keepalived >/dev/null 2>&1 || true
+
+if [[ ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" || "$here/requirements.lock" -nt "$stamp" ]]; then
+  log "python: building $venv"
+  [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.lock"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here"
+  touch "$stamp"
+else
+  log "python: $venv up to date"
+fi
+log "ready: $venv/bin/lvs-testbed"

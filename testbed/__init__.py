@@ -1,0 +1,1 @@
+"""LVS testbed: real kernel IPVS in a Mininet cluster."""

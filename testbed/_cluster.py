@@ -1,0 +1,254 @@
+"""A running LVS cluster: a Mininet network on Linux bridges plus kernel IPVS.
+
+The network is built once; ``configure()`` switches forwarding mode,
+scheduler or real servers in place (real-server setup and the IPVS table),
+so one topology serves a whole test session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._capture import Capture
+from ._errors import TestbedError
+from ._ipvs import Ipvs, ServiceState
+from ._kernel import require_modules
+from ._modes import MODES, RS_IF
+from ._spec import ClusterSpec
+
+OUTSIDE_BRIDGE = "lvsout0"
+INSIDE_BRIDGE = "lvsin0"
+BRIDGES = (OUTSIDE_BRIDGE, INSIDE_BRIDGE)
+MARK_ENV = "LVS_TESTBED_NET"  # inherited by every process of the network: `clean` finds them
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _say(msg: str) -> None:
+    print(f"[cluster] {msg}", flush=True)
+
+
+class Cluster:
+    """Build, reconfigure and tear down an LVS cluster from a ClusterSpec.
+
+    >>> with Cluster(load_topology(mode="dr")) as cluster:
+    ...     cluster.run("c1", "curl -s http://203.0.113.100/")
+    """
+
+    def __init__(self, spec: ClusterSpec, *, progress: Callable[[str], None] = _say) -> None:
+        self.spec = spec
+        self._say = progress
+        self.net: Any = None
+        self._servers: dict[str, Any] = {}
+        self._ipvs: Ipvs | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
+        self.timings: dict[str, float] = {}
+
+    # -- life cycle -------------------------------------------------------------------
+    def __enter__(self) -> Cluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+
+        if os.geteuid() != 0:
+            raise TestbedError("building the network needs root (Mininet)")
+        require_modules("ip_vs", f"ip_vs_{self.spec.service.scheduler}")
+        setLogLevel("warning")
+        os.environ[MARK_ENV] = str(os.getpid())
+        from ._cleanup import clean_native
+
+        clean_native(quiet=True)  # leftovers of a crashed earlier run
+        started = time.monotonic()
+        self._say(f"building topology {self.spec.name!r} ({len(self.spec.hosts)} hosts)")
+        net = Mininet(
+            topo=None, build=False, switch=LinuxBridge, controller=None, waitConnected=False
+        )
+        self.net = net
+        outside = net.addSwitch(OUTSIDE_BRIDGE)
+        inside = net.addSwitch(INSIDE_BRIDGE)
+        for c in self.spec.clients:
+            net.addLink(net.addHost(c.name, ip=None), outside, intfName1=f"{c.name}-eth0")
+        for h in (self.spec.router, *self.spec.directors):
+            node = net.addHost(h.name, ip=None)
+            net.addLink(node, outside, intfName1=f"{h.name}-eth0")
+            net.addLink(node, inside, intfName1=f"{h.name}-eth1")
+        for r in self.spec.real_servers:
+            net.addLink(net.addHost(r.name, ip=None), inside, intfName1=f"{r.name}-{RS_IF}")
+        net.build()
+        net.start()
+        self._address_hosts()
+        self.timings["topology_build_s"] = time.monotonic() - started
+        self._say(f"network up in {self.timings['topology_build_s']:.1f} s")
+        self._start_real_servers()
+        self.configure(self.spec)
+        self.timings["cluster_ready_s"] = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Stop servers, IPVS socket and network. Safe to call twice."""
+        if self._ipvs is not None:
+            with contextlib.suppress(Exception):
+                self._ipvs.close()
+            self._ipvs = None
+        for proc in self._servers.values():
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(5)
+        self._servers.clear()
+        if self.net is not None:
+            self._say("tearing down the network")
+            with contextlib.suppress(Exception):
+                self.net.stop()
+            self.net = None
+        from ._cleanup import clean_native
+
+        clean_native(quiet=True)
+
+    # -- building blocks ----------------------------------------------------------------
+    def _address_hosts(self) -> None:
+        s = self.spec
+        olen, ilen = s.outside.prefixlen, s.inside.prefixlen
+        for c in s.clients:
+            self.run(c.name, f"ip addr add {c.ip}/{olen} dev {c.name}-eth0")
+        for h in (s.router, *s.directors):
+            self.run(
+                h.name,
+                f"ip addr add {h.outside}/{olen} dev {h.name}-eth0",
+                f"ip addr add {h.inside}/{ilen} dev {h.name}-eth1",
+                "sysctl -qw net.ipv4.ip_forward=1",
+            )
+        for r in s.real_servers:
+            self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
+        # The active director owns VIP (outside) and DIP (inside, NAT gateway)
+        d = s.active.name
+        self.run(
+            d,
+            f"ip addr add {s.service.vip}/32 dev {d}-eth0",
+            f"ip addr add {s.service.dip}/{ilen} dev {d}-eth1",
+        )
+
+    def _start_real_servers(self) -> None:
+        ports = sorted({self.spec.service.port, self.spec.service.nat_port or 0} - {0})
+        for r in self.spec.real_servers:
+            ready = self._workdir / f"{r.name}.ready"
+            cmd = [sys.executable, "-m", "loadgen.server", "--name", r.name]
+            for p in ports:
+                cmd += ["--port", str(p)]
+            cmd += ["--ready-file", str(ready)]
+            self._servers[r.name] = self.node(r.name).popen(cmd, cwd=str(REPO))
+        deadline = time.monotonic() + 120  # Python start-up is slow under emulation
+        for r in self.spec.real_servers:
+            ready = self._workdir / f"{r.name}.ready"
+            while not ready.exists():
+                if self._servers[r.name].poll() is not None:
+                    raise TestbedError(f"real-server program on {r.name} exited at start")
+                if time.monotonic() > deadline:
+                    raise TestbedError(f"real-server program on {r.name} did not start")
+                time.sleep(0.2)
+
+    def configure(self, spec: ClusterSpec) -> None:
+        """Switch mode, scheduler, weights or real servers without a rebuild."""
+        if spec.real_servers != self.spec.real_servers and {r.name for r in spec.real_servers} - {
+            r.name for r in self.spec.real_servers
+        }:
+            raise TestbedError("configure() can change real servers, not add new hosts")
+        mode = MODES[spec.service.mode]
+        require_modules(f"ip_vs_{spec.service.scheduler}", *mode.needs_modules)
+        self.spec = spec
+        for rs in spec.real_servers:
+            self.run(rs.name, *mode.baseline(spec, rs), *mode.setup(spec, rs))
+        # forget ARP entries learned under the previous mode
+        for name in (*(c.name for c in spec.clients), spec.router.name, spec.active.name):
+            self.run(name, "ip neigh flush all")
+        self.ipvs.apply(spec.service, spec.real_servers)
+        self._say(
+            f"configured {mode.name.upper()} {spec.service.scheduler} "
+            f"{spec.service.vip}:{spec.service.port} -> {len(spec.real_servers)} real servers"
+        )
+
+    # -- access -------------------------------------------------------------------------
+    def node(self, name: str) -> Any:
+        if self.net is None:
+            raise TestbedError("the cluster is not running")
+        return self.net.get(name)
+
+    def pid(self, name: str) -> int:
+        return int(self.node(name).pid)
+
+    def run(self, host: str, *commands: str, check: bool = True) -> str:
+        """Run shell commands in a host (joined with &&); raise on failure."""
+        script = " && ".join(f"( {c} )" for c in commands)
+        out = self.node(host).cmd(f"{script}; echo __rc=$?")
+        body, _, rc = out.rpartition("__rc=")
+        if check and rc.strip() != "0":
+            raise TestbedError(f"{host}: command failed ({rc.strip()}): {script}\n{body.strip()}")
+        return body
+
+    @property
+    def ipvs(self) -> Ipvs:
+        """Netlink IPVS control of the active director."""
+        if self._ipvs is None:
+            self._ipvs = Ipvs(netns=f"/proc/{self.pid(self.spec.active.name)}/ns/net")
+        return self._ipvs
+
+    def service_state(self) -> ServiceState:
+        return self.ipvs.service()
+
+    def mac(self, intf: str) -> str:
+        host = intf.split("-", 1)[0]
+        return self.run(host, f"cat /sys/class/net/{intf}/address").strip()
+
+    def capture(self, *points: str) -> Capture:
+        """Capture on interfaces named ``<host>-eth<N>``."""
+        return Capture({p: self.pid(p.split("-", 1)[0]) for p in points})
+
+    # -- diagnostics --------------------------------------------------------------------
+    def describe(self) -> str:
+        """Director IPVS table, counters and the sysctls that decide forwarding."""
+        if self.net is None:
+            return "(cluster not running)"
+        s = self.spec
+        d = s.active.name
+        sections = [
+            (f"{d}: ipvsadm -Ln --stats", "ipvsadm -Ln --stats"),
+            (f"{d}: ipvsadm -Lnc (connections)", "ipvsadm -Lnc | head -40"),
+            (f"{d}: sysctls", "sysctl net.ipv4.ip_forward; sysctl net.ipv4.vs 2>/dev/null"),
+            (f"{d}: addresses", "ip -br addr"),
+        ]
+        out = []
+        for title, cmd in sections:
+            out.append(f"--- {title}\n{self.run(d, cmd, check=False).strip()}")
+        keys = " ".join(
+            f"net.ipv4.conf.{i}.{k}"
+            for i in ("all", "lo")
+            for k in ("arp_ignore", "arp_announce", "rp_filter")
+        )
+        for r in s.real_servers:
+            out.append(
+                f"--- {r.name}: addresses, routes, sysctls\n"
+                + self.run(
+                    r.name,
+                    f"ip -br addr; ip route; sysctl {keys} "
+                    f"{shlex.quote('net.ipv4.conf.' + r.name + '-eth0.arp_ignore')} "
+                    "2>/dev/null",
+                    check=False,
+                ).strip()
+            )
+        return "\n".join(out)

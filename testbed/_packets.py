@@ -1,0 +1,116 @@
+"""Expected packets written as scapy templates, and matching against captures.
+
+A template is an ordinary scapy packet in which only the fields the test
+cares about are set::
+
+    IP(src="198.51.100.2", dst="198.51.100.11") / IP(src=client, dst=vip) / TCP(dport=80)
+
+Layers are matched in order (so the outer and inner IP of an IP-in-IP packet
+are distinguished) and only explicitly given fields are compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scapy.packet import NoPayload, Packet
+
+from ._capture import Frame
+
+
+def matches(template: Packet, packet: Packet) -> bool:
+    """True if every field set in ``template`` has that value in ``packet``."""
+    want: Any = template
+    got: Any = packet
+    while not isinstance(want, NoPayload):
+        found = got.getlayer(type(want))
+        if found is None:
+            return False
+        for name, value in want.fields.items():
+            fld = want.get_field(name)
+            expected = fld.any2i(want, value)
+            actual = found.getfieldval(name)
+            if isinstance(expected, str) and isinstance(actual, str):
+                expected, actual = expected.lower(), actual.lower()
+            if expected != actual:
+                return False
+        want, got = want.payload, found.payload
+    return True
+
+
+def describe_template(template: Packet) -> str:
+    """``IP(src=.., dst=..) / TCP(dport=80)``: only the fields that are checked."""
+    parts = []
+    layer: Any = template
+    while not isinstance(layer, NoPayload):
+        fields = ", ".join(f"{k}={v!r}" for k, v in layer.fields.items())
+        parts.append(f"{type(layer).__name__}({fields})")
+        layer = layer.payload
+    return " / ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hop:
+    """One expected appearance of a packet: at a capture point, in a direction.
+
+    ``expect`` is the scapy template; ``direction`` is "in" (received by the
+    host owning the interface) or "out" (sent by it).
+    """
+
+    name: str
+    point: str
+    direction: str
+    expect: Packet
+
+    def find(self, frames: Iterable[Frame]) -> list[Frame]:
+        return [
+            f
+            for f in frames
+            if f.point == self.point
+            and f.direction == self.direction
+            and matches(self.expect, f.packet)
+        ]
+
+
+class PacketMismatch(AssertionError):
+    """Raised with expected vs got packets laid out for a human."""
+
+
+def explain(
+    what: str,
+    *,
+    expected: str,
+    got: Sequence[Frame],
+    limit: int = 25,
+) -> str:
+    lines = [what, f"  expected: {expected}", f"  got ({len(got)} frames at the points checked):"]
+    lines += [f"    {f.summary()}" for f in got[:limit]]
+    if len(got) > limit:
+        lines.append(f"    ... {len(got) - limit} more")
+    if not got:
+        lines.append("    (nothing)")
+    return "\n".join(lines)
+
+
+def expect_hop(hop: Hop, frames: Sequence[Frame], *, count: int | None = None) -> list[Frame]:
+    """Frames matching ``hop``; raise PacketMismatch if none (or not ``count``)."""
+    found = hop.find(frames)
+    if (count is None and not found) or (count is not None and len(found) != count):
+        at_point = [f for f in frames if f.point == hop.point]
+        want = f"{hop.direction} at {hop.point}: {describe_template(hop.expect)}"
+        if count is not None:
+            want += f" (exactly {count}, found {len(found)})"
+        raise PacketMismatch(explain(f"hop '{hop.name}' not seen", expected=want, got=at_point))
+    return found
+
+
+def expect_absent(hop: Hop, frames: Sequence[Frame]) -> None:
+    """Raise PacketMismatch if any frame matches ``hop`` (a path that must not exist)."""
+    found = hop.find(frames)
+    if found:
+        want = f"no frame {hop.direction} at {hop.point} like {describe_template(hop.expect)}"
+        raise PacketMismatch(
+            explain(f"hop '{hop.name}' must not happen", expected=want, got=found)
+        )

@@ -1,0 +1,183 @@
+"""Run a testbed command inside a virtme-ng guest that has kernel IPVS.
+
+The guest shares the host's root file system read-only and the checkout
+read-write, so the same virtualenv and code run inside and results come back.
+The host side only boots, streams output and passes the exit status through;
+Ctrl-C or SIGTERM kills the whole guest process group, so no qemu survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import TestbedError
+from ._kernel import GuestKernel
+
+GUEST_ENV = "LVS_TESTBED_GUEST"  # set inside the guest: "kvm" or "tcg"
+GUEST_NAME = "lvs-testbed"  # qemu -name: how `clean` recognises our guests
+KVM_PROBE_SECONDS = 25
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuestOptions:
+    kernel: GuestKernel
+    checkout: Path
+    emulation: str  # "kvm" or "tcg"
+    cpus: int = 2
+    memory: str = "4G"
+    extra_rw: tuple[Path, ...] = ()
+
+
+def in_guest() -> str | None:
+    """The emulation mode if this process runs inside our guest, else None."""
+    return os.environ.get(GUEST_ENV)
+
+
+def _vng() -> str:
+    # virtme-ng lives in the same virtualenv as this package; its helper
+    # `virtme-run` must be on PATH too.
+    venv_bin = Path(sys.executable).parent
+    vng = venv_bin / "vng"
+    if not vng.exists():
+        raise TestbedError("virtme-ng (vng) is not installed: run scripts/install.sh")
+    return str(vng)
+
+
+def vng_command(opts: GuestOptions, argv: list[str]) -> list[str]:
+    """The vng command line that runs ``python -m testbed.cli argv`` in a guest."""
+    inner = shlex.join(
+        [
+            "env",
+            f"{GUEST_ENV}={opts.emulation}",
+            f"LVS_TESTBED_KERNEL_ORIGIN={opts.kernel.origin}",
+            "PYTHONUNBUFFERED=1",
+            "PYTHONDONTWRITEBYTECODE=1",
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            *argv,
+        ]
+    )
+    # The serial console may swallow the first bytes: start with a newline.
+    script = f"echo; ulimit -n 1048576; cd {shlex.quote(str(opts.checkout))} && exec {inner}"
+    cmd = [
+        _vng(),
+        "--run",
+        str(opts.kernel.vmlinuz),
+        "--name",
+        GUEST_NAME,
+        "--cpus",
+        str(opts.cpus),
+        "--memory",
+        opts.memory,
+        "--rwdir",
+        str(opts.checkout),
+        "--cwd",
+        str(opts.checkout),
+    ]
+    for path in opts.extra_rw:
+        cmd += ["--rwdir", str(path)]
+    if not opts.kernel.is_host_tree:
+        cmd += ["--rodir", f"/lib/modules={opts.kernel.modules_root / 'lib' / 'modules'}"]
+    if opts.emulation == "tcg":
+        cmd.append("--disable-kvm")
+    cmd += ["--exec", script]
+    return cmd
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
+    """Boot the guest, run the command, return its exit status.
+
+    KeyboardInterrupt (Ctrl-C, or SIGTERM turned into it by the CLI) kills
+    the guest's process group before it propagates.
+    """
+    cmd = vng_command(opts, argv)
+    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+
+
+def run_interactive(opts: GuestOptions, argv: list[str]) -> int:
+    """Like run_in_guest but with the terminal attached (for `lab`)."""
+    cmd = vng_command(opts, argv)
+    proc = subprocess.Popen(cmd, env=_env())
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+
+def _probe_cache_key() -> str:
+    qemu = subprocess.run(
+        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n", 1)[0]
+    return f"{os.uname().release}|{qemu}"
+
+
+def choose_emulation(requested: str, kernel: GuestKernel, cache: Path) -> str:
+    """ "kvm" only if /dev/kvm really boots a guest here (probed once, cached)."""
+    if requested in ("kvm", "tcg"):
+        return requested
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    cache_file = cache / "kvm-probe.json"
+    key = _probe_cache_key()
+    try:
+        known = json.loads(cache_file.read_text())
+        if known.get("key") == key:
+            return "kvm" if known["usable"] else "tcg"
+    except (OSError, ValueError, KeyError):
+        pass
+    print(f"[vm] probing KVM (up to {KVM_PROBE_SECONDS} s, result cached)", flush=True)
+    started = time.monotonic()
+    probe = subprocess.Popen(
+        [_vng(), "--run", str(kernel.vmlinuz), "--name", GUEST_NAME, "--exec", "true"],
+        env=_env(),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        usable = probe.wait(timeout=KVM_PROBE_SECONDS) == 0
+    except subprocess.TimeoutExpired:
+        usable = False
+    finally:
+        _kill_group(probe)
+    cache.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(
+        json.dumps({"key": key, "usable": usable, "seconds": time.monotonic() - started})
+    )
+    return "kvm" if usable else "tcg"
