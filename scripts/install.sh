@@ -45,7 +45,7 @@ systemctl disable --now keepalived >/dev/null 2>&1 || true
 if [[ ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" || "$here/requirements.lock" -nt "$stamp" ]]; then
   log "python: building $venv"
   [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.lock"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.lock" 2>&1 | grep -v "^WARNING: Location" || true
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here"
   touch "$stamp"
 else

@@ -1,20 +1,30 @@
 """Remove everything a testbed run may leave behind, even after SIGKILL.
 
-Our processes are recognised by an environment marker every process of the
-network inherits (Mininet shells, real-server programs, daemons); our links
-by the bridge names; our guests by qemu's ``-name lvs-testbed``.
+Every process of a network (Mininet shells, real-server programs, daemons)
+inherits an environment marker holding the pid of the run that owns it; our
+bridges carry the same owner in their alias; our guests run as qemu
+``-name lvs-testbed``. A run cleans up its own things on exit, removes
+orphans (owner dead) before it starts, and ``lvs-testbed clean`` removes all.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from ._cluster import BRIDGES, MARK_ENV
 from ._vm import GUEST_NAME
+
+MARK_ENV = "LVS_TESTBED_NET"  # value: owner pid
+ALIAS_PREFIX = "lvs-testbed owner="
+_DEFAULT_BRIDGE = re.compile(r"^lvs(out|in)0$")
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def _ancestors() -> set[int]:
@@ -29,18 +39,22 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def _marked_processes() -> list[int]:
+def _marked_processes() -> dict[int, int]:
+    """pid -> owner pid, for every marked process except us and our ancestors."""
     mine = _ancestors()
-    found = []
+    found = {}
+    key = f"{MARK_ENV}=".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
-            env = (entry / "environ").read_bytes()
+            env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"{MARK_ENV}=".encode() in env:
-            found.append(int(entry.name))
+        for var in env:
+            if var.startswith(key):
+                value = var[len(key) :].decode(errors="replace")
+                found[int(entry.name)] = int(value) if value.isdigit() else 0
     return found
 
 
@@ -53,14 +67,15 @@ def _guest_processes() -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"-name" in argv or b"--name" in argv:
-            for i, arg in enumerate(argv[:-1]):
-                if arg in (b"-name", b"--name") and argv[i + 1].startswith(GUEST_NAME.encode()):
-                    found.append(int(entry.name))
+        for i, arg in enumerate(argv[:-1]):
+            if arg in (b"-name", b"--name") and argv[i + 1].startswith(GUEST_NAME.encode()):
+                found.append(int(entry.name))
+                break
     return found
 
 
-def _kill(pids: list[int]) -> None:
+def kill_processes(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL what is still alive after 3 s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = []
         for pid in pids:
@@ -69,37 +84,68 @@ def _kill(pids: list[int]) -> None:
                 alive.append(pid)
             except ProcessLookupError:
                 pass
-        if not alive:
-            return
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in alive):
-            time.sleep(0.1)
-        pids = [p for p in alive if Path(f"/proc/{p}").exists()]
+        while time.monotonic() < deadline and any(_alive(p) for p in alive):
+            time.sleep(0.05)
+        pids = [p for p in alive if _alive(p)]
+        if not pids:
+            return
 
 
-def _our_links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    names = []
+def _our_bridges() -> dict[str, int]:
+    """bridge name -> owner pid, for bridges the testbed created."""
+    out = subprocess.run(
+        ["ip", "-o", "-d", "link", "show", "type", "bridge"], capture_output=True, text=True
+    ).stdout
+    found = {}
     for line in out.splitlines():
         name = line.split(":", 2)[1].strip().split("@", 1)[0]
-        if name in BRIDGES or any(name.startswith(f"{b}-eth") for b in BRIDGES):
-            names.append(name)
-    return names
+        if f"alias {ALIAS_PREFIX}" in line:
+            owner = line.split(f"alias {ALIAS_PREFIX}", 1)[1].split()[0]
+            found[name] = int(owner) if owner.isdigit() else 0
+        elif _DEFAULT_BRIDGE.match(name):  # created, then interrupted before marking
+            found[name] = 0
+    return found
 
 
-def clean_native(*, quiet: bool = False) -> list[str]:
-    """Kill marked processes and delete our bridges and veths; list what was removed."""
+def mark_bridge(name: str, owner: int) -> None:
+    subprocess.run(["ip", "link", "set", name, "alias", f"{ALIAS_PREFIX}{owner}"], check=True)
+
+
+def _delete_bridge(name: str) -> bool:
+    # the switch-side veth ends are attached to it: delete them too
+    out = subprocess.run(["ip", "-o", "link", "show", "master", name], capture_output=True,
+                         text=True).stdout  # fmt: skip
+    for line in out.splitlines():
+        port = line.split(":", 2)[1].strip().split("@", 1)[0]
+        subprocess.run(["ip", "link", "del", port], capture_output=True)
+    return subprocess.run(["ip", "link", "del", name], capture_output=True).returncode == 0
+
+
+def clean_native(*, owner: int | None = None, orphans_only: bool = False,
+                 quiet: bool = False) -> list[str]:  # fmt: skip
+    """Kill marked processes and delete marked bridges; list what was removed.
+
+    ``owner``: only that run's things. ``orphans_only``: only things whose
+    owner is dead. Neither: everything of ours (the `clean` command).
+    """
+
+    def selected(owner_pid: int) -> bool:
+        if owner is not None:
+            return owner_pid == owner
+        return not (orphans_only and _alive(owner_pid))
+
     removed = []
-    pids = _marked_processes()
+    pids = [pid for pid, o in _marked_processes().items() if selected(o)]
     if pids:
-        _kill(pids)
-        removed.append(f"{len(pids)} process(es) of an earlier network")
-    for name in _our_links():
-        if subprocess.run(["ip", "link", "del", name], capture_output=True).returncode == 0:
-            removed.append(f"link {name}")
+        kill_processes(pids)
+        removed.append(f"{len(pids)} process(es) of a testbed network")
+    for name, o in _our_bridges().items():
+        if selected(o) and _delete_bridge(name):
+            removed.append(f"bridge {name}")
     if not quiet:
         for item in removed:
-            print(f"[clean] removed {item}")
+            print(f"[clean] removed {item}", flush=True)
     return removed
 
 
@@ -107,9 +153,9 @@ def clean_guests(*, quiet: bool = False) -> list[str]:
     """Kill leftover testbed guests (qemu and the vng wrapper around it)."""
     pids = _guest_processes()
     if pids:
-        _kill(pids)
+        kill_processes(pids)
     removed = [f"guest process {p}" for p in pids]
     if not quiet:
         for item in removed:
-            print(f"[clean] removed {item}")
+            print(f"[clean] removed {item}", flush=True)
     return removed

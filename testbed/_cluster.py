@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ._capture import Capture
+from ._cleanup import MARK_ENV, clean_native, mark_bridge
 from ._errors import TestbedError
 from ._ipvs import Ipvs, ServiceState
 from ._kernel import require_modules
 from ._modes import MODES, RS_IF
 from ._spec import ClusterSpec
 
-OUTSIDE_BRIDGE = "lvsout0"
-INSIDE_BRIDGE = "lvsin0"
-BRIDGES = (OUTSIDE_BRIDGE, INSIDE_BRIDGE)
-MARK_ENV = "LVS_TESTBED_NET"  # inherited by every process of the network: `clean` finds them
+# Bridge names start with this prefix; a second cluster in the same kernel
+# (the life-cycle tests) uses another one.
+PREFIX_ENV = "LVS_TESTBED_PREFIX"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -72,18 +72,18 @@ class Cluster:
             raise TestbedError("building the network needs root (Mininet)")
         require_modules("ip_vs", f"ip_vs_{self.spec.service.scheduler}")
         setLogLevel("warning")
+        # every process Mininet starts inherits the marker: how cleanup finds them
         os.environ[MARK_ENV] = str(os.getpid())
-        from ._cleanup import clean_native
-
-        clean_native(quiet=True)  # leftovers of a crashed earlier run
+        clean_native(orphans_only=True, quiet=True)  # leftovers of a crashed earlier run
         started = time.monotonic()
         self._say(f"building topology {self.spec.name!r} ({len(self.spec.hosts)} hosts)")
         net = Mininet(
             topo=None, build=False, switch=LinuxBridge, controller=None, waitConnected=False
         )
         self.net = net
-        outside = net.addSwitch(OUTSIDE_BRIDGE)
-        inside = net.addSwitch(INSIDE_BRIDGE)
+        prefix = os.environ.get(PREFIX_ENV, "lvs")
+        outside = net.addSwitch(f"{prefix}out0")
+        inside = net.addSwitch(f"{prefix}in0")
         for c in self.spec.clients:
             net.addLink(net.addHost(c.name, ip=None), outside, intfName1=f"{c.name}-eth0")
         for h in (self.spec.router, *self.spec.directors):
@@ -94,6 +94,8 @@ class Cluster:
             net.addLink(net.addHost(r.name, ip=None), inside, intfName1=f"{r.name}-{RS_IF}")
         net.build()
         net.start()
+        for bridge in (outside, inside):
+            mark_bridge(bridge.name, os.getpid())
         self._address_hosts()
         self.timings["topology_build_s"] = time.monotonic() - started
         self._say(f"network up in {self.timings['topology_build_s']:.1f} s")
@@ -117,9 +119,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 self.net.stop()
             self.net = None
-        from ._cleanup import clean_native
-
-        clean_native(quiet=True)
+        clean_native(owner=os.getpid(), quiet=True)
 
     # -- building blocks ----------------------------------------------------------------
     def _address_hosts(self) -> None:

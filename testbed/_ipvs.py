@@ -154,9 +154,7 @@ class Ipvs:
         self._sock.dest("del", service=self._service(service), dest=self._dest(service, rs))
 
     def set_weight(self, service: Service, rs: RealServer, weight: int) -> None:
-        self._sock.dest(
-            "set", service=self._service(service), dest=self._dest(service, rs, weight)
-        )
+        self._sock.dest("set", service=self._service(service), dest=self._dest(service, rs, weight))
 
     # -- reading --------------------------------------------------------------
     def services(self) -> list[ServiceState]:

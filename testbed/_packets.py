@@ -20,6 +20,11 @@ from scapy.packet import NoPayload, Packet
 from ._capture import Frame
 
 
+def _checked_fields(layer: Packet) -> dict[str, Any]:
+    # scapy itself fills IP/TCP "options" with [] on construction: not a check
+    return {k: v for k, v in layer.fields.items() if not (k == "options" and v == [])}
+
+
 def matches(template: Packet, packet: Packet) -> bool:
     """True if every field set in ``template`` has that value in ``packet``."""
     want: Any = template
@@ -28,7 +33,7 @@ def matches(template: Packet, packet: Packet) -> bool:
         found = got.getlayer(type(want))
         if found is None:
             return False
-        for name, value in want.fields.items():
+        for name, value in _checked_fields(want).items():
             fld = want.get_field(name)
             expected = fld.any2i(want, value)
             actual = found.getfieldval(name)
@@ -45,7 +50,7 @@ def describe_template(template: Packet) -> str:
     parts = []
     layer: Any = template
     while not isinstance(layer, NoPayload):
-        fields = ", ".join(f"{k}={v!r}" for k, v in layer.fields.items())
+        fields = ", ".join(f"{k}={v!r}" for k, v in _checked_fields(layer).items())
         parts.append(f"{type(layer).__name__}({fields})")
         layer = layer.payload
     return " / ".join(parts)
@@ -111,6 +116,4 @@ def expect_absent(hop: Hop, frames: Sequence[Frame]) -> None:
     found = hop.find(frames)
     if found:
         want = f"no frame {hop.direction} at {hop.point} like {describe_template(hop.expect)}"
-        raise PacketMismatch(
-            explain(f"hop '{hop.name}' must not happen", expected=want, got=found)
-        )
+        raise PacketMismatch(explain(f"hop '{hop.name}' must not happen", expected=want, got=found))

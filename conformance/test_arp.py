@@ -1,0 +1,88 @@
+"""The ARP problem of DR and TUN: real servers hold the VIP but must not claim it.
+
+Source: LVS HOWTO "The ARP problem"; Documentation/networking/ip-sysctl.rst
+(arp_ignore=1: reply only if the target IP is configured on the incoming
+interface; arp_announce=2: always use the best local address as ARP source).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from scapy.layers.l2 import ARP, Ether
+
+from conformance.conftest import mode_available
+from testbed import Capture, Cluster, Frame
+from testbed._capture import send_frames
+
+PROBES = 3
+
+
+def arp_replies_for_vip(cluster: Cluster) -> list[Frame]:
+    """Ask "who has VIP?" on the real servers' segment; return every reply sent."""
+    spec = cluster.spec
+    gw, vip = spec.router, str(spec.service.vip)
+    prober = f"{gw.name}-eth1"
+    mac = cluster.mac(prober)
+    request = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op="who-has", hwsrc=mac, psrc=str(gw.inside), pdst=vip
+    )
+    points = [prober, f"{spec.active.name}-eth1", *(f"{r.name}-eth0" for r in spec.real_servers)]
+    with Capture({p: cluster.pid(p.split("-", 1)[0]) for p in points}) as cap:
+        send_frames(cluster.pid(gw.name), prober, [bytes(request)] * PROBES)
+        time.sleep(1.0)
+    return [
+        f
+        for f in cap.frames()
+        if f.direction == "out" and ARP in f.packet and f.packet[ARP].op == 2
+        and f.packet[ARP].psrc == vip
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["dr", "tun"])
+def vip_on_real_servers(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Cluster]:
+    if reason := mode_available(request.param):
+        pytest.skip(reason)
+    cluster.configure(cluster.spec.with_service(mode=request.param, scheduler="rr"))
+    yield cluster
+
+
+def test_only_the_director_answers_arp_for_the_vip(vip_on_real_servers: Cluster) -> None:
+    """With the VIP on every real server, only the director answers ARP for it.
+
+    Source: LVS HOWTO "The ARP problem"; ip-sysctl.rst arp_ignore=1,
+    arp_announce=2 on the real servers (set by the testbed for DR and TUN).
+    """
+    cluster = vip_on_real_servers
+    replies = arp_replies_for_vip(cluster)
+    senders = sorted({f.point for f in replies})
+    director_if = f"{cluster.spec.active.name}-eth1"
+    assert senders == [director_if], (
+        f"ARP replies for {cluster.spec.service.vip} came from {senders or 'nobody'}, "
+        f"expected only {director_if}:\n" + "\n".join(f.summary() for f in replies)
+    )
+    assert len(replies) == PROBES, f"{PROBES} requests, {len(replies)} director replies"
+
+
+def test_arp_problem_is_real_without_the_sysctls(vip_on_real_servers: Cluster) -> None:
+    """Control: with arp_ignore=0 a real server holding the VIP does answer ARP for it.
+
+    This shows the check above can fail, and why the sysctls exist.
+    Source: ip-sysctl.rst arp_ignore=0 (default) "reply for any local target
+    IP address, configured on any interface".
+    """
+    cluster = vip_on_real_servers
+    rs = cluster.spec.real_servers[0]
+    keys = [f"net.ipv4.conf.{i}.{k}" for i in ("all", f"{rs.name}-eth0")
+            for k in ("arp_ignore", "arp_announce")]  # fmt: skip
+    cluster.run(rs.name, "sysctl -qw " + " ".join(f"{k}=0" for k in keys))
+    try:
+        replies = arp_replies_for_vip(cluster)
+    finally:
+        cluster.configure(cluster.spec)  # restore the mode's real-server setup
+    senders = {f.point for f in replies}
+    assert f"{rs.name}-eth0" in senders, (
+        f"{rs.name} with arp_ignore=0 did not answer ARP for the VIP; repliers: {senders}"
+    )

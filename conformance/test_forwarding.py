@@ -1,0 +1,186 @@
+"""Forwarding modes NAT, DR and TUN, hop by hop, on real kernel IPVS.
+
+Every test runs once per mode against the same captured exchange: a real
+client (curl) makes 2 x N requests to the VIP, one connection each, while
+every interface on the path is captured.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from scapy.layers.inet import IP, TCP
+
+from conformance.conftest import Exchange
+from conformance.paths import Flow, Site, forbidden_hops, reply_hops, request_hops
+from testbed import (
+    PacketMismatch,
+    expect_absent,
+    expect_hop,
+    parse_ipvsadm,
+    rows_from_netlink,
+)
+
+
+def _flows_ok(ex: Exchange) -> None:
+    assert ex.flows, f"no client SYN was captured ({len(ex.frames)} frames seen)"
+    lost = [f for f in ex.flows if f.rs == "?"]
+    if lost:
+        raise PacketMismatch(
+            f"{len(lost)} of {len(ex.flows)} connections never reached a real server: "
+            f"client ports {[f.sport for f in lost]}"
+        )
+
+
+def test_client_reaches_every_real_server_in_rr_order(exchange: Exchange) -> None:
+    """rr hands connections to real servers in turn, in the kernel's list order.
+
+    Source: ipvsadm(8) "Round Robin: distributes jobs equally amongst the
+    available real servers"; net/netfilter/ipvs/ip_vs_rr.c walks
+    svc->destinations circularly from the last choice, and the netlink dump
+    lists that same list.
+    """
+    order = [d.addr for d in exchange.state.dests]
+    names = {str(r.ip): r.name for r in exchange.cluster.spec.real_servers}
+    ring = [names[a] for a in order]
+    got = exchange.responses
+    assert "" not in got, f"some requests failed: responses {got}"
+    start = ring.index(got[0])
+    expected = [ring[(start + i) % len(ring)] for i in range(len(got))]
+    assert got == expected, f"rr order: expected {expected}, got {got} (kernel list {ring})"
+    assert set(got) == set(ring), f"not every real server answered: {Counter(got)}"
+
+
+def test_request_is_rewritten_as_the_mode_specifies(exchange: Exchange) -> None:
+    """Client -> director packet goes to the VIP; director -> real server is rewritten per mode.
+
+    NAT rewrites destination IP and port to the real server's; DR keeps the
+    IP packet and changes only the destination MAC; TUN wraps it in IP-in-IP
+    with outer source = director, outer destination = real server.
+    Source: ipvsadm(8) -m/-g/-i; net/netfilter/ipvs/ip_vs_xmit.c
+    (ip_vs_nat_xmit, ip_vs_dr_xmit, ip_vs_tunnel_xmit).
+    """
+    _flows_ok(exchange)
+    for flow in exchange.flows:
+        for hop in request_hops(exchange.mode, exchange.site, flow):
+            expect_hop(hop, exchange.frames)
+
+
+def _comparable(ip: IP) -> bytes:
+    """The datagram with the TCP checksum zeroed: senders on veth may leave it
+    partial (checksum offload), so it is the one field not compared."""
+    pkt = IP(bytes(ip))
+    pkt[TCP].chksum = 0
+    return bytes(pkt)
+
+
+def _as_forwarded(received: IP, mode: str, flow: Flow, site: Site) -> IP:
+    """What the mode allows the director to change, applied to the received datagram."""
+    pkt = IP(bytes(received))
+    pkt.ttl -= 1  # a forwarding hop: ip_vs_xmit.c decrement_ttl()
+    if mode == "nat":
+        pkt.dst, pkt[TCP].dport = flow.rs_ip, site.real_port
+    del pkt.chksum  # recomputed for the new header
+    return IP(bytes(pkt))
+
+
+def test_director_changes_only_what_the_mode_allows(exchange: Exchange) -> None:
+    """The forwarded datagram equals the received one, except for what the mode rewrites.
+
+    NAT: destination address and port become the real server's. DR: the IP
+    datagram is kept (only the Ethernet frame is readdressed). TUN: the
+    datagram is carried unchanged inside IP-in-IP. In every mode the director
+    is a forwarding hop and decrements the TTL (and fixes the IP checksum).
+    Source: ipvsadm(8) -m/-g/-i; net/netfilter/ipvs/ip_vs_xmit.c
+    (ip_vs_nat_xmit, ip_vs_dr_xmit, ip_vs_tunnel_xmit, decrement_ttl).
+    The TCP checksum is not compared (see _comparable).
+    """
+    _flows_ok(exchange)
+    site, mode = exchange.site, exchange.mode
+    for flow in exchange.flows:
+        received = [
+            f.packet[IP]
+            for f in exchange.tcp_frames(f"{site.director}-eth0", "in", dst=site.vip)
+            if f.packet[TCP].sport == flow.sport and f.packet[TCP].flags == "S"
+        ]
+        sent = [
+            f.packet[IP]
+            for f in exchange.frames_at(f"{site.director}-eth1")
+            if f.direction == "out" and TCP in f.packet and f.packet[TCP].sport == flow.sport
+            and f.packet[TCP].flags == "S"
+        ]  # fmt: skip
+        assert received and sent, f"SYN of client port {flow.sport} not seen on both sides"
+        forwarded = sent[0].payload if mode == "tun" else sent[0]
+        expected = _as_forwarded(received[0], mode, flow, site)
+        assert _comparable(forwarded) == _comparable(expected), (
+            f"{mode.upper()}: the director changed more (or less) than the mode allows\n"
+            f"  received:  {received[0].summary()} ttl={received[0].ttl} id={received[0].id}\n"
+            f"  expected:  {expected.summary()} ttl={expected.ttl} id={expected.id}\n"
+            f"  forwarded: {forwarded.summary()} ttl={forwarded.ttl} id={forwarded.id}\n"
+            f"  expected bytes:  {_comparable(expected).hex()}\n"
+            f"  forwarded bytes: {_comparable(forwarded).hex()}"
+        )
+
+
+def test_reply_takes_the_mode_specific_path(exchange: Exchange) -> None:
+    """Replies come from the VIP; NAT replies pass the director, DR/TUN replies never do.
+
+    Source: ipvsadm(8); LVS-NAT "the real servers' replies go back through the
+    load balancer, which rewrites the source address to the virtual IP";
+    LVS-DR and LVS-Tun "real servers reply directly to the user".
+    """
+    _flows_ok(exchange)
+    for flow in exchange.flows:
+        for hop in reply_hops(exchange.mode, exchange.site, flow):
+            expect_hop(hop, exchange.frames)
+        for hop in forbidden_hops(exchange.mode, exchange.site, flow):
+            expect_absent(hop, exchange.frames)
+
+
+def test_ipvs_counters_match_the_traffic(exchange: Exchange) -> None:
+    """The director's IPVS counters equal what the captures saw.
+
+    conns = connections scheduled; inpkts/inbytes = client packets (IP length)
+    that reached the director for the VIP; outpkts = replies it handled (NAT
+    only; DR/TUN replies bypass it). Per real server: conns = flows it got.
+    Source: ipvsadm(8) --stats; include/uapi/linux/ip_vs.h IPVS_STATS_ATTR_*;
+    net/netfilter/ipvs/ip_vs_core.c ip_vs_in_stats/ip_vs_out_stats.
+    """
+    _flows_ok(exchange)
+    site, stats = exchange.site, exchange.state.stats
+    inbound = exchange.tcp_frames(f"{site.director}-eth0", "in", dst=site.vip)
+    inbound = [f for f in inbound if f.packet[TCP].dport == site.port]
+    replies = exchange.tcp_frames(f"{site.director}-eth1", "in") if exchange.mode == "nat" else []
+    replies = [f for f in replies if f.packet[TCP].sport == site.real_port]
+    observed = {
+        "conns": len(exchange.flows),
+        "inpkts": len(inbound),
+        "inbytes": sum(f.packet[IP].len for f in inbound),
+        "outpkts": len(replies),
+        "outbytes": sum(f.packet[IP].len for f in replies),
+    }
+    kernel = {k: getattr(stats, k) for k in observed}
+    assert kernel == observed, (
+        f"IPVS service counters (kernel) {kernel} != captured {observed}\n{exchange.ipvsadm}"
+    )
+    flows_per_rs = Counter(f.rs_ip for f in exchange.flows)
+    per_dest = {d.addr: d.stats.conns for d in exchange.state.dests}
+    assert per_dest == dict(flows_per_rs), (
+        f"per-real-server conns: kernel {per_dest} != captured {dict(flows_per_rs)}"
+    )
+
+
+def test_ipvsadm_agrees_with_netlink(exchange: Exchange) -> None:
+    """ipvsadm -Ln (an independent reader) shows the table the testbed set over netlink.
+
+    Source: ipvsadm(8) -L -n; both read the kernel through the IPVS generic
+    netlink family (include/uapi/linux/ip_vs.h).
+    """
+    # ipvsadm sorts real servers by address; the netlink dump is in list order
+    from_ipvsadm = sorted(parse_ipvsadm(exchange.ipvsadm), key=str)
+    from_netlink = sorted(rows_from_netlink([exchange.state]), key=str)
+    assert from_ipvsadm == from_netlink, (
+        f"ipvsadm:\n{exchange.ipvsadm}\nnetlink rows: {from_netlink}"
+    )
+    methods = {d.method for d in exchange.state.dests}
+    assert methods == {exchange.mode}, f"forwarding method {methods} != {exchange.mode}"

@@ -1,0 +1,324 @@
+"""lvs-testbed: bring up an LVS cluster on real kernel IPVS and check it.
+
+Commands:
+  run    bring up the testbed, run the conformance suite, write results/<run-id>/
+  test   unit tests on this machine, then `run`
+  lab    bring up one forwarding mode and open the Mininet CLI
+  clean  remove leftover namespaces, links, daemons and guests
+
+When the running kernel has no IPVS, run and lab re-execute themselves in a
+virtme-ng guest booted from a Debian kernel that has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import TestbedError
+from ._spec import MODES, SCHEDULERS, load_topology
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache"
+
+
+def _say(msg: str) -> None:
+    print(f"[lvs-testbed] {msg}", flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lvs-testbed", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def guest_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--kernel",
+            help="guest kernel: vmlinuz path, installed version, or Debian release "
+            "(trixie, sid) / version (6.12, 7) to download (default: installed linux-image-amd64)",
+        )
+        sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
+        sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
+        sp.add_argument("--topology", help="cluster TOML (default topologies/default.toml)")
+
+    run = sub.add_parser("run", help="bring up, run the conformance suite, write results")
+    guest_options(run)
+    run.add_argument("--mode", help="comma-separated forwarding modes (default: all)")
+    run.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
+    run.add_argument("--results", default=str(REPO / "results"), help="results directory")
+    run.add_argument("--run-id", help=argparse.SUPPRESS)
+
+    test = sub.add_parser("test", help="unit tests here, then the conformance run")
+    guest_options(test)
+    test.add_argument("--results", default=str(REPO / "results"), help="results directory")
+
+    lab = sub.add_parser("lab", help="bring up a forwarding mode and open the Mininet CLI")
+    guest_options(lab)
+    lab.add_argument("mode", help="nat, dr or tun")
+    lab.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+
+    sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
+    return p
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _modes(arg: str | None) -> list[str]:
+    if not arg:
+        return list(MODES)
+    modes = [m.strip().lower() for m in arg.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            raise TestbedError(f"unknown forwarding mode {m!r} (choose from {', '.join(MODES)})")
+    return modes
+
+
+def _native() -> bool:
+    """True if this process can use kernel IPVS directly."""
+    from ._kernel import running_kernel_has_ipvs
+    from ._vm import in_guest
+
+    if in_guest():
+        return True
+    return os.geteuid() == 0 and running_kernel_has_ipvs()
+
+
+def _guest(args: argparse.Namespace, results: Path | None = None) -> Any:
+    from ._kernel import resolve_kernel
+    from ._vm import GuestOptions, choose_emulation
+
+    if os.geteuid() != 0:
+        raise TestbedError("the testbed needs root (Mininet and the guest both do)")
+    kernel = resolve_kernel(args.kernel, cache=CACHE / "kernels")
+    emulation = choose_emulation(args.emulation, kernel, CACHE)
+    extra = ()
+    if results is not None and not results.resolve().is_relative_to(REPO):
+        extra = (results.resolve(),)
+    label = "KVM" if emulation == "kvm" else "TCG software emulation (slow: expect minutes)"
+    _say(f"this kernel lacks IPVS: booting guest kernel {kernel.version} ({kernel.origin}) "
+         f"with {label}")  # fmt: skip
+    return GuestOptions(
+        kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra
+    )
+
+
+def _install_signal_handlers() -> None:
+    # SIGTERM/SIGHUP take the same path as Ctrl-C, so every finally: cleans up
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def _conformance(args: argparse.Namespace, run_dir: Path) -> int:
+    """Run the suite here (native or inside the guest)."""
+    import pytest
+
+    from ._results import ResultsPlugin
+
+    modes = _modes(args.mode)
+    select = []
+    if len(modes) < len(MODES):
+        select.append("(" + " or ".join(modes) + ")")
+    if args.keyword:
+        select.append(f"({args.keyword})")
+    pytest_args = [
+        str(REPO / "conformance"),
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(REPO),
+        f"--junitxml={run_dir / 'junit.xml'}",
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        "console_output_style=classic",
+    ]
+    if args.topology:
+        pytest_args.append(f"--topology={args.topology}")
+    if select:
+        pytest_args += ["-k", " and ".join(select)]
+    meta = {"run_id": run_dir.name, "command": "run", "modes": modes}
+    _say(f"running the conformance suite ({', '.join(modes)}); results in {run_dir}")
+    code = pytest.main(pytest_args, plugins=[ResultsPlugin(run_dir, meta)])
+    return 1 if code == pytest.ExitCode.NO_TESTS_COLLECTED else int(code)
+
+
+def _finish(run_dir: Path, host_timings: dict[str, float]) -> None:
+    """Merge host-side timings and render summary + HTML report."""
+    from ._report import render
+
+    results = run_dir / "results.json"
+    if not results.exists():
+        _say(f"no results were written to {run_dir}")
+        return
+    data = json.loads(results.read_text())
+    data.setdefault("timings", {}).update({k: round(v, 2) for k, v in host_timings.items()})
+    results.write_text(json.dumps(data, indent=2))
+    report = render(run_dir)
+    print((run_dir / "summary.txt").read_text(), end="", flush=True)
+    _say(f"report: {report}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _modes(args.mode)
+    load_topology(args.topology)  # bad topology: one line, before anything is built
+    run_id = args.run_id or datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(
+        2
+    )
+    results = Path(args.results)
+    run_dir = results / run_id
+    from ._vm import in_guest, run_in_guest
+
+    if in_guest() or _native():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        code = _conformance(args, run_dir)
+        if not in_guest():
+            _finish(run_dir, {})
+        return code
+    opts = _guest(args, results)
+    argv = ["run", "--run-id", run_id, "--results", str(results.resolve())]
+    for flag in ("mode", "keyword", "topology"):
+        value = getattr(args, flag)
+        if value:
+            argv += [{"keyword": "-k"}.get(flag, f"--{flag}"), value]
+    started = time.monotonic()
+    code = run_in_guest(opts, argv)
+    _finish(run_dir, {"vm_total_s": time.monotonic() - started})
+    return code
+
+
+# -- test -----------------------------------------------------------------------------------
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    _say("unit tests (no root, no guest needed)")
+    unit = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", "not vm",
+         "-p", "no:cacheprovider"],
+        cwd=REPO,
+    ).returncode  # fmt: skip
+    run_args = argparse.Namespace(**vars(args), mode=None, keyword=None, run_id=None)
+    _say("conformance suite on real IPVS")
+    conformance = cmd_run(run_args)
+    _say("integration tests (guest life cycle, interrupts)")
+    integration = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", "vm",
+         "-p", "no:cacheprovider"],
+        cwd=REPO,
+    ).returncode  # fmt: skip
+    failed = [
+        name
+        for name, code in (
+            ("unit tests", unit),
+            ("conformance", conformance),
+            ("integration", integration),
+        )
+        if code != 0
+    ]
+    if failed:
+        _say(f"FAILED: {', '.join(failed)}")
+        return 1
+    _say("all passed")
+    return 0
+
+
+# -- lab ------------------------------------------------------------------------------------
+
+_LAB_GUIDE = """
+LVS lab: {mode} ({summary})
+  VIP {vip}:{port} on {director}; real servers {servers}; scheduler {scheduler}
+  Try:
+    c1 curl -s http://{vip}/           # which real server answered?
+    {director} ipvsadm -Ln --stats      # the director's table and counters
+    {director} ipvsadm -Lnc             # its connection table
+    r1 tcpdump -ni r1-eth0 -c 6 &       # then curl again: what does r1 receive?
+  Type exit (or Ctrl-D) to tear everything down.
+"""
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    if args.mode not in MODES:
+        raise TestbedError(
+            f"unknown forwarding mode {args.mode!r} (choose from {', '.join(MODES)})"
+        )
+    if args.scheduler not in SCHEDULERS:
+        raise TestbedError(
+            f"unknown scheduler {args.scheduler!r} (choose from {', '.join(SCHEDULERS)})"
+        )
+    spec = load_topology(args.topology, mode=args.mode, scheduler=args.scheduler)
+    from ._vm import in_guest, run_interactive
+
+    if not (in_guest() or _native()):
+        opts = _guest(args)
+        argv = ["lab", args.mode, "--scheduler", args.scheduler]
+        if args.topology:
+            argv += ["--topology", args.topology]
+        return run_interactive(opts, argv)
+    from mininet.cli import CLI
+
+    from ._cluster import Cluster
+    from ._modes import MODES as MODE_INFO
+
+    with Cluster(spec) as cluster:
+        s = spec.service
+        print(
+            _LAB_GUIDE.format(
+                mode=args.mode.upper(),
+                summary=MODE_INFO[args.mode].summary,
+                vip=s.vip,
+                port=s.port,
+                director=spec.active.name,
+                servers=", ".join(f"{r.name} {r.ip}" for r in spec.real_servers),
+                scheduler=s.scheduler,
+            )
+        )
+        CLI(cluster.net)
+    return 0
+
+
+# -- clean ----------------------------------------------------------------------------------
+
+
+def cmd_clean(_args: argparse.Namespace) -> int:
+    from ._cleanup import clean_guests, clean_native
+
+    if os.geteuid() != 0:
+        raise TestbedError("clean needs root")
+    removed = clean_guests() + clean_native()
+    _say(f"clean: removed {len(removed)} item(s)" if removed else "clean: nothing to remove")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "lab": cmd_lab, "clean": cmd_clean}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _install_signal_handlers()
+    try:
+        return COMMANDS[args.command](args)
+    except TestbedError as exc:
+        print(f"lvs-testbed: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("lvs-testbed: interrupted; cleaned up", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Unit tests run on the host without root or a guest; `vm` tests need both."""

@@ -1,0 +1,51 @@
+"""ipvsadm -Ln parsing, the independent cross-check of the netlink dump."""
+
+from __future__ import annotations
+
+from testbed._ipvs import DestState, ServiceState, Stats, parse_ipvsadm, rows_from_netlink
+
+IPVSADM = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  203.0.113.100:80 rr
+  -> 198.51.100.11:8080           Masq    1      0          2
+  -> 198.51.100.12:8080           Masq    3      1          0
+UDP  203.0.113.100:53 wlc persistent 300
+  -> 198.51.100.13:53             Route   0      0          0
+"""
+
+
+def test_parse_services_and_dests() -> None:
+    rows = parse_ipvsadm(IPVSADM)
+    assert [(r.service, r.dest) for r in rows] == [
+        ("TCP 203.0.113.100:80 rr", None),
+        ("TCP 203.0.113.100:80 rr", "198.51.100.11:8080 nat w=1"),
+        ("TCP 203.0.113.100:80 rr", "198.51.100.12:8080 nat w=3"),
+        ("UDP 203.0.113.100:53 wlc persistent", None),
+        ("UDP 203.0.113.100:53 wlc persistent", "198.51.100.13:53 dr w=0"),
+    ]
+
+
+def _dest(addr: str, port: int, method: str, weight: int) -> DestState:
+    return DestState(addr=addr, port=port, method=method, weight=weight, active=0, inactive=0,
+                     persistent=0, upper_threshold=0, lower_threshold=0, stats=Stats())  # fmt: skip
+
+
+def test_netlink_rows_compare_equal_to_ipvsadm_rows() -> None:
+    states = [
+        ServiceState(addr="203.0.113.100", port=80, protocol=6, scheduler="rr", persistent=False,
+                     timeout=0, stats=Stats(), dests=(
+                         _dest("198.51.100.11", 8080, "nat", 1),
+                         _dest("198.51.100.12", 8080, "nat", 3))),
+        ServiceState(addr="203.0.113.100", port=53, protocol=17, scheduler="wlc", persistent=True,
+                     timeout=300, stats=Stats(), dests=(_dest("198.51.100.13", 53, "dr", 0),)),
+    ]  # fmt: skip
+    assert rows_from_netlink(states) == parse_ipvsadm(IPVSADM)
+
+
+def test_a_differing_weight_is_detected() -> None:
+    states = [
+        ServiceState(addr="203.0.113.100", port=80, protocol=6, scheduler="rr", persistent=False,
+                     timeout=0, stats=Stats(), dests=(_dest("198.51.100.11", 8080, "nat", 2),))
+    ]  # fmt: skip
+    assert rows_from_netlink(states) != parse_ipvsadm(IPVSADM)[:2]

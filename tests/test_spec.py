@@ -1,0 +1,104 @@
+"""Cluster specs: the default topology, overrides, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+
+from testbed import RealServer, TestbedError, load_topology
+
+DEFAULT = load_topology()
+
+
+def test_default_topology_has_the_documented_shape() -> None:
+    assert [c.name for c in DEFAULT.clients] == ["c1", "c2"]
+    assert [d.name for d in DEFAULT.directors] == ["d1", "d2"]
+    assert [r.name for r in DEFAULT.real_servers] == ["r1", "r2", "r3"]
+    assert DEFAULT.active.name == "d1"
+    assert DEFAULT.service.vip in DEFAULT.outside
+    assert all(r.ip in DEFAULT.inside for r in DEFAULT.real_servers)
+
+
+def test_addresses_are_documentation_ranges_only() -> None:
+    """Safety: the testbed never uses an address that could exist elsewhere."""
+    doc = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
+                                              "203.0.113.0/24")]  # fmt: skip
+    assert any(DEFAULT.outside.subnet_of(n) for n in doc)
+    assert any(DEFAULT.inside.subnet_of(n) for n in doc)
+
+
+@pytest.mark.parametrize(("mode", "port"), [("nat", 8080), ("dr", 80), ("tun", 80)])
+def test_only_nat_rewrites_the_port(mode: str, port: int) -> None:
+    assert load_topology(mode=mode).service.real_port == port
+
+
+def test_overrides_and_with_service_revalidate() -> None:
+    spec = load_topology(mode="dr", scheduler="wlc")
+    assert (spec.service.mode, spec.service.scheduler) == ("dr", "wlc")
+    with pytest.raises(TestbedError, match="unknown scheduler 'fastest'"):
+        spec.with_service(scheduler="fastest")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"scheduler": "bogus"}, "unknown scheduler 'bogus'"),
+        ({"mode": "snat"}, "unknown forwarding mode 'snat'"),
+        ({"protocol": "icmp"}, "unknown protocol 'icmp'"),
+        ({"vip": "300.1.1.1"}, "is not an IPv4 address"),
+        ({"vip": "192.0.2.1"}, "is not a host address of 203.0.113.0/24"),
+        ({"vip": "203.0.113.11"}, "already used by c1"),
+        ({"port": 0}, "is not a port"),
+        ({"persistence": -5}, "persistence"),
+    ],
+)
+def test_bad_service_values_give_one_line(override: dict[str, object], message: str) -> None:
+    with pytest.raises(TestbedError, match=re.escape(message)) as err:
+        load_topology(**override)
+    assert "\n" not in str(err.value)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return path
+
+
+def _default_text() -> str:
+    return (Path(__file__).parent.parent / "topologies" / "default.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('name = "r3"', 'name = "r1"'), "host name 'r1' is used twice"),
+        (lambda t: t.replace('ip = "198.51.100.13"', 'ip = "198.51.100.12"'), "already used by r2"),
+        (lambda t: t.replace("weight = 1", "weight = -1", 1), "weight: -1 is not in"),
+        (lambda t: t.replace('name = "c1"', 'name = "client-number-one"'), "is not a host name"),
+        (lambda t: t.replace('inside = "198.51.100.0/24"', 'inside = "203.0.113.0/25"'), "overlap"),
+        (lambda t: t + "\n[extra]\n", "unknown top-level key"),
+        (lambda t: t.replace("scheduler =", "shed ="), "unknown key(s) shed"),
+        (lambda t: t.replace("[router]", "[router]\nspeed = 1"), "unknown key(s) speed"),
+        (lambda t: t.replace('outside = "203.0.113.1"\n', ""), "missing key(s) outside"),
+        (lambda t: t.replace("[service]", "[service"), "topology file"),
+    ],
+)
+def test_bad_topology_files_give_one_line(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TestbedError, match=re.escape(message)) as err:
+        load_topology(_write(tmp_path, edit(_default_text())))
+    assert "Traceback" not in str(err.value)
+
+
+def test_missing_topology_file() -> None:
+    with pytest.raises(TestbedError, match="does not exist"):
+        load_topology("/nonexistent/topology.toml")
+
+
+def test_real_server_weight_bounds() -> None:
+    RealServer(name="r9", ip="198.51.100.99", weight=2**31 - 1)
+    RealServer(name="r9", ip="198.51.100.99", weight=0)  # quiescent is valid
+    with pytest.raises(TestbedError):
+        RealServer(name="r9", ip="198.51.100.99", weight=2**31)
