@@ -113,7 +113,8 @@ def render(run_dir: Path) -> Path:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 td{{vertical-align:top;padding:4px 8px;border-bottom:1px solid #ddd}}
 tr.passed td:nth-child(2){{color:#1a7f37}} tr.failed td:nth-child(2),
-tr.error td:nth-child(2){{color:#cf222e;font-weight:bold}} tr.skipped td:nth-child(2){{color:#9a6700}}
+tr.error td:nth-child(2){{color:#cf222e;font-weight:bold}}
+tr.skipped td:nth-child(2){{color:#9a6700}}
 pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></head><body>
 <h1>LVS testbed run {_esc(data.get("run_id", ""))}</h1>
 <p>Kernel <b>{_esc(env.get("kernel"))}</b> ({_esc(env.get("kernel_origin"))}),

@@ -111,9 +111,16 @@ def _guest(args: argparse.Namespace, results: Path | None = None) -> Any:
     )
 
 
-def _install_signal_handlers() -> None:
-    # SIGTERM/SIGHUP take the same path as Ctrl-C, so every finally: cleans up
+def _install_signal_handlers(*, exit_instead: bool = False) -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so every finally: cleans up.
+
+    ``exit_instead``: raise SystemExit, for Mininet's CLI, which swallows
+    KeyboardInterrupt (there Ctrl-C interrupts a command, not the lab).
+    """
+
     def interrupt(signum: int, _frame: Any) -> None:
+        if exit_instead:
+            raise SystemExit(128 + signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -147,6 +154,7 @@ def _conformance(args: argparse.Namespace, run_dir: Path) -> int:
         "junit_family=xunit2",
         "-o",
         "console_output_style=classic",
+        "--capture=tee-sys",  # progress (topology build, ...) shows live, and in reports
     ]
     if args.topology:
         pytest_args.append(f"--topology={args.topology}")
@@ -184,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = results / run_id
     from ._vm import in_guest, run_in_guest
 
-    if in_guest() or _native():
+    if in_guest() or (_native() and not args.kernel):  # --kernel always means a guest
         run_dir.mkdir(parents=True, exist_ok=True)
         code = _conformance(args, run_dir)
         if not in_guest():
@@ -263,7 +271,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     spec = load_topology(args.topology, mode=args.mode, scheduler=args.scheduler)
     from ._vm import in_guest, run_interactive
 
-    if not (in_guest() or _native()):
+    if not (in_guest() or (_native() and not args.kernel)):
         opts = _guest(args)
         argv = ["lab", args.mode, "--scheduler", args.scheduler]
         if args.topology:
@@ -274,6 +282,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from ._cluster import Cluster
     from ._modes import MODES as MODE_INFO
 
+    _install_signal_handlers(exit_instead=True)
     with Cluster(spec) as cluster:
         s = spec.service
         print(

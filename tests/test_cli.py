@@ -1,0 +1,62 @@
+"""Bad input gets one clear line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed._report import render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--mode", "nat,snat"], "unknown forwarding mode 'snat'"),
+        (["run", "--topology", "/nonexistent.toml"], "does not exist"),
+        (["lab", "xyz"], "unknown forwarding mode 'xyz'"),
+        (["lab", "dr", "--scheduler", "fastest"], "unknown scheduler 'fastest'"),
+        (["run", "--kernel", "/nonexistent/vmlinuz-1"], "kernel image"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+    done = _cli(*args)
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvs-testbed: error:"), done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_report_renders_from_results_json(tmp_path: Path) -> None:
+    data = {
+        "run_id": "r1",
+        "environment": {"kernel": "6.1.0-56-amd64", "kernel_origin": "installed",
+                        "where": "guest", "emulation": "tcg", "versions": {"scapy": "2.8.0"}},
+        "timings": {"topology_build_s": 17.0, "suite_s": 300.0},
+        "counts": {"passed": 1, "failed": 1},
+        "observations": {"forwarding.nat": {"responses_per_server": {"r1": 2, "r2": 2}}},
+        "tests": [
+            {"nodeid": "t::ok[nat]", "doc": "Source: ipvsadm(8)", "outcome": "passed",
+             "duration_s": 1.0},
+            {"nodeid": "t::bad[dr]", "doc": "", "outcome": "failed", "duration_s": 2.0,
+             "details": "expected X got Y", "sections": {"LVS state": "TCP 203.0.113.100:80"}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    report = render(tmp_path).read_text()
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "6.1.0-56-amd64" in summary and "FAILED t::bad[dr]" in summary
+    assert "t::ok[nat]" in report and "expected X got Y" in report and "TCP 203.0.113.100" in report
+    assert (tmp_path / "timings.png").stat().st_size > 0
+    assert (tmp_path / "forwarding.png").stat().st_size > 0

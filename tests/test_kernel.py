@@ -1,0 +1,55 @@
+"""Guest kernel selection from /boot-like trees and paths (no guest booted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed import TestbedError
+from testbed._kernel import _from_vmlinuz, installed_kernels, resolve_kernel
+
+
+def _kernel_tree(root: Path, version: str, *, ipvs: bool = True) -> Path:
+    boot = root / "boot"
+    boot.mkdir(parents=True, exist_ok=True)
+    image = boot / f"vmlinuz-{version}"
+    image.write_bytes(b"\0")
+    mods = root / "lib" / "modules" / version / "kernel" / "net" / "netfilter"
+    (mods / "ipvs" if ipvs else mods).mkdir(parents=True)
+    return image
+
+
+def test_unpacked_package_pairs_image_with_its_modules(tmp_path: Path) -> None:
+    image = _kernel_tree(tmp_path, "6.12.9+deb13-amd64")
+    kernel = _from_vmlinuz(image, origin="path")
+    assert kernel.version == "6.12.9+deb13-amd64"
+    assert kernel.modules_root == tmp_path
+    assert not kernel.is_host_tree
+
+
+def test_kernel_without_ipvs_is_refused_with_one_line(tmp_path: Path) -> None:
+    image = _kernel_tree(tmp_path, "6.6.0-custom", ipvs=False)
+    with pytest.raises(TestbedError, match="kernel 6.6.0-custom lacks IPVS modules"):
+        _from_vmlinuz(image, origin="path")
+
+
+def test_newest_installed_kernel_first(tmp_path: Path) -> None:
+    for v in ("6.1.0-9-amd64", "6.1.0-56-amd64", "5.10.0-30-amd64"):
+        _kernel_tree(tmp_path, v)
+    assert [k.version for k in installed_kernels(tmp_path / "boot")] == [
+        "6.1.0-56-amd64", "6.1.0-9-amd64", "5.10.0-30-amd64",
+    ]  # fmt: skip
+
+
+def test_missing_or_misnamed_image(tmp_path: Path) -> None:
+    with pytest.raises(TestbedError, match="does not exist"):
+        resolve_kernel(str(tmp_path / "vmlinuz-9"), cache=tmp_path)
+    odd = tmp_path / "bzImage"
+    odd.write_bytes(b"\0")
+    with pytest.raises(TestbedError, match="name must be vmlinuz-<version>"):
+        resolve_kernel(str(odd), cache=tmp_path)
+    lonely = tmp_path / "vmlinuz-9.9.9"
+    lonely.write_bytes(b"\0")
+    with pytest.raises(TestbedError, match="no modules directory"):
+        resolve_kernel(str(lonely), cache=tmp_path)

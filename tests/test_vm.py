@@ -1,0 +1,48 @@
+"""The vng command line that re-runs the CLI in a guest (built, not booted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed._kernel import GuestKernel
+from testbed._vm import GUEST_ENV, GUEST_NAME, GuestOptions, vng_command
+
+HOST_KERNEL = GuestKernel(version="6.1.0-56-amd64", vmlinuz=Path("/boot/vmlinuz-6.1.0-56-amd64"),
+                          modules_root=Path("/"), origin="installed")  # fmt: skip
+
+
+def _cmd(**kw) -> list[str]:  # type: ignore[no-untyped-def]
+    opts = GuestOptions(**{"kernel": HOST_KERNEL, "checkout": Path("/src/lvs"),
+                           "emulation": "tcg", **kw})  # fmt: skip
+    return vng_command(opts, ["run", "--run-id", "x"])
+
+
+def _value(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_tcg_disables_kvm_and_kvm_does_not() -> None:
+    assert "--disable-kvm" in _cmd(emulation="tcg")
+    assert "--disable-kvm" not in _cmd(emulation="kvm")
+
+
+def test_guest_is_named_and_shares_the_checkout_read_write() -> None:
+    cmd = _cmd()
+    assert _value(cmd, "--name") == GUEST_NAME
+    assert _value(cmd, "--rwdir") == "/src/lvs"
+    assert _value(cmd, "--run") == "/boot/vmlinuz-6.1.0-56-amd64"
+
+
+def test_inner_command_marks_the_guest_and_raises_file_limit() -> None:
+    script = _value(_cmd(emulation="tcg"), "--exec")
+    assert f"{GUEST_ENV}=tcg" in script
+    assert "ulimit -n 1048576" in script
+    assert script.rstrip().endswith("-m testbed.cli run --run-id x")
+
+
+def test_downloaded_kernel_brings_its_modules() -> None:
+    other = GuestKernel(version="6.12.9+deb13-amd64",
+                        vmlinuz=Path("/c/k/boot/vmlinuz-6.12.9+deb13-amd64"),
+                        modules_root=Path("/c/k"), origin="trixie")  # fmt: skip
+    assert "--rodir" not in _cmd()
+    assert _value(_cmd(kernel=other), "--rodir") == "/lib/modules=/c/k/lib/modules"
