@@ -30,7 +30,7 @@ def test_unpacked_package_pairs_image_with_its_modules(tmp_path: Path) -> None:
 
 def test_kernel_without_ipvs_is_refused_with_one_line(tmp_path: Path) -> None:
     image = _kernel_tree(tmp_path, "6.6.0-custom", ipvs=False)
-    with pytest.raises(TestbedError, match="kernel 6.6.0-custom lacks IPVS modules"):
+    with pytest.raises(TestbedError, match=r"kernel 6\.6\.0-custom lacks IPVS modules"):
         _from_vmlinuz(image, origin="path")
 
 

@@ -21,8 +21,12 @@ def test_nat_routes_replies_through_the_director() -> None:
 def test_dr_puts_vip_on_lo_and_solves_the_arp_problem() -> None:
     text = _setup("dr")
     assert f"ip addr add {SPEC.service.vip}/32 dev lo" in text
-    for key in ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.r1-eth0.arp_ignore=1",
-                "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.r1-eth0.arp_announce=2"):
+    for key in (
+        "net.ipv4.conf.all.arp_ignore=1",
+        "net.ipv4.conf.r1-eth0.arp_ignore=1",
+        "net.ipv4.conf.all.arp_announce=2",
+        "net.ipv4.conf.r1-eth0.arp_announce=2",
+    ):
         assert key in text  # fmt: skip
     assert f"default via {SPEC.router.inside}" in text
 

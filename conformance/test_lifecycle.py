@@ -1,0 +1,92 @@
+"""The testbed's own promise: an interrupted or killed run leaves nothing behind.
+
+Runs a second, smaller testbed run inside the same kernel (with its own
+bridge prefix, so the session's cluster is untouched), interrupts it once
+with SIGINT and once with SIGKILL, and checks what is left: processes of its
+network (found by their environment marker), and its bridges.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed import Cluster
+from testbed._cleanup import MARK_ENV, _marked_processes, _our_bridges, clean_native
+from testbed._cluster import PREFIX_ENV
+
+REPO = Path(__file__).resolve().parent.parent
+PREFIX = "lvt"
+
+
+def _start_nested_run(tmp_path: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != MARK_ENV}
+    env[PREFIX_ENV] = PREFIX
+    return subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "run", "--mode", "nat", "-k", "rr_order",
+         "--results", str(tmp_path)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_network(proc: subprocess.Popen[str], timeout: float = 600) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip())
+        if "network up" in line:
+            return seen
+    proc.kill()
+    pytest.fail("nested run never reported its network up:\n" + "\n".join(seen[-30:]))
+
+
+def _leftovers(owner: int) -> tuple[list[int], list[str]]:
+    pids = [p for p, o in _marked_processes().items() if o == owner]
+    bridges = [b for b, o in _our_bridges().items() if b.startswith(PREFIX)]
+    return pids, bridges
+
+
+def test_ctrl_c_mid_run_removes_network_and_processes(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGINT while the cluster is up: the run tears its network down and exits non-zero.
+
+    Source: DEVELOPERS.md "Clean up always ... even after Ctrl-C".
+    """
+    proc = _start_nested_run(tmp_path)
+    _wait_for_network(proc)
+    assert _leftovers(proc.pid)[1], "the nested run's bridges should exist while it runs"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, f"an interrupted run must not exit 0:\n{out[-2000:]}"
+    pids, bridges = _leftovers(proc.pid)
+    assert not pids and not bridges, f"left behind: processes {pids}, bridges {bridges}"
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL leaves orphans; orphan cleanup (run at every start) removes exactly those.
+
+    The session's own, live cluster must survive that cleanup.
+    """
+    proc = _start_nested_run(tmp_path)
+    _wait_for_network(proc)
+    proc.kill()
+    proc.wait(30)
+    pids, bridges = _leftovers(proc.pid)
+    assert pids and bridges, "SIGKILL should leave an orphaned network to clean"
+    clean_native(orphans_only=True, quiet=True)
+    pids, bridges = _leftovers(proc.pid)
+    assert not pids and not bridges, f"orphans left: processes {pids}, bridges {bridges}"
+    vip = cluster.spec.service.vip
+    reply = cluster.run(cluster.spec.clients[0].name, f"curl -s --max-time 5 http://{vip}/")
+    assert reply.strip() in {r.name for r in cluster.spec.real_servers}, (
+        f"the session cluster broke after orphan cleanup: {reply!r}"
+    )

@@ -1,0 +1,76 @@
+"""Guest life cycle on the host: Ctrl-C kills the guest; `clean` removes a killed run's guest.
+
+These boot a real guest (about a minute each under software emulation) and
+need root: `lvs-testbed test` runs them after the conformance suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed._cleanup import _guest_processes
+
+pytestmark = pytest.mark.vm
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "testbed.cli"]
+
+
+@pytest.fixture(autouse=True)
+def _root_and_no_guest() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("guest life-cycle tests need root (run them via `lvs-testbed test`)")
+    assert not _guest_processes(), "a testbed guest is already running"
+
+
+def _start_run(tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "run", "--mode", "nat", "-k", "rr_order", "--results", str(REPO / "results")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_until_booted(proc: subprocess.Popen[str], timeout: float = 600) -> None:
+    """Until the guest's pytest session has started (the guest is fully up)."""
+    assert proc.stdout is not None
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip())
+        if "test session starts" in line:
+            return
+    proc.kill()
+    pytest.fail("the guest never started the suite:\n" + "\n".join(seen[-30:]))
+
+
+def test_ctrl_c_kills_the_guest(tmp_path: Path) -> None:
+    """SIGINT to `lvs-testbed run` ends the guest and exits 130, leaving no qemu."""
+    proc = _start_run(tmp_path)
+    _wait_until_booted(proc)
+    assert _guest_processes(), "the guest should be running"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-2000:]}"
+    assert "interrupted" in out
+    assert not _guest_processes(), "a guest survived Ctrl-C"
+
+
+def test_clean_removes_the_guest_of_a_killed_run(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the guest survives, and `lvs-testbed clean` removes it."""
+    proc = _start_run(tmp_path)
+    _wait_until_booted(proc)
+    proc.kill()
+    proc.wait(30)
+    assert _guest_processes(), "expected the killed run's guest to be left over"
+    done = subprocess.run([*CLI, "clean"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "removed" in done.stdout
+    assert not _guest_processes(), "clean left a guest running"
