@@ -182,6 +182,7 @@ def send_exchange(cluster: Cluster, mode: str) -> Exchange:
             "service_counters": vars(state.stats),
             "frames_captured": len(frames),
             "exchange_s": round(seconds, 2),
+            "handshake_trace": _handshake_trace(frames, flows[0].sport) if flows else [],
         },
     )
     return Exchange(
@@ -196,6 +197,24 @@ def send_exchange(cluster: Cluster, mode: str) -> Exchange:
         per_server=Counter(responses),
         seconds=seconds,
     )
+
+
+def _handshake_trace(frames: list[Frame], sport: int) -> list[dict[str, str]]:
+    """SYN and SYN-ACK of one connection at every interface, in capture order."""
+    trace = []
+    for f in frames:
+        pkt = f.packet
+        if (
+            TCP in pkt
+            and sport in (pkt[TCP].sport, pkt[TCP].dport)
+            and pkt[TCP].flags
+            in (
+                "S",
+                "SA",
+            )
+        ):
+            trace.append({"point": f.point, "direction": f.direction, "packet": pkt.summary()})
+    return trace
 
 
 def mode_available(mode: str) -> str | None:

@@ -49,21 +49,16 @@ def require_modules(*modules: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class GuestKernel:
-    """A kernel image to boot in a guest, with the modules tree that matches it."""
+    """A kernel image to boot in a guest, with the modules tree that matches it.
+
+    vng finds the modules itself next to the image (``<root>/lib/modules/V``
+    or ``<root>/usr/lib/modules/V``) and links them into the guest.
+    """
 
     version: str
     vmlinuz: Path
-    modules_root: Path  # the directory that holds lib/modules/<version>
+    modules_dir: Path
     origin: str
-
-    @property
-    def modules_dir(self) -> Path:
-        return self.modules_root / "lib" / "modules" / self.version
-
-    @property
-    def is_host_tree(self) -> bool:
-        """True if the modules live in the host's own /lib/modules."""
-        return self.modules_root == Path("/")
 
 
 _VMLINUZ = re.compile(r"^vmlinuz-(?P<version>.+)$")
@@ -73,19 +68,37 @@ def _has_ipvs(modules_dir: Path) -> bool:
     return (modules_dir / "kernel" / "net" / "netfilter" / "ipvs").is_dir()
 
 
+def _checked(kernel: GuestKernel) -> GuestKernel:
+    if not _has_ipvs(kernel.modules_dir):
+        raise TestbedError(f"kernel {kernel.version} lacks IPVS modules ({kernel.modules_dir})")
+    return kernel
+
+
 def _from_vmlinuz(path: Path, origin: str) -> GuestKernel:
+    # merged-/usr packages (Debian 14+): <root>/usr/lib/modules/V/vmlinuz
+    if path.name == "vmlinuz" and path.parent.parent.name == "modules":
+        return _checked(GuestKernel(version=path.parent.name, vmlinuz=path,
+                                    modules_dir=path.parent, origin=origin))  # fmt: skip
     match = _VMLINUZ.match(path.name)
     if not match:
         raise TestbedError(f"kernel image {path}: name must be vmlinuz-<version>")
     version = match["version"]
-    # an unpacked package: <root>/boot/vmlinuz-V next to <root>/lib/modules/V
+    # an unpacked package: <root>/boot/vmlinuz-V next to <root>/[usr/]lib/modules/V
     for root in (path.parent.parent, Path("/")):
-        if (root / "lib" / "modules" / version).is_dir():
-            kernel = GuestKernel(version=version, vmlinuz=path, modules_root=root, origin=origin)
-            if not _has_ipvs(kernel.modules_dir):
-                raise TestbedError(f"kernel {version} lacks IPVS modules ({kernel.modules_dir})")
-            return kernel
+        for lib in ("lib", "usr/lib"):
+            modules = root / lib / "modules" / version
+            if modules.is_dir():
+                return _checked(GuestKernel(version=version, vmlinuz=path,
+                                            modules_dir=modules, origin=origin))  # fmt: skip
     raise TestbedError(f"kernel image {path}: no modules directory lib/modules/{version} found")
+
+
+def kernel_from_tree(root: Path, *, origin: str) -> GuestKernel:
+    """The kernel in an unpacked package tree (either layout)."""
+    images = sorted(root.glob("boot/vmlinuz-*")) + sorted(root.glob("usr/lib/modules/*/vmlinuz"))
+    if not images:
+        raise TestbedError(f"no vmlinuz in unpacked kernel tree {root}")
+    return _from_vmlinuz(images[0], origin=origin)
 
 
 def installed_kernels(boot: Path = Path("/boot")) -> list[GuestKernel]:

@@ -67,7 +67,7 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax.set_xticklabels(servers)
         ax.set_ylabel("connections served")
         ax.set_title("rr: connections per real server, by forwarding mode")
-        ax.legend()
+        ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(out / "forwarding.png", dpi=110)
         plt.close(fig)
@@ -108,6 +108,21 @@ def render(run_dir: Path) -> Path:
         f"<figure><img src='{name}' alt='{_esc(cap)}'><figcaption>{_esc(cap)}</figcaption></figure>"
         for name, cap in plots
     )
+    traces = ""
+    for key, obs in sorted(data.get("observations", {}).items()):
+        if not key.startswith("forwarding.") or not obs.get("handshake_trace"):
+            continue
+        hops = "".join(
+            f"<tr><td>{_esc(h['point'])}</td><td>{_esc(h['direction'])}</td>"
+            f"<td><code>{_esc(h['packet'])}</code></td></tr>"
+            for h in obs["handshake_trace"]
+        )
+        traces += f"<h3>{_esc(key.split('.', 1)[1].upper())}</h3><table>{hops}</table>"
+    if traces:
+        traces = (
+            "<h2>One connection's handshake, hop by hop</h2><p>SYN and SYN-ACK of the first "
+            "connection in each mode, as captured at every interface on the path.</p>" + traces
+        )
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>LVS testbed {_esc(data.get("run_id", ""))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
@@ -122,6 +137,7 @@ pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></he
 Result: {_esc(", ".join(f"{v} {k}" for k, v in data.get("counts", {}).items() if v))}.</p>
 <pre>{_esc(summary_text(data))}</pre>
 {figures}
+{traces}
 <h2>Tests</h2><table>{"".join(rows)}</table>
 <h2>Versions</h2><table>{versions}</table>
 </body></html>"""

@@ -120,13 +120,16 @@ class ResultsPlugin:
             entry["skip_reason"] = re.sub(r"^Skipped: ", "", str(reason))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from ._vm import in_guest
+
         tests = list(self.tests.values())
         counts = {o: sum(t["outcome"] == o for t in tests) for o in
                   ("passed", "failed", "error", "skipped")}  # fmt: skip
         data = {
             **self.meta,
             "environment": environment(uptime=self.uptime_at_start),
-            "timings": {k: round(v, 2) for k, v in _TIMINGS.items()}
+            "timings": ({"guest_boot_s": round(self.uptime_at_start, 2)} if in_guest() else {})
+            | {k: round(v, 2) for k, v in _TIMINGS.items()}
             | {"suite_s": round(time.time() - self.started, 2)},
             "counts": counts,
             "exit_status": int(exitstatus),

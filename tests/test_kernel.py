@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from testbed import TestbedError
-from testbed._kernel import _from_vmlinuz, installed_kernels, resolve_kernel
+from testbed._kernel import _from_vmlinuz, installed_kernels, kernel_from_tree, resolve_kernel
 
 
 def _kernel_tree(root: Path, version: str, *, ipvs: bool = True) -> Path:
@@ -24,8 +24,15 @@ def test_unpacked_package_pairs_image_with_its_modules(tmp_path: Path) -> None:
     image = _kernel_tree(tmp_path, "6.12.9+deb13-amd64")
     kernel = _from_vmlinuz(image, origin="path")
     assert kernel.version == "6.12.9+deb13-amd64"
-    assert kernel.modules_root == tmp_path
-    assert not kernel.is_host_tree
+    assert kernel.modules_dir == tmp_path / "lib" / "modules" / "6.12.9+deb13-amd64"
+
+
+def test_merged_usr_layout_of_newer_packages(tmp_path: Path) -> None:
+    mods = tmp_path / "usr" / "lib" / "modules" / "7.2.13+deb14-amd64"
+    (mods / "kernel" / "net" / "netfilter" / "ipvs").mkdir(parents=True)
+    (mods / "vmlinuz").write_bytes(b"\0")
+    kernel = kernel_from_tree(tmp_path, origin="Debian sid")
+    assert (kernel.version, kernel.modules_dir) == ("7.2.13+deb14-amd64", mods)
 
 
 def test_kernel_without_ipvs_is_refused_with_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from testbed._kernel import GuestKernel
 from testbed._vm import GUEST_ENV, GUEST_NAME, GuestOptions, vng_command
 
 HOST_KERNEL = GuestKernel(version="6.1.0-56-amd64", vmlinuz=Path("/boot/vmlinuz-6.1.0-56-amd64"),
-                          modules_root=Path("/"), origin="installed")  # fmt: skip
+                          modules_dir=Path("/lib/modules/6.1.0-56-amd64"),
+                          origin="installed")  # fmt: skip
 
 
 def _cmd(**kw) -> list[str]:  # type: ignore[no-untyped-def]
@@ -40,9 +41,11 @@ def test_inner_command_marks_the_guest_and_raises_file_limit() -> None:
     assert script.rstrip().endswith("-m testbed.cli run --run-id x")
 
 
-def test_downloaded_kernel_brings_its_modules() -> None:
-    other = GuestKernel(version="6.12.9+deb13-amd64",
-                        vmlinuz=Path("/c/k/boot/vmlinuz-6.12.9+deb13-amd64"),
-                        modules_root=Path("/c/k"), origin="trixie")  # fmt: skip
-    assert "--rodir" not in _cmd()
-    assert _value(_cmd(kernel=other), "--rodir") == "/lib/modules=/c/k/lib/modules"
+def test_downloaded_kernel_boots_its_own_image() -> None:
+    other = GuestKernel(version="7.2.13+deb14-amd64",
+                        vmlinuz=Path("/c/k/usr/lib/modules/7.2.13+deb14-amd64/vmlinuz"),
+                        modules_dir=Path("/c/k/usr/lib/modules/7.2.13+deb14-amd64"),
+                        origin="Debian sid")  # fmt: skip
+    cmd = _cmd(kernel=other)
+    assert _value(cmd, "--run") == str(other.vmlinuz)
+    assert "--rodir" not in cmd  # vng links the modules next to the image itself
