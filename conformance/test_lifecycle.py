@@ -12,14 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 from testbed import Cluster
 from testbed._cleanup import MARK_ENV, _marked_processes, _our_bridges, clean_native
 from testbed._cluster import PREFIX_ENV
+from testbed._process import wait_for_line
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "lvt"
@@ -35,22 +33,6 @@ def _start_nested_run(tmp_path: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _wait_for_cluster(proc: subprocess.Popen[str], timeout: float = 600) -> list[str]:
-    """Until the nested run's cluster is fully up (network, real servers, IPVS)."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip())
-        if "[cluster] configured" in line:
-            return seen
-    proc.kill()
-    pytest.fail("nested run never reported its cluster configured:\n" + "\n".join(seen[-30:]))
-
-
 def _leftovers(owner: int) -> tuple[list[int], list[str]]:
     pids = [p for p, o in _marked_processes().items() if o == owner]
     bridges = [b for b, o in _our_bridges().items() if b.startswith(PREFIX)]
@@ -63,7 +45,7 @@ def test_ctrl_c_mid_run_removes_network_and_processes(cluster: Cluster, tmp_path
     Source: DEVELOPERS.md "Clean up always ... even after Ctrl-C".
     """
     proc = _start_nested_run(tmp_path)
-    _wait_for_cluster(proc)
+    wait_for_line(proc, "[cluster] configured", timeout=600)  # network, servers, IPVS up
     assert _leftovers(proc.pid)[1], "the nested run's bridges should exist while it runs"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
@@ -78,7 +60,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(cluster: Cluster, tmp_pat
     The session's own, live cluster must survive that cleanup.
     """
     proc = _start_nested_run(tmp_path)
-    _wait_for_cluster(proc)
+    wait_for_line(proc, "[cluster] configured", timeout=600)  # network, servers, IPVS up
     proc.kill()
     proc.wait(30)
     pids, bridges = _leftovers(proc.pid)

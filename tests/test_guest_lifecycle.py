@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from testbed._cleanup import _guest_processes
+from testbed._process import wait_for_line
 
 pytestmark = pytest.mark.vm
 REPO = Path(__file__).resolve().parent.parent
@@ -36,25 +36,10 @@ def _start_run(tmp_path: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _wait_until_booted(proc: subprocess.Popen[str], timeout: float = 600) -> None:
-    """Until the guest's pytest session has started (the guest is fully up)."""
-    assert proc.stdout is not None
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip())
-        if "test session starts" in line:
-            return
-    proc.kill()
-    pytest.fail("the guest never started the suite:\n" + "\n".join(seen[-30:]))
-
-
 def test_ctrl_c_kills_the_guest(tmp_path: Path) -> None:
     """SIGINT to `lvs-testbed run` ends the guest and exits 130, leaving no qemu."""
     proc = _start_run(tmp_path)
-    _wait_until_booted(proc)
+    wait_for_line(proc, "test session starts", timeout=600)  # the guest is fully up
     assert _guest_processes(), "the guest should be running"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
@@ -66,7 +51,7 @@ def test_ctrl_c_kills_the_guest(tmp_path: Path) -> None:
 def test_clean_removes_the_guest_of_a_killed_run(tmp_path: Path) -> None:
     """SIGKILL cannot be caught: the guest survives, and `lvs-testbed clean` removes it."""
     proc = _start_run(tmp_path)
-    _wait_until_booted(proc)
+    wait_for_line(proc, "test session starts", timeout=600)  # the guest is fully up
     proc.kill()
     proc.wait(30)
     assert _guest_processes(), "expected the killed run's guest to be left over"
