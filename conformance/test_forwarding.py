@@ -7,6 +7,7 @@ every interface on the path is captured.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from scapy.layers.inet import IP, TCP
@@ -20,6 +21,9 @@ from testbed import (
     parse_ipvsadm,
     rows_from_netlink,
 )
+
+
+COUNTER_SETTLE_S = 30
 
 
 def _flows_ok(ex: Exchange) -> None:
@@ -144,10 +148,12 @@ def test_ipvs_counters_match_the_traffic(exchange: Exchange) -> None:
     that reached the director for the VIP; outpkts = replies it handled (NAT
     only; DR/TUN replies bypass it). Per real server: conns = flows it got.
     Source: ipvsadm(8) --stats; include/uapi/linux/ip_vs.h IPVS_STATS_ATTR_*;
-    net/netfilter/ipvs/ip_vs_core.c ip_vs_in_stats/ip_vs_out_stats.
+    net/netfilter/ipvs/ip_vs_core.c ip_vs_in_stats/ip_vs_out_stats. The dump
+    shows kstats, refreshed by the estimator (ip_vs_ctl.c ip_vs_copy_stats,
+    ip_vs_est.c), so the kernel side is polled for up to 30 s.
     """
     _flows_ok(exchange)
-    site, stats = exchange.site, exchange.state.stats
+    site = exchange.site
     inbound = exchange.tcp_frames(f"{site.director}-eth0", "in", dst=site.vip)
     inbound = [f for f in inbound if f.packet[TCP].dport == site.port]
     replies = exchange.tcp_frames(f"{site.director}-eth1", "in") if exchange.mode == "nat" else []
@@ -159,12 +165,22 @@ def test_ipvs_counters_match_the_traffic(exchange: Exchange) -> None:
         "outpkts": len(replies),
         "outbytes": sum(f.packet[IP].len for f in replies),
     }
-    kernel = {k: getattr(stats, k) for k in observed}
+    # The exported counters are sums the estimator refreshes (every 2 s; since
+    # Linux 6.2 in kthreads that start after a calibration phase): poll.
+    state = exchange.state
+    deadline = time.monotonic() + COUNTER_SETTLE_S
+    while True:
+        kernel = {k: getattr(state.stats, k) for k in observed}
+        if kernel == observed or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        state = exchange.cluster.service_state()
     assert kernel == observed, (
-        f"IPVS service counters (kernel) {kernel} != captured {observed}\n{exchange.ipvsadm}"
+        f"IPVS service counters (kernel, after {COUNTER_SETTLE_S} s) {kernel} != captured "
+        f"{observed}\n{exchange.ipvsadm}"
     )
     flows_per_rs = Counter(f.rs_ip for f in exchange.flows)
-    per_dest = {d.addr: d.stats.conns for d in exchange.state.dests}
+    per_dest = {d.addr: d.stats.conns for d in state.dests}
     assert per_dest == dict(flows_per_rs), (
         f"per-real-server conns: kernel {per_dest} != captured {dict(flows_per_rs)}"
     )

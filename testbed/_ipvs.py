@@ -20,6 +20,8 @@ FWD_METHOD = {"nat": 0, "tun": 2, "dr": 3}
 FWD_NAME = {v: k for k, v in FWD_METHOD.items()} | {1: "local", 4: "bypass"}
 PROTOCOL = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 IP_VS_SVC_F_PERSISTENT = 0x0001
+# IP_VS_SVC_F_SCHED1/2: sh-fallback/sh-port, mh-fallback/mh-port (ip_vs.h)
+SCHED_FLAG_BITS = {"fallback": 0x0008, "port": 0x0010}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +57,7 @@ class ServiceState:
     timeout: int
     stats: Stats
     dests: tuple[DestState, ...]
+    flags: int = 0
 
     def dest(self, addr: str) -> DestState:
         for d in self.dests:
@@ -113,9 +116,14 @@ class Ipvs:
             "protocol": PROTOCOL[service.protocol],
             "sched_name": service.scheduler,
         }
+        flags = 0
         if service.persistence:
-            fields["flags"] = {"flags": IP_VS_SVC_F_PERSISTENT, "mask": 0xFFFF}
+            flags |= IP_VS_SVC_F_PERSISTENT
             fields["timeout"] = service.persistence
+        for flag in service.sched_flags:
+            flags |= SCHED_FLAG_BITS[flag.split("-", 1)[1]]
+        if flags:
+            fields["flags"] = {"flags": flags, "mask": 0xFFFF}
         return IPVSService(**fields)
 
     @staticmethod
@@ -176,6 +184,7 @@ class Ipvs:
                     protocol=int(nla.get_attr("IPVS_SVC_ATTR_PROTOCOL") or 0),
                     scheduler=str(nla.get_attr("IPVS_SVC_ATTR_SCHED_NAME")),
                     persistent=bool(int(flags.get("flags", 0)) & IP_VS_SVC_F_PERSISTENT),
+                    flags=int(flags.get("flags", 0)),
                     timeout=int(nla.get_attr("IPVS_SVC_ATTR_TIMEOUT") or 0),
                     stats=_stats(nla, "IPVS_SVC_ATTR"),
                     dests=dests,

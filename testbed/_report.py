@@ -72,7 +72,60 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         fig.savefig(out / "forwarding.png", dpi=110)
         plt.close(fig)
         made.append(("forwarding.png", "Connections per real server (rr) in each mode"))
+    sched = _scheduler_rows(data)
+    if sched:
+        fig, axes = plt.subplots(
+            (len(sched) + 3) // 4, 4, figsize=(11, 2.2 * ((len(sched) + 3) // 4)), squeeze=False
+        )
+        for ax in axes.flat[len(sched) :]:
+            ax.axis("off")
+        for ax, (name, obs) in zip(axes.flat, sched, strict=False):
+            servers = sorted(set(obs["observed"]) | set(obs["expected"]))
+            xs = range(len(servers))
+            ax.bar([x - 0.2 for x in xs], [obs["expected"].get(s, 0) for s in servers], 0.4,
+                   label="model", color="#bbbbbb")  # fmt: skip
+            ax.bar([x + 0.2 for x in xs], [obs["observed"].get(s, 0) for s in servers], 0.4,
+                   label="kernel", color="#4c72b0")  # fmt: skip
+            ax.set_xticks(list(xs))
+            ax.set_xticklabels(servers, fontsize=7)
+            ax.set_title(name, fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle("Schedulers: connections per real server, model vs kernel")
+        fig.tight_layout()
+        fig.savefig(out / "schedulers.png", dpi=100)
+        plt.close(fig)
+        made.append(("schedulers.png", "Per scheduler: model's expected vs kernel's observed"))
     return made
+
+
+def _scheduler_rows(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (k.split(".", 1)[1], v)
+        for k, v in sorted(data.get("observations", {}).items())
+        if k.startswith("scheduler.") and "observed" in v and "expected" in v
+    ]
+
+
+def _scheduler_table(data: dict[str, Any]) -> str:
+    rows = []
+    for name, obs in _scheduler_rows(data):
+        extra = {k: v for k, v in obs.items()
+                 if k not in ("observed", "expected", "flows", "mismatches", "check")}  # fmt: skip
+        rows.append(
+            f"<tr><td>{_esc(name)}</td><td>{obs.get('flows', '')}</td>"
+            f"<td>{_esc(obs['expected'])}</td><td>{_esc(obs['observed'])}</td>"
+            f"<td>{_esc(obs.get('mismatches', ''))}</td><td>{_esc(obs.get('check', ''))}</td>"
+            f"<td><small>{_esc(extra) if extra else ''}</small></td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Schedulers: model vs kernel</h2><table><tr><th>scheduler</th><th>flows</th>"
+        "<th>model</th><th>kernel</th><th>mismatches</th><th>check</th><th>figures</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _esc(text: object) -> str:
@@ -137,6 +190,7 @@ pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></he
 Result: {_esc(", ".join(f"{v} {k}" for k, v in data.get("counts", {}).items() if v))}.</p>
 <pre>{_esc(summary_text(data))}</pre>
 {figures}
+{_scheduler_table(data)}
 {traces}
 <h2>Tests</h2><table>{"".join(rows)}</table>
 <h2>Versions</h2><table>{versions}</table>

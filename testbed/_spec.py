@@ -23,6 +23,8 @@ SCHEDULERS = (
     "lblc", "lblcr", "dh", "sh", "mh", "twos",
 )  # fmt: skip
 MODES = ("nat", "dr", "tun")
+# ipvsadm(8) -b: scheduler flags, each valid only for its scheduler
+SCHED_FLAGS = ("sh-fallback", "sh-port", "mh-fallback", "mh-port")
 PROTOCOLS = ("tcp", "udp", "sctp")
 MAX_WEIGHT = 2**31 - 1  # ipvsadm(8): weight 0..2147483647
 # Mininet names host interfaces "<host>-eth<N>"; Linux allows 15 characters.
@@ -123,6 +125,7 @@ class Service:
     mode: str = "nat"
     nat_port: int | None = None  # real servers' port in NAT mode
     persistence: int = 0  # ipvsadm -p seconds (0: off)
+    sched_flags: tuple[str, ...] = ()  # ipvsadm -b
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vip", _addr(self.vip, "service vip"))
@@ -142,6 +145,14 @@ class Service:
             raise TestbedError(
                 f"unknown forwarding mode {self.mode!r} (choose from {', '.join(MODES)})"
             )
+        object.__setattr__(self, "sched_flags", tuple(self.sched_flags))
+        for flag in self.sched_flags:
+            if flag not in SCHED_FLAGS:
+                raise TestbedError(
+                    f"unknown scheduler flag {flag!r} (choose from {', '.join(SCHED_FLAGS)})"
+                )
+            if not flag.startswith(self.scheduler + "-"):
+                raise TestbedError(f"scheduler flag {flag!r} does not apply to {self.scheduler}")
         if not isinstance(self.persistence, int) or self.persistence < 0:
             raise TestbedError(f"service persistence: {self.persistence!r} is not >= 0 seconds")
 

@@ -45,7 +45,11 @@ def test_report_renders_from_results_json(tmp_path: Path) -> None:
                         "where": "guest", "emulation": "tcg", "versions": {"scapy": "2.8.0"}},
         "timings": {"topology_build_s": 17.0, "suite_s": 300.0},
         "counts": {"passed": 1, "failed": 1},
-        "observations": {"forwarding.nat": {"responses_per_server": {"r1": 2, "r2": 2}}},
+        "observations": {
+            "forwarding.nat": {"responses_per_server": {"r1": 2, "r2": 2}},
+            "scheduler.wrr[4, 3, 2]": {"flows": 9, "observed": {"r1": 4, "r2": 3, "r3": 2},
+                                       "expected": {"r1": 4, "r2": 3, "r3": 2}, "mismatches": 0},
+        },
         "tests": [
             {"nodeid": "t::ok[nat]", "doc": "Source: ipvsadm(8)", "outcome": "passed",
              "duration_s": 1.0},
@@ -60,3 +64,5 @@ def test_report_renders_from_results_json(tmp_path: Path) -> None:
     assert "t::ok[nat]" in report and "expected X got Y" in report and "TCP 203.0.113.100" in report
     assert (tmp_path / "timings.png").stat().st_size > 0
     assert (tmp_path / "forwarding.png").stat().st_size > 0
+    assert (tmp_path / "schedulers.png").stat().st_size > 0
+    assert "Schedulers: model vs kernel" in report and "wrr[4, 3, 2]" in report

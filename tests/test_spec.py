@@ -102,3 +102,13 @@ def test_real_server_weight_bounds() -> None:
     RealServer(name="r9", ip="198.51.100.99", weight=0)  # quiescent is valid
     with pytest.raises(TestbedError):
         RealServer(name="r9", ip="198.51.100.99", weight=2**31)
+
+
+def test_scheduler_flags_belong_to_their_scheduler() -> None:
+    assert load_topology(scheduler="sh", sched_flags=["sh-port"]).service.sched_flags == (
+        "sh-port",
+    )
+    with pytest.raises(TestbedError, match="does not apply to mh"):
+        load_topology(scheduler="mh", sched_flags=["sh-port"])
+    with pytest.raises(TestbedError, match="unknown scheduler flag 'sh-fast'"):
+        load_topology(scheduler="sh", sched_flags=["sh-fast"])

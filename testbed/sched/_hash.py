@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import ClassVar
 
 from ._base import Dest, Flow, Model
 

@@ -1,0 +1,195 @@
+"""Drive one IPVS service with a chosen scheduler and observe every decision.
+
+Connections come from the first client's namespace (in-process, with chosen
+source addresses and ports); which real server got each one is read from
+the director's connection table; the kernel state a decision depended on
+(weights, ActiveConn, InActConn, in list order) is read just before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from testbed import Cluster, RealServer
+from testbed._flows import Connector, read_connections, read_dest_counters, wait_until
+from testbed._results import record_observation
+from testbed.sched._base import Dest, Flow, Model
+
+# Extra client addresses for hashing schedulers: our own, on the outside segment
+SOURCE_HOSTS = range(128, 192)
+
+
+@dataclass
+class Decision:
+    flow: Flow
+    expected: str | None
+    got: str | None
+    state: list[Dest] = field(default_factory=list)
+
+    def describe(self) -> str:
+        load = ", ".join(f"{d.name}(w={d.weight} a={d.active} i={d.inactive})" for d in self.state)
+        return f"{self.flow.saddr}:{self.flow.sport}: expected {self.expected}, got {self.got}" + (
+            f" [state {load}]" if load else ""
+        )
+
+
+class Harness:
+    """One scheduler service on the shared cluster, plus a client that records choices."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        spec = cluster.spec
+        self.client = spec.clients[0]
+        self.director_pid = cluster.pid(spec.active.name)
+        prefix = str(self.client.ip).rsplit(".", 1)[0]
+        self.sources = [f"{prefix}.{h}" for h in SOURCE_HOSTS]
+        plen = spec.outside.prefixlen
+        cluster.run(
+            self.client.name,
+            "; ".join(f"ip addr add {a}/{plen} dev {self.client.name}-eth0" for a in self.sources)
+            + "; true",
+        )
+        # refused flows (no server) are answered with ICMP port unreachable:
+        # no rate limit, or the client would wait for a timeout instead
+        cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")
+        self._ports = itertools.count(20000)
+        self.connector = Connector(cluster.pid(self.client.name), timeout=3.0)
+        self.names = {str(r.ip): r.name for r in spec.real_servers}
+
+    def close(self) -> None:
+        self.connector.close_all()
+        self.connector.__exit__()
+
+    # -- configuration -------------------------------------------------------------------
+    def configure(
+        self,
+        scheduler: str,
+        *,
+        weights: Sequence[int] | None = None,
+        flags: Iterable[str] = (),
+        upper: Sequence[int] | None = None,
+    ) -> None:
+        """A fresh service (scheduler state reset) with the given weights and thresholds."""
+        self.connector.close_all()
+        spec = self.cluster.spec
+        servers = []
+        for i, rs in enumerate(spec.real_servers):
+            changes: dict[str, int] = {}
+            if weights is not None:
+                changes["weight"] = weights[i]
+            if upper is not None:
+                changes["upper_threshold"] = upper[i]
+            servers.append(dataclasses.replace(rs, **changes))
+        new = spec.with_real_servers(*servers).with_service(
+            scheduler=scheduler, sched_flags=tuple(flags), mode="nat"
+        )
+        self.cluster.configure(new)
+        # connections of earlier services may linger in the table: start clean
+        self.cluster.run(spec.active.name, "ipvsadm -Z")
+
+    def set_weight(self, name: str, weight: int) -> None:
+        rs = self.cluster.spec.real_server(name)
+        self.cluster.ipvs.set_weight(self.cluster.spec.service, rs, weight)
+
+    def real_server(self, name: str) -> RealServer:
+        return self.cluster.spec.real_server(name)
+
+    # -- observation -----------------------------------------------------------------------
+    def dests(self) -> list[Dest]:
+        """Real servers in the kernel's list order, with weights and current counters."""
+        state = self.cluster.service_state()
+        return [
+            Dest(
+                name=self.names[d.addr],
+                addr=d.addr,
+                port=d.port,
+                weight=d.weight,
+                active=d.active,
+                inactive=d.inactive,
+                upper=d.upper_threshold,
+                lower=d.lower_threshold,
+            )
+            for d in state.dests
+        ]
+
+    def flow(self, saddr: str | None = None, sport: int | None = None) -> Flow:
+        s = self.cluster.spec.service
+        return Flow(
+            saddr=saddr or str(self.client.ip),
+            sport=sport if sport is not None else next(self._ports),
+            daddr=str(s.vip),
+            dport=s.port,
+        )
+
+    def connect(self, flow: Flow) -> str | None:
+        """Open (and hold) one connection; the real server the director chose."""
+        s = self.cluster.spec.service
+        try:
+            self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
+        except OSError:
+            return None
+        for conn in read_connections(self.director_pid):
+            if conn.client == (flow.saddr, flow.sport):
+                return self.names.get(conn.dest[0])
+        return None
+
+    def active_total(self) -> int:
+        return sum(c.active for c in read_dest_counters(self.director_pid).values())
+
+    def wait_active(self, total: int) -> bool:
+        """Until the director counts ``total`` ESTABLISHED connections."""
+        return wait_until(lambda: self.active_total() == total, timeout=10)
+
+    # -- the two kinds of check --------------------------------------------------------------
+    def sequence(self, model: Model, flows: Sequence[Flow]) -> list[Decision]:
+        """Model and kernel pick for the same flows in order (stateful model, e.g. rr)."""
+        out = []
+        for f in flows:
+            want = model.schedule(f)
+            out.append(Decision(flow=f, expected=want.name if want else None, got=self.connect(f)))
+        return out
+
+    def stepwise(self, model_cls: type[Model], count: int, **kw: object) -> list[Decision]:
+        """Before each new connection, predict from the kernel's own current counters.
+
+        Connections are held open, so each decision changes the state of the next.
+        """
+        out = []
+        established = self.active_total()
+        for _ in range(count):
+            state = self.dests()
+            want = model_cls(state, **kw).schedule(self.flow())  # type: ignore[arg-type]
+            f = self.flow()
+            got = self.connect(f)
+            out.append(Decision(flow=f, expected=want.name if want else None, got=got, state=state))
+            if got is not None:
+                established += 1
+                self.wait_active(established)
+        return out
+
+
+def assert_decisions(name: str, decisions: list[Decision], **extra: object) -> None:
+    """Every kernel choice equals the model's; records the comparison for the report."""
+    wrong = [d for d in decisions if d.expected != d.got]
+    got = Counter(d.got for d in decisions)
+    want = Counter(d.expected for d in decisions)
+    record_observation(
+        f"scheduler.{name}",
+        {
+            "flows": len(decisions),
+            "observed": {str(k): v for k, v in sorted(got.items(), key=str)},
+            "expected": {str(k): v for k, v in sorted(want.items(), key=str)},
+            "mismatches": len(wrong),
+            "check": "every choice equals the model's",
+            **extra,
+        },
+    )
+    assert not wrong, (
+        f"{name}: {len(wrong)} of {len(decisions)} choices differ from the model; first ones:\n"
+        + "\n".join("  " + d.describe() for d in wrong[:10])
+        + f"\n  observed per server {dict(got)}, model {dict(want)}"
+    )

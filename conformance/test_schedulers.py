@@ -1,0 +1,374 @@
+"""Every IPVS scheduler the kernel offers, against its reference model.
+
+Each test configures a fresh service on the shared cluster (NAT, three real
+servers), opens real TCP connections from the client's namespace with
+controlled source addresses and ports, reads where the director sent each
+one, and compares with testbed.sched's model of the kernel file. Models of
+schedulers that look at counters are fed the kernel's own counters, read
+just before each decision. A scheduler the kernel lacks is skipped, naming
+the module.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from conformance.sched_harness import Decision, Harness, assert_decisions
+from testbed import Cluster
+from testbed._kernel import modprobe
+from testbed._results import record_observation
+from testbed.sched import MODELS, disruption, slot_shares
+from testbed.sched._base import Flow, Model
+
+FLOWS = 300  # per sequence check
+CLOSE_TIMEOUT_S = 11  # IPVS TCP CLOSE state lasts 10 s before the entry is unbound
+
+
+@pytest.fixture(scope="module")
+def harness(cluster: Cluster) -> Iterator[Harness]:
+    h = Harness(cluster)
+    yield h
+    h.close()
+
+
+def need(scheduler: str) -> None:
+    if not modprobe(f"ip_vs_{scheduler}"):
+        pytest.skip(f"kernel lacks module ip_vs_{scheduler} (scheduler {scheduler})")
+
+
+def model_for(harness: Harness, scheduler: str, flags: tuple[str, ...] = ()) -> Model:
+    return MODELS[scheduler](harness.dests(), flags=frozenset(flags))
+
+
+def hold_on(harness: Harness, loads: dict[str, int]) -> None:
+    """Build ActiveConn per server: quiesce all but one (weight 0), hold connections.
+
+    Weight 0 is the kernel's own way to steer new connections away
+    (ipvsadm(8): "a weight of 0 ... no new jobs"), so each batch lands on
+    exactly one server; the test's weights are restored afterwards.
+    """
+    weights = {d.name: d.weight for d in harness.dests()}
+    held = harness.active_total()
+    for name, count in loads.items():
+        for other in weights:
+            harness.set_weight(other, weights[other] if other == name else 0)
+        for _ in range(count):
+            got = harness.connect(harness.flow())
+            assert got == name, f"building state: connection went to {got}, not {name}"
+            held += 1
+            harness.wait_active(held)
+    for name, w in weights.items():
+        harness.set_weight(name, w)
+
+
+# -- round robin family ---------------------------------------------------------------------
+
+
+def test_rr_sequence_matches_the_model(harness: Harness) -> None:
+    """rr: connections go to the real servers in turn, in the kernel's list order.
+
+    Source: ipvsadm(8) "Round Robin"; net/netfilter/ipvs/ip_vs_rr.c.
+    300 sequential connections; every choice must equal the model's.
+    """
+    harness.configure("rr", weights=(1, 1, 1))
+    model = model_for(harness, "rr")
+    flows = [harness.flow() for _ in range(FLOWS)]
+    assert_decisions("rr", harness.sequence(model, flows))
+
+
+@pytest.mark.parametrize("weights", [(4, 3, 2), (4, 2, 6), (3, 0, 1)], ids=str)
+def test_wrr_sequence_matches_the_kernel_interleaving(harness: Harness, weights) -> None:  # type: ignore[no-untyped-def]
+    """wrr: the exact weighted interleaving (current weight stepping down by gcd).
+
+    Source: ipvsadm(8) "Weighted Round Robin"; net/netfilter/ipvs/ip_vs_wrr.c
+    (mark->cw, mw, di). Weight 0 servers get nothing. 300 connections each.
+    """
+    need("wrr")
+    harness.configure("wrr", weights=weights)
+    model = model_for(harness, "wrr")
+    flows = [harness.flow() for _ in range(FLOWS)]
+    assert_decisions(f"wrr{list(weights)}", harness.sequence(model, flows), weights=list(weights))
+
+
+# -- counter-driven ---------------------------------------------------------------------------
+
+LOADS = {"r1": 3, "r2": 0, "r3": 1}
+
+
+@pytest.mark.parametrize("scheduler", ["lc", "wlc", "sed", "nq"])
+def test_least_connection_family_follows_the_counters(harness: Harness, scheduler: str) -> None:
+    """lc / wlc / sed / nq: each new connection goes where the kernel's formula says.
+
+    From a built state (held connections: r1 3, r2 0, r3 1; weights 1, 2, 3),
+    60 more held connections; before each, the model is given the director's
+    own ActiveConn/InActConn. lc: least (active*256 + inactive); wlc: least
+    overhead/weight; sed: least (active+1)/weight; nq: an idle server first,
+    else as sed. Ties go to the first in list order.
+    Source: ipvsadm(8); net/netfilter/ipvs/ip_vs_{lc,wlc,sed,nq}.c;
+    include/net/ip_vs.h ip_vs_dest_conn_overhead().
+    """
+    need(scheduler)
+    harness.configure(scheduler, weights=(1, 2, 3))
+    hold_on(harness, LOADS)
+    decisions = harness.stepwise(MODELS[scheduler], 60)
+    assert_decisions(scheduler, decisions, initial_load=LOADS)
+
+
+def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None:
+    """fo: always the available server with the highest weight; the next one when it is quiesced.
+
+    Source: net/netfilter/ipvs/ip_vs_fo.c (weighted failover).
+    """
+    need("fo")
+    harness.configure("fo", weights=(1, 3, 2))
+    first = harness.stepwise(MODELS["fo"], 30)
+    harness.set_weight("r2", 0)  # the heaviest goes quiescent
+    second = harness.stepwise(MODELS["fo"], 30)
+    assert {d.got for d in first} == {"r2"} and {d.got for d in second} == {"r3"}, (
+        f"fo: first {Counter(d.got for d in first)}, after quiescing r2 "
+        f"{Counter(d.got for d in second)}"
+    )
+    assert_decisions("fo", first + second)
+
+
+def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
+    """ovf: the highest-weight server until its active connections exceed its weight.
+
+    When every server is full the kernel has no server and the client is refused.
+    Source: net/netfilter/ipvs/ip_vs_ovf.c.
+    """
+    need("ovf")
+    harness.configure("ovf", weights=(2, 1, 3))
+    capacity = sum(w + 1 for w in (2, 1, 3))
+    decisions = harness.stepwise(MODELS["ovf"], capacity + 1)
+    assert decisions[-1].got is None, "a full ovf service must refuse the next connection"
+    assert_decisions("ovf", decisions)
+
+
+def test_twos_distribution_within_bounds(harness: Harness) -> None:
+    """twos: power of two random choices; the share per server matches the model's odds.
+
+    For each of 200 held connections the model gives the probability of each
+    server from the kernel's current counters; observed counts must be within
+    4.5 standard deviations of the summed probabilities (independent
+    Bernoulli trials; a false failure has probability below 1e-5 per server).
+    Source: net/netfilter/ipvs/ip_vs_twos.c.
+    """
+    need("twos")
+    harness.configure("twos", weights=(1, 2, 3))
+    expected: Counter[str] = Counter()
+    variance: Counter[str] = Counter()
+    got: Counter[str] = Counter()
+    held = harness.active_total()
+    for _ in range(200):
+        odds = MODELS["twos"](harness.dests()).distribution()  # type: ignore[attr-defined]
+        for name, p in odds.items():
+            expected[name] += p
+            variance[name] += p * (1 - p)
+        choice = harness.connect(harness.flow())
+        got[str(choice)] += 1
+        held += 1
+        harness.wait_active(held)
+    bounds = {n: 4.5 * math.sqrt(variance[n]) for n in expected}
+    record_observation("scheduler.twos", {
+        "flows": 200, "observed": dict(got), "expected": {k: round(v, 1) for k, v in
+                                                          expected.items()},
+        "check": "within 4.5 sigma of the model's summed probabilities",
+    })  # fmt: skip
+    off = {n: (got[n], round(expected[n], 1)) for n in expected if
+           abs(got[n] - expected[n]) > bounds[n]}  # fmt: skip
+    assert not off, f"twos: observed vs expected outside 4.5 sigma: {off}"
+
+
+# -- hashing --------------------------------------------------------------------------------
+
+
+def hashed_flows(harness: Harness, ports_per_source: int) -> list[Flow]:
+    return [harness.flow(saddr=s) for s in harness.sources for _ in range(ports_per_source)]
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "weights", "flags"),
+    [
+        ("sh", (2, 1, 1), ()),
+        ("sh", (2, 1, 1), ("sh-port",)),
+        ("sh", (1, 0, 1), ()),
+        ("sh", (1, 0, 1), ("sh-fallback",)),
+        ("mh", (1, 1, 1), ()),
+        ("mh", (3, 1, 2), ("mh-port",)),
+        ("mh", (1, 0, 1), ("mh-fallback",)),
+    ],
+    ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_hashing_scheduler_choice_per_flow(
+    harness: Harness, scheduler: str, weights, flags
+) -> None:  # type: ignore[no-untyped-def]
+    """sh / mh: the choice for every flow equals the model's table lookup.
+
+    256 flows from 64 client addresses (4 source ports each). sh: 256-bucket
+    table, weights give consecutive buckets, hash_32 of the source address
+    (+ port with sh-port); mh: Maglev table of 4093 slots built with fixed
+    keys. A weight-0 server is unavailable: without fallback its flows find
+    no server (refused), with fallback they go to the next available one.
+    Source: ipvsadm(8) -b; net/netfilter/ipvs/ip_vs_sh.c, ip_vs_mh.c.
+    """
+    need(scheduler)
+    harness.configure(scheduler, weights=weights, flags=flags)
+    # a server added with weight 0 has last_weight 0 too: mh gives it no slots
+    model = model_for(harness, scheduler, flags)
+    decisions = harness.sequence(model, hashed_flows(harness, 4))
+    assert_decisions(f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}",
+                     decisions)  # fmt: skip
+
+
+def test_mh_imbalance_and_disruption(harness: Harness) -> None:
+    """Maglev: slots spread evenly, and removing 1 of N servers moves about 1/N of flows.
+
+    The kernel's per-flow choices are first checked against the model's table
+    (before and after removing r3, 256 flows each), which makes the table's
+    figures the kernel's: imbalance = max share / mean share - 1, compared
+    with the Maglev paper's "about 1%" (bound used: 3%); disruption = share of
+    table slots whose server changes, compared with 1/N (bound: 1/N to 1.5/N).
+    Source: Eisenbud et al., "Maglev", NSDI 2016, 3.4 and 5.3;
+    net/netfilter/ipvs/ip_vs_mh.c.
+    """
+    need("mh")
+    harness.configure("mh", weights=(1, 1, 1), flags=("mh-port",))
+    before_model = model_for(harness, "mh", ("mh-port",))
+    before = harness.sequence(before_model, hashed_flows(harness, 4))
+    table_before = before_model.table()  # type: ignore[attr-defined]
+    r3 = harness.real_server("r3")
+    harness.cluster.ipvs.remove_real_server(harness.cluster.spec.service, r3)
+    after_model = model_for(harness, "mh", ("mh-port",))
+    after = harness.sequence(after_model, hashed_flows(harness, 4))
+    table_after = after_model.table()  # type: ignore[attr-defined]
+    shares = slot_shares(table_before)
+    imbalance = max(shares.values()) / (1 / len(shares)) - 1
+    moved = disruption(table_before, table_after)
+    n = 3
+    assert_decisions("mh-disruption", before + after, imbalance_pct=round(100 * imbalance, 2),
+                     disruption=round(moved, 4), one_over_n=round(1 / n, 4))  # fmt: skip
+    assert imbalance <= 0.03, f"Maglev imbalance {imbalance:.2%} > 3%"
+    assert 1 / n - 1e-9 <= moved <= 1.5 / n, f"disruption {moved:.3f} not within [1/N, 1.5/N]"
+
+
+def test_dh_sends_a_destination_to_its_bucket(harness: Harness) -> None:
+    """dh: the server is picked by hashing the destination address (here the one VIP).
+
+    Every flow to the VIP lands on the server of the VIP's bucket.
+    Source: net/netfilter/ipvs/ip_vs_dh.c (256 buckets, hash_32 of daddr).
+    """
+    need("dh")
+    harness.configure("dh", weights=(1, 1, 1))
+    model = model_for(harness, "dh")
+    assert_decisions("dh", harness.sequence(model, [harness.flow() for _ in range(60)]))
+
+
+@pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
+def test_locality_schedulers_are_sticky_per_destination(harness: Harness, scheduler: str) -> None:
+    """lblc / lblcr: a destination address sticks to its server until that one is overloaded.
+
+    The first connection picks by weighted least connection; later ones stay
+    while the server is not overloaded (active > weight while another server
+    has active*2 < weight); the model follows the kernel's counters.
+    Source: net/netfilter/ipvs/ip_vs_lblc.c, ip_vs_lblcr.c.
+    """
+    need(scheduler)
+    harness.configure(scheduler, weights=(2, 4, 1))
+    model = model_for(harness, scheduler)
+    decisions = []
+    held = harness.active_total()
+    for _ in range(20):
+        model.update(harness.dests())  # the kernel's counters; the model keeps its cache
+        f = harness.flow()
+        want = model.schedule(f)
+        decisions.append(Decision(flow=f, expected=want.name if want else None,
+                                  got=harness.connect(f)))  # fmt: skip
+        held += 1
+        harness.wait_active(held)
+    assert_decisions(scheduler, decisions)
+
+
+# -- weights and thresholds at runtime ------------------------------------------------------------
+
+
+def test_weight_zero_is_quiescent(harness: Harness) -> None:
+    """Weight 0: no new connections, but established ones keep flowing.
+
+    Source: ipvsadm(8) -w "a weight of 0 ... will not accept new jobs ...
+    existing connections" (quiescent server).
+    """
+    harness.configure("rr", weights=(1, 1, 1))
+    held = {}
+    for _ in range(3):
+        f = harness.flow()
+        held[harness.connect(f)] = harness.connector.held[-1]
+    harness.set_weight("r1", 0)
+    newer = [harness.connect(harness.flow()) for _ in range(30)]
+    assert "r1" not in newer, f"a quiesced server got new connections: {Counter(newer)}"
+    sock = held["r1"]
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    reply = sock.recv(4096)
+    assert reply.endswith(b"r1"), f"established connection to r1 stopped working: {reply!r}"
+
+
+def test_upper_threshold_and_three_quarter_hysteresis(harness: Harness) -> None:
+    """-x 4 on r1: overloaded at 4 connections, usable again only below 3/4 of 4.
+
+    Source: ipvsadm(8) -x/-y ("... when the lower threshold is 0 it is 3/4
+    of the upper"); net/netfilter/ipvs/ip_vs_conn.c ip_vs_bind_dest /
+    ip_vs_unbind_dest. An RST-closed connection is unbound when its CLOSE
+    state expires (10 s).
+    """
+    harness.configure("rr", weights=(1, 1, 1), upper=(4, 0, 0))
+    socks: dict[str, list] = {"r1": [], "r2": [], "r3": []}  # type: ignore[type-arg]
+
+    def open_some(n: int) -> Counter[str]:
+        got: Counter[str] = Counter()
+        for _ in range(n):
+            name = harness.connect(harness.flow())
+            socks[str(name)].append(harness.connector.held[-1])
+            got[str(name)] += 1
+        return got
+
+    first = open_some(12)
+    assert first["r1"] == 4, f"r1 should take exactly 4 before overload: {first}"
+    assert open_some(6)["r1"] == 0, "r1 overloaded at 4 must be skipped"
+    stages = []
+    for expect_usable in (False, True):  # 3 left: 3 >= 3/4*4 keeps it; 2 left: usable
+        socks["r1"].pop().close()
+        time.sleep(CLOSE_TIMEOUT_S)
+        got = open_some(6)
+        stages.append(dict(got))
+        assert (got["r1"] > 0) == expect_usable, (
+            f"after closing to {len(socks['r1'])} on r1: r1 "
+            f"{'should' if expect_usable else 'must not'} get connections; got {dict(got)}"
+        )
+    record_observation("scheduler.thresholds", {"first": dict(first), "stages": stages})
+
+
+def test_removing_and_adding_a_real_server_at_runtime(harness: Harness) -> None:
+    """A removed real server gets no new connections; a re-added one is used again (rr).
+
+    Re-adding puts it at the head of the kernel list (list_add_rcu).
+    Source: ipvsadm(8) -d/-a; net/netfilter/ipvs/ip_vs_ctl.c, ip_vs_rr.c.
+    """
+    harness.configure("rr", weights=(1, 1, 1))
+    svc, r2 = harness.cluster.spec.service, harness.real_server("r2")
+    model = model_for(harness, "rr")  # one model, told of each change as the kernel is
+    start = harness.sequence(model, [harness.flow() for _ in range(10)])
+    harness.cluster.ipvs.remove_real_server(svc, r2)
+    model.update(harness.dests())
+    without = harness.sequence(model, [harness.flow() for _ in range(30)])
+    assert "r2" not in {d.got for d in without}, "a removed server got new connections"
+    harness.cluster.ipvs.add_real_server(svc, r2)
+    assert harness.dests()[0].name == "r2", "a re-added server must head the kernel list"
+    model.update(harness.dests())
+    back = harness.sequence(model, [harness.flow() for _ in range(30)])
+    assert "r2" in {d.got for d in back}, "a re-added server got no connections"
+    assert_decisions("rr-runtime", start + without + back)
