@@ -131,7 +131,7 @@ def curl_sequence(cluster: Cluster, client: str, count: int) -> list[str]:
 
 
 def send_exchange(cluster: Cluster, mode: str) -> Exchange:
-    spec = cluster.spec.with_service(mode=mode, scheduler="rr")
+    spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
     cluster.configure(spec)
     site = site_of(cluster)
     client = spec.clients[0]

@@ -57,12 +57,18 @@ class Harness:
         # no rate limit, or the client would wait for a timeout instead
         cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")
         self._ports = itertools.count(20000)
-        self.connector = Connector(cluster.pid(self.client.name), timeout=3.0)
+        # every configure() gets a new virtual port: the kernel revives a
+        # deleted real server of the same VIP:port from its trash, with the
+        # counters of connections still lingering from an earlier test
+        self._vports = itertools.count(81)
+        self.connector = Connector(cluster.pid(self.client.name), timeout=5.0)
         self.names = {str(r.ip): r.name for r in spec.real_servers}
+        self.errors: list[str] = []  # failed connects, for failure messages
 
     def close(self) -> None:
         self.connector.close_all()
         self.connector.__exit__()
+        self.cluster.configure(self.cluster.base_spec)  # as other suites expect it
 
     # -- configuration -------------------------------------------------------------------
     def configure(
@@ -85,11 +91,9 @@ class Harness:
                 changes["upper_threshold"] = upper[i]
             servers.append(dataclasses.replace(rs, **changes))
         new = spec.with_real_servers(*servers).with_service(
-            scheduler=scheduler, sched_flags=tuple(flags), mode="nat"
+            scheduler=scheduler, sched_flags=tuple(flags), mode="nat", port=next(self._vports)
         )
         self.cluster.configure(new)
-        # connections of earlier services may linger in the table: start clean
-        self.cluster.run(spec.active.name, "ipvsadm -Z")
 
     def set_weight(self, name: str, weight: int) -> None:
         rs = self.cluster.spec.real_server(name)
@@ -130,7 +134,8 @@ class Harness:
         s = self.cluster.spec.service
         try:
             self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
-        except OSError:
+        except OSError as exc:
+            self.errors.append(f"{flow.saddr}:{flow.sport} -> {s.vip}:{s.port}: {exc!r}")
             return None
         for conn in read_connections(self.director_pid):
             if conn.client == (flow.saddr, flow.sport):
@@ -151,6 +156,8 @@ class Harness:
         for f in flows:
             want = model.schedule(f)
             out.append(Decision(flow=f, expected=want.name if want else None, got=self.connect(f)))
+        if out:
+            out[-1].state = self.dests()  # shown if the comparison fails
         return out
 
     def stepwise(self, model_cls: type[Model], count: int, **kw: object) -> list[Decision]:
@@ -192,4 +199,5 @@ def assert_decisions(name: str, decisions: list[Decision], **extra: object) -> N
         f"{name}: {len(wrong)} of {len(decisions)} choices differ from the model; first ones:\n"
         + "\n".join("  " + d.describe() for d in wrong[:10])
         + f"\n  observed per server {dict(got)}, model {dict(want)}"
+        + (f"\n  last kernel state: {decisions[-1].state}" if decisions[-1].state else "")
     )

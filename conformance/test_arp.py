@@ -45,7 +45,7 @@ def arp_replies_for_vip(cluster: Cluster) -> list[Frame]:
 def vip_on_real_servers(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Cluster]:
     if reason := mode_available(request.param):
         pytest.skip(reason)
-    cluster.configure(cluster.spec.with_service(mode=request.param, scheduler="rr"))
+    cluster.configure(cluster.base_spec.with_service(mode=request.param, scheduler="rr"))
     yield cluster
 
 

@@ -22,7 +22,6 @@ from testbed import (
     rows_from_netlink,
 )
 
-
 COUNTER_SETTLE_S = 30
 
 

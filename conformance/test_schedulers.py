@@ -42,7 +42,17 @@ def need(scheduler: str) -> None:
 
 
 def model_for(harness: Harness, scheduler: str, flags: tuple[str, ...] = ()) -> Model:
-    return MODELS[scheduler](harness.dests(), flags=frozenset(flags))
+    """The model in the state the kernel's is in after the service was built.
+
+    The service is created empty and the real servers are added one by one
+    (each add calls the scheduler's hook; wrr's ip_vs_wrr_dest_changed keeps
+    cw from the previous step), so the model replays the same adds.
+    """
+    dests = harness.dests()  # kernel list order: the last added first
+    model = MODELS[scheduler]([], flags=frozenset(flags))
+    for added in range(1, len(dests) + 1):
+        model.update(dests[-added:])
+    return model
 
 
 def hold_on(harness: Harness, loads: dict[str, int]) -> None:
@@ -306,8 +316,9 @@ def test_weight_zero_is_quiescent(harness: Harness) -> None:
     harness.configure("rr", weights=(1, 1, 1))
     held = {}
     for _ in range(3):
-        f = harness.flow()
-        held[harness.connect(f)] = harness.connector.held[-1]
+        name = harness.connect(harness.flow())
+        assert name, f"connection failed: {harness.errors[-1:]}"
+        held[name] = harness.connector.held[-1]
     harness.set_weight("r1", 0)
     newer = [harness.connect(harness.flow()) for _ in range(30)]
     assert "r1" not in newer, f"a quiesced server got new connections: {Counter(newer)}"

@@ -44,6 +44,7 @@ class Cluster:
 
     def __init__(self, spec: ClusterSpec, *, progress: Callable[[str], None] = _say) -> None:
         self.spec = spec
+        self.base_spec = spec  # as declared; configure() changes self.spec
         self._say = progress
         self.net: Any = None
         self._servers: dict[str, Any] = {}
