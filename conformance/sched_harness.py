@@ -61,7 +61,7 @@ class Harness:
         # deleted real server of the same VIP:port from its trash, with the
         # counters of connections still lingering from an earlier test
         self._vports = itertools.count(81)
-        self.connector = Connector(cluster.pid(self.client.name), timeout=5.0)
+        self.connector = Connector(cluster.pid(self.client.name), timeout=10.0)
         self.names = {str(r.ip): r.name for r in spec.real_servers}
         self.errors: list[str] = []  # failed connects, for failure messages
 
@@ -81,7 +81,7 @@ class Harness:
     ) -> None:
         """A fresh service (scheduler state reset) with the given weights and thresholds."""
         self.connector.close_all()
-        spec = self.cluster.spec
+        spec = self.cluster.base_spec  # not the previous test's weights and thresholds
         servers = []
         for i, rs in enumerate(spec.real_servers):
             changes: dict[str, int] = {}
