@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import TestbedError
-from ._spec import MODES, SCHEDULERS, load_topology
+from ._spec import MODES, load_topology
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
@@ -213,22 +213,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- test -----------------------------------------------------------------------------------
 
 
+def _host_tests(marker: str) -> int:
+    """pytest over tests/ in a fresh interpreter, selected by marker expression."""
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", marker,
+           "-p", "no:cacheprovider"]  # fmt: skip
+    return subprocess.run(cmd, cwd=REPO).returncode
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     _say("unit tests (no root, no guest needed)")
-    unit = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", "not vm",
-         "-p", "no:cacheprovider"],
-        cwd=REPO,
-    ).returncode  # fmt: skip
+    unit = _host_tests("not vm")
     run_args = argparse.Namespace(**vars(args), mode=None, keyword=None, run_id=None)
     _say("conformance suite on real IPVS")
     conformance = cmd_run(run_args)
     _say("integration tests (guest life cycle, interrupts)")
-    integration = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", "vm",
-         "-p", "no:cacheprovider"],
-        cwd=REPO,
-    ).returncode  # fmt: skip
+    integration = _host_tests("vm")
     failed = [
         name
         for name, code in (
@@ -260,14 +259,6 @@ LVS lab: {mode} ({summary})
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    if args.mode not in MODES:
-        raise TestbedError(
-            f"unknown forwarding mode {args.mode!r} (choose from {', '.join(MODES)})"
-        )
-    if args.scheduler not in SCHEDULERS:
-        raise TestbedError(
-            f"unknown scheduler {args.scheduler!r} (choose from {', '.join(SCHEDULERS)})"
-        )
     spec = load_topology(args.topology, mode=args.mode, scheduler=args.scheduler)
     from ._vm import in_guest, run_interactive
 

@@ -695,20 +695,8 @@ class LblcrModel(_KeyedModel):
         return [self._known[k].name for k in members]
 
     def _set_min(self, members: list[DestKey]) -> Dest | None:
-        least: Dest | None = None
-        loh = 0
-        for k in members:
-            d = self._by_key.get(k)  # None: not in the service (not IP_VS_DEST_F_AVAILABLE)
-            if d is None or d.overloaded:
-                continue
-            if least is None:
-                if d.weight > 0:
-                    least, loh = d, conn_overhead(d)
-                continue
-            doh = conn_overhead(d)
-            if loh * d.weight > doh * least.weight:
-                least, loh = d, doh
-        return least
+        # a member no longer in the service is not IP_VS_DEST_F_AVAILABLE
+        return weighted_least_conn([self._by_key[k] for k in members if k in self._by_key])
 
     def _set_max(self, members: list[DestKey]) -> DestKey | None:
         most: Dest | None = None
