@@ -130,15 +130,20 @@ class Harness:
         )
 
     def connect(self, flow: Flow) -> str | None:
-        """Open (and hold) one connection; the real server the director chose."""
+        """Open (and hold) one connection; the real server the director chose.
+
+        The answer is the director's decision, read from its connection
+        table, even if the connection itself then failed somewhere else on
+        the path (the error is kept in ``errors``); None if the director
+        scheduled nothing (no entry: refused, no server available).
+        """
         s = self.cluster.spec.service
         try:
             self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
         except OSError as exc:
             self.errors.append(f"{flow.saddr}:{flow.sport} -> {s.vip}:{s.port}: {exc!r}")
-            return None
         for conn in read_connections(self.director_pid):
-            if conn.client == (flow.saddr, flow.sport):
+            if conn.client == (flow.saddr, flow.sport) and conn.virtual[1] == s.port:
                 return self.names.get(conn.dest[0])
         return None
 
@@ -148,6 +153,10 @@ class Harness:
     def wait_active(self, total: int) -> bool:
         """Until the director counts ``total`` ESTABLISHED connections."""
         return wait_until(lambda: self.active_total() == total, timeout=10)
+
+    def check(self, name: str, decisions: list[Decision], **extra: object) -> None:
+        """assert_decisions, with this harness's failed connects in the message."""
+        assert_decisions(name, decisions, self.errors, **extra)
 
     # -- the two kinds of check --------------------------------------------------------------
     def sequence(self, model: Model, flows: Sequence[Flow]) -> list[Decision]:
@@ -179,7 +188,9 @@ class Harness:
         return out
 
 
-def assert_decisions(name: str, decisions: list[Decision], **extra: object) -> None:
+def assert_decisions(
+    name: str, decisions: list[Decision], errors: Sequence[str] = (), **extra: object
+) -> None:
     """Every kernel choice equals the model's; records the comparison for the report."""
     wrong = [d for d in decisions if d.expected != d.got]
     got = Counter(d.got for d in decisions)
@@ -200,4 +211,5 @@ def assert_decisions(name: str, decisions: list[Decision], **extra: object) -> N
         + "\n".join("  " + d.describe() for d in wrong[:10])
         + f"\n  observed per server {dict(got)}, model {dict(want)}"
         + (f"\n  last kernel state: {decisions[-1].state}" if decisions[-1].state else "")
+        + (f"\n  failed connects (last 5): {list(errors[-5:])}" if errors else "")
     )

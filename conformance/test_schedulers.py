@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.sched_harness import Decision, Harness, assert_decisions
+from conformance.sched_harness import Decision, Harness
 from testbed import Cluster
 from testbed._kernel import modprobe
 from testbed._results import record_observation
@@ -88,7 +88,7 @@ def test_rr_sequence_matches_the_model(harness: Harness) -> None:
     harness.configure("rr", weights=(1, 1, 1))
     model = model_for(harness, "rr")
     flows = [harness.flow() for _ in range(FLOWS)]
-    assert_decisions("rr", harness.sequence(model, flows))
+    harness.check("rr", harness.sequence(model, flows))
 
 
 @pytest.mark.parametrize("weights", [(4, 3, 2), (4, 2, 6), (3, 0, 1)], ids=str)
@@ -102,7 +102,7 @@ def test_wrr_sequence_matches_the_kernel_interleaving(harness: Harness, weights)
     harness.configure("wrr", weights=weights)
     model = model_for(harness, "wrr")
     flows = [harness.flow() for _ in range(FLOWS)]
-    assert_decisions(f"wrr{list(weights)}", harness.sequence(model, flows), weights=list(weights))
+    harness.check(f"wrr{list(weights)}", harness.sequence(model, flows), weights=list(weights))
 
 
 # -- counter-driven ---------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_least_connection_family_follows_the_counters(harness: Harness, schedule
     harness.configure(scheduler, weights=(1, 2, 3))
     hold_on(harness, LOADS)
     decisions = harness.stepwise(MODELS[scheduler], 60)
-    assert_decisions(scheduler, decisions, initial_load=LOADS)
+    harness.check(scheduler, decisions, initial_load=LOADS)
 
 
 def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None:
@@ -143,7 +143,7 @@ def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None
         f"fo: first {Counter(d.got for d in first)}, after quiescing r2 "
         f"{Counter(d.got for d in second)}"
     )
-    assert_decisions("fo", first + second)
+    harness.check("fo", first + second)
 
 
 def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
@@ -157,7 +157,7 @@ def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
     capacity = sum(w + 1 for w in (2, 1, 3))
     decisions = harness.stepwise(MODELS["ovf"], capacity + 1)
     assert decisions[-1].got is None, "a full ovf service must refuse the next connection"
-    assert_decisions("ovf", decisions)
+    harness.check("ovf", decisions)
 
 
 def test_twos_distribution_within_bounds(harness: Harness) -> None:
@@ -232,7 +232,7 @@ def test_hashing_scheduler_choice_per_flow(
     # a server added with weight 0 has last_weight 0 too: mh gives it no slots
     model = model_for(harness, scheduler, flags)
     decisions = harness.sequence(model, hashed_flows(harness, 4))
-    assert_decisions(f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}",
+    harness.check(f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}",
                      decisions)  # fmt: skip
 
 
@@ -261,7 +261,7 @@ def test_mh_imbalance_and_disruption(harness: Harness) -> None:
     imbalance = max(shares.values()) / (1 / len(shares)) - 1
     moved = disruption(table_before, table_after)
     n = 3
-    assert_decisions("mh-disruption", before + after, imbalance_pct=round(100 * imbalance, 2),
+    harness.check("mh-disruption", before + after, imbalance_pct=round(100 * imbalance, 2),
                      disruption=round(moved, 4), one_over_n=round(1 / n, 4))  # fmt: skip
     assert imbalance <= 0.03, f"Maglev imbalance {imbalance:.2%} > 3%"
     assert 1 / n - 1e-9 <= moved <= 1.5 / n, f"disruption {moved:.3f} not within [1/N, 1.5/N]"
@@ -276,7 +276,7 @@ def test_dh_sends_a_destination_to_its_bucket(harness: Harness) -> None:
     need("dh")
     harness.configure("dh", weights=(1, 1, 1))
     model = model_for(harness, "dh")
-    assert_decisions("dh", harness.sequence(model, [harness.flow() for _ in range(60)]))
+    harness.check("dh", harness.sequence(model, [harness.flow() for _ in range(60)]))
 
 
 @pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
@@ -301,7 +301,7 @@ def test_locality_schedulers_are_sticky_per_destination(harness: Harness, schedu
                                   got=harness.connect(f)))  # fmt: skip
         held += 1
         harness.wait_active(held)
-    assert_decisions(scheduler, decisions)
+    harness.check(scheduler, decisions)
 
 
 # -- weights and thresholds at runtime ------------------------------------------------------------
@@ -382,4 +382,4 @@ def test_removing_and_adding_a_real_server_at_runtime(harness: Harness) -> None:
     model.update(harness.dests())
     back = harness.sequence(model, [harness.flow() for _ in range(30)])
     assert "r2" in {d.got for d in back}, "a re-added server got no connections"
-    assert_decisions("rr-runtime", start + without + back)
+    harness.check("rr-runtime", start + without + back)
