@@ -51,8 +51,8 @@ def _vng() -> str:
     return str(vng)
 
 
-def vng_command(opts: GuestOptions, argv: list[str]) -> list[str]:
-    """The vng command line that runs ``python -m testbed.cli argv`` in a guest."""
+def _guest_script(opts: GuestOptions, argv: list[str]) -> str:
+    """Shell code that runs ``python -m testbed.cli argv`` inside the guest."""
     inner = shlex.join(
         [
             "env",
@@ -67,7 +67,16 @@ def vng_command(opts: GuestOptions, argv: list[str]) -> list[str]:
         ]
     )
     # The serial console may swallow the first bytes: start with a newline.
-    script = f"echo; ulimit -n 1048576; cd {shlex.quote(str(opts.checkout))} && exec {inner}"
+    return f"echo; ulimit -n 1048576; cd {shlex.quote(str(opts.checkout))} && exec {inner}"
+
+
+def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = None) -> list[str]:
+    """The vng command line that runs ``python -m testbed.cli argv`` in a guest.
+
+    With ``shell`` (an executable script), the command runs as the guest's
+    login shell on the console instead of through --exec, so the terminal's
+    keyboard reaches it (for `lab`).
+    """
     cmd = [
         _vng(),
         "--run",
@@ -87,8 +96,9 @@ def vng_command(opts: GuestOptions, argv: list[str]) -> list[str]:
         cmd += ["--rwdir", str(path)]
     if opts.emulation == "tcg":
         cmd.append("--disable-kvm")
-    cmd += ["--exec", script]
-    return cmd
+    if shell is not None:
+        return [*cmd, "--shell", str(shell)]
+    return [*cmd, "--exec", _guest_script(opts, argv)]
 
 
 def _env() -> dict[str, str]:
@@ -140,8 +150,17 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
 
 
 def run_interactive(opts: GuestOptions, argv: list[str]) -> int:
-    """Like run_in_guest but with the terminal attached (for `lab`)."""
-    cmd = vng_command(opts, argv)
+    """Like run_in_guest but with the terminal attached (for `lab`).
+
+    vng's --exec does not connect the keyboard, so the command becomes the
+    guest's shell: a one-off script in the checkout's cache.
+    """
+    cache = opts.checkout / ".cache"
+    cache.mkdir(exist_ok=True)
+    script = cache / f"guest-shell-{os.getpid()}.sh"
+    script.write_text(f"#!/bin/sh\n{_guest_script(opts, argv)}\n")
+    script.chmod(0o755)
+    cmd = vng_command(opts, argv, shell=script)
     proc = subprocess.Popen(cmd, env=_env())
     try:
         return proc.wait()
@@ -149,6 +168,7 @@ def run_interactive(opts: GuestOptions, argv: list[str]) -> int:
         if proc.poll() is None:
             proc.terminate()
             proc.wait()
+        script.unlink(missing_ok=True)
 
 
 def _probe_cache_key() -> str:

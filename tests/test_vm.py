@@ -49,3 +49,10 @@ def test_downloaded_kernel_boots_its_own_image() -> None:
     cmd = _cmd(kernel=other)
     assert _value(cmd, "--run") == str(other.vmlinuz)
     assert "--rodir" not in cmd  # vng links the modules next to the image itself
+
+
+def test_interactive_lab_runs_as_the_guest_shell() -> None:
+    opts = GuestOptions(kernel=HOST_KERNEL, checkout=Path("/src/lvs"), emulation="tcg")
+    cmd = vng_command(opts, ["lab", "dr"], shell=Path("/src/lvs/.cache/guest-shell-1.sh"))
+    assert _value(cmd, "--shell") == "/src/lvs/.cache/guest-shell-1.sh"
+    assert "--exec" not in cmd  # --exec would not connect the keyboard
