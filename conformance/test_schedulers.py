@@ -325,7 +325,9 @@ def test_weight_zero_is_quiescent(harness: Harness) -> None:
     sock = held["r1"]
     sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
     reply = sock.recv(4096)
-    assert reply.endswith(b"r1"), f"established connection to r1 stopped working: {reply!r}"
+    assert reply.rstrip().endswith(b"r1"), (
+        f"established connection to r1 stopped working: {reply!r}"
+    )
 
 
 def test_upper_threshold_and_three_quarter_hysteresis(harness: Harness) -> None:

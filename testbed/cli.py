@@ -250,7 +250,7 @@ _LAB_GUIDE = """
 LVS lab: {mode} ({summary})
   VIP {vip}:{port} on {director}; real servers {servers}; scheduler {scheduler}
   Try:
-    c1 curl -s http://{vip}/           # which real server answered?
+    c1 curl -s -w '\\n' http://{vip}/    # which real server answered?
     {director} ipvsadm -Ln --stats      # the director's table and counters
     {director} ipvsadm -Lnc             # its connection table
     r1 tcpdump -ni r1-eth0 -c 6 &       # then curl again: what does r1 receive?
@@ -269,6 +269,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             argv += ["--topology", args.topology]
         return run_interactive(opts, argv)
     from mininet.cli import CLI
+    from mininet.log import setLogLevel
 
     from ._cluster import Cluster
     from ._modes import MODES as MODE_INFO
@@ -287,6 +288,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 scheduler=s.scheduler,
             )
         )
+        setLogLevel("output")  # the CLI prints command output at this level
         CLI(cluster.net)
     return 0
 
