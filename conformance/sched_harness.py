@@ -57,9 +57,9 @@ class Harness:
         # no rate limit, or the client would wait for a timeout instead
         cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")
         self._ports = itertools.count(20000)
-        # every configure() gets a new virtual port: the kernel revives a
-        # deleted real server of the same VIP:port from its trash, with the
-        # counters of connections still lingering from an earlier test
+        # every configure() gets a new virtual port: the kernel may revive a
+        # deleted real server of the same VIP:port from its trash
+        # (ip_vs_trash_get_dest), with connections lingering from an earlier test
         self._vports = itertools.count(81)
         self.connector = Connector(cluster.pid(self.client.name), timeout=10.0)
         self.names = {str(r.ip): r.name for r in spec.real_servers}
