@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,14 +139,22 @@ class Harness:
         scheduled nothing (no entry: refused, no server available).
         """
         s = self.cluster.spec.service
+        established = True
         try:
             self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
         except OSError as exc:
+            established = False
             self.errors.append(f"{flow.saddr}:{flow.sport} -> {s.vip}:{s.port}: {exc!r}")
-        for conn in read_connections(self.director_pid):
-            if conn.client == (flow.saddr, flow.sport) and conn.virtual[1] == s.port:
-                return self.names.get(conn.dest[0])
-        return None
+        # /proc/net/ip_vs_conn is read in chunks while the table changes, so a
+        # walk can miss an entry: an established connection must have one
+        deadline = time.monotonic() + (2.0 if established else 0.0)
+        while True:
+            for conn in read_connections(self.director_pid):
+                if conn.client == (flow.saddr, flow.sport) and conn.virtual[1] == s.port:
+                    return self.names.get(conn.dest[0])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     def active_total(self) -> int:
         return sum(c.active for c in read_dest_counters(self.director_pid).values())
