@@ -12,13 +12,13 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import IP, TCP
 
 from conformance.paths import Flow, Site
-from testbed import Capture, Cluster, Frame, ServiceState, load_topology
+from testbed import Cluster, Frame, RealServer, ServiceState, load_topology
 from testbed._kernel import modprobe, running_kernel_has_ipvs
 from testbed._results import record_observation, record_timings
 
@@ -69,7 +69,6 @@ class Exchange:
     flows: list[Flow]
     state: ServiceState
     ipvsadm: str
-    per_server: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def frames_at(self, point: str) -> list[Frame]:
@@ -137,40 +136,34 @@ def send_exchange(cluster: Cluster, mode: str) -> Exchange:
     client = spec.clients[0]
     count = ROUNDS * len(spec.real_servers)
     started = time.monotonic()
-    with Capture({p: cluster.pid(p.split("-", 1)[0]) for p in capture_points(cluster)}) as cap:
+    with cluster.capture(*capture_points(cluster)) as cap:
         responses = curl_sequence(cluster, client.name, count)
         time.sleep(1.0)  # let the last ACKs and FINs cross every hop
     seconds = time.monotonic() - started
     frames = cap.frames()
-    # each connection: the client's SYN, and the real server it reached
-    flows = []
-    for syn in frames:
-        pkt = syn.packet
-        if syn.point != f"{client.name}-eth0" or syn.direction != "out" or TCP not in pkt:
-            continue
-        if pkt[TCP].flags != "S" or pkt[IP].dst != site.vip:
+    # each connection: the client's SYN, and the real server whose SYN it reached
+    by_point = {f"{r.name}-eth0": r for r in spec.real_servers}
+    reached: dict[int, RealServer] = {}
+    client_syns: list[int] = []
+    for f in frames:
+        pkt = f.packet
+        if TCP not in pkt or pkt[TCP].flags != "S":
             continue
         sport = int(pkt[TCP].sport)
-        reached = [
-            r
-            for r in spec.real_servers
-            for f in frames
-            if f.point == f"{r.name}-eth0"
-            and f.direction == "in"
-            and TCP in f.packet
-            and f.packet[TCP].sport == sport
-            and f.packet[TCP].flags == "S"
-        ]
-        rs = reached[0] if reached else None
-        flows.append(
-            Flow(
-                client=client.name,
-                client_ip=str(client.ip),
-                sport=sport,
-                rs=rs.name if rs else "?",
-                rs_ip=str(rs.ip) if rs else "?",
-            )
+        if f.point == f"{client.name}-eth0" and f.direction == "out" and pkt[IP].dst == site.vip:
+            client_syns.append(sport)
+        elif f.point in by_point and f.direction == "in":
+            reached.setdefault(sport, by_point[f.point])
+    flows = [
+        Flow(
+            client=client.name,
+            client_ip=str(client.ip),
+            sport=sport,
+            rs=reached[sport].name if sport in reached else "?",
+            rs_ip=str(reached[sport].ip) if sport in reached else "?",
         )
+        for sport in client_syns
+    ]
     state = cluster.service_state()
     ipvsadm = cluster.run(spec.active.name, "ipvsadm -Ln")
     record_observation(
@@ -194,7 +187,6 @@ def send_exchange(cluster: Cluster, mode: str) -> Exchange:
         flows=flows,
         state=state,
         ipvsadm=ipvsadm,
-        per_server=Counter(responses),
         seconds=seconds,
     )
 
@@ -217,14 +209,19 @@ def _handshake_trace(frames: list[Frame], sport: int) -> list[dict[str, str]]:
     return trace
 
 
+def missing_module(*modules: str, needed_by: str) -> str | None:
+    """The skip reason naming the first module this kernel cannot load, or None."""
+    for module in modules:
+        if not modprobe(module):
+            return f"kernel lacks module {module} (needed by {needed_by})"
+    return None
+
+
 def mode_available(mode: str) -> str | None:
     """The reason a mode cannot run on this kernel, or None."""
     from testbed import MODES
 
-    for module in MODES[mode].needs_modules:
-        if not modprobe(module):
-            return f"kernel lacks module {module} (needed by {mode.upper()})"
-    return None
+    return missing_module(*MODES[mode].needs_modules, needed_by=mode.upper())
 
 
 @pytest.fixture(scope="module", params=["nat", "dr", "tun"])

@@ -187,8 +187,8 @@ class Harness:
         established = self.active_total()
         for _ in range(count):
             state = self.dests()
-            want = model_cls(state, **kw).schedule(self.flow())  # type: ignore[arg-type]
             f = self.flow()
+            want = model_cls(state, **kw).schedule(f)  # type: ignore[arg-type]
             got = self.connect(f)
             out.append(Decision(flow=f, expected=want.name if want else None, got=got, state=state))
             if got is not None:

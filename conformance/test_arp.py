@@ -14,7 +14,7 @@ import pytest
 from scapy.layers.l2 import ARP, Ether
 
 from conformance.conftest import mode_available
-from testbed import Capture, Cluster, Frame
+from testbed import Cluster, Frame
 from testbed._capture import send_frames
 
 PROBES = 3
@@ -30,7 +30,7 @@ def arp_replies_for_vip(cluster: Cluster) -> list[Frame]:
         op="who-has", hwsrc=mac, psrc=str(gw.inside), pdst=vip
     )
     points = [prober, f"{spec.active.name}-eth1", *(f"{r.name}-eth0" for r in spec.real_servers)]
-    with Capture({p: cluster.pid(p.split("-", 1)[0]) for p in points}) as cap:
+    with cluster.capture(*points) as cap:
         send_frames(cluster.pid(gw.name), prober, [bytes(request)] * PROBES)
         time.sleep(1.0)
     return [

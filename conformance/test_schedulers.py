@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from conformance.conftest import missing_module
 from conformance.sched_harness import Decision, Harness
 from testbed import Cluster
-from testbed._kernel import modprobe
 from testbed._results import record_observation
 from testbed.sched import MODELS, disruption, slot_shares
 from testbed.sched._base import Flow, Model
@@ -37,8 +37,8 @@ def harness(cluster: Cluster) -> Iterator[Harness]:
 
 
 def need(scheduler: str) -> None:
-    if not modprobe(f"ip_vs_{scheduler}"):
-        pytest.skip(f"kernel lacks module ip_vs_{scheduler} (scheduler {scheduler})")
+    if reason := missing_module(f"ip_vs_{scheduler}", needed_by=f"scheduler {scheduler}"):
+        pytest.skip(reason)
 
 
 def model_for(harness: Harness, scheduler: str, flags: tuple[str, ...] = ()) -> Model:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +128,6 @@ class Connector:
         sock = self._pool.submit(self._connect, saddr, sport, dst).result()
         self.held.append(sock)
         return sock
-
-    def open_many(
-        self, sources: Iterable[tuple[str, int]], dst: tuple[str, int]
-    ) -> list[socket.socket]:
-        """Connect sequentially, in order (each connect completes before the next)."""
-        return [self.open(saddr, sport, dst) for saddr, sport in sources]
 
     def close_all(self) -> None:
         for sock in self.held:
