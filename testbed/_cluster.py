@@ -29,6 +29,7 @@ from ._spec import ClusterSpec
 # (the life-cycle tests) uses another one.
 PREFIX_ENV = "LVS_TESTBED_PREFIX"
 REPO = Path(__file__).resolve().parent.parent
+SERVER = "loadgen.server"  # the HTTP real-server program
 
 
 def _say(msg: str) -> None:
@@ -47,10 +48,12 @@ class Cluster:
         self.base_spec = spec  # as declared; configure() changes self.spec
         self._say = progress
         self.net: Any = None
-        self._servers: dict[str, Any] = {}
-        self._ipvs: Ipvs | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
+        self._programs: dict[tuple[str, str], Any] = {}  # (host, module) -> Popen
+        self._ipvs: dict[str, Ipvs] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self.timings: dict[str, float] = {}
+        # extra sections for describe(), e.g. the HA daemons' state while they run
+        self.diagnostics: list[Callable[[], str]] = []
 
     # -- life cycle -------------------------------------------------------------------
     def __enter__(self) -> Cluster:
@@ -106,15 +109,12 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop servers, IPVS socket and network. Safe to call twice."""
-        if self._ipvs is not None:
+        for ipvs in self._ipvs.values():
             with contextlib.suppress(Exception):
-                self._ipvs.close()
-            self._ipvs = None
-        for proc in self._servers.values():
-            with contextlib.suppress(Exception):
-                proc.terminate()
-                proc.wait(5)
-        self._servers.clear()
+                ipvs.close()
+        self._ipvs.clear()
+        for host, module in list(self._programs):
+            self.stop_program(host, module)
         if self.net is not None:
             self._say("tearing down the network")
             with contextlib.suppress(Exception):
@@ -137,32 +137,81 @@ class Cluster:
             )
         for r in s.real_servers:
             self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
-        # The active director owns VIP (outside) and DIP (inside, NAT gateway)
-        d = s.active.name
-        self.run(
-            d,
-            f"ip addr add {s.service.vip}/32 dev {d}-eth0",
-            f"ip addr add {s.service.dip}/{ilen} dev {d}-eth1",
-        )
+        self.claim_service_addresses()
+
+    def _service_addresses(self) -> list[tuple[str, str]]:
+        s, d = self.spec, self.spec.active.name
+        return [
+            (f"{s.service.vip}/32", f"{d}-eth0"),  # VIP, facing clients
+            (f"{s.service.dip}/{s.inside.prefixlen}", f"{d}-eth1"),  # DIP: NAT gateway
+        ]
+
+    def claim_service_addresses(self) -> None:
+        """Put VIP and DIP statically on the active director (no VRRP)."""
+        d = self.spec.active.name
+        self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self._service_addresses()))
+
+    def release_service_addresses(self) -> None:
+        """Take VIP and DIP off the active director (VRRP will own them)."""
+        d = self.spec.active.name
+        drop = (f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in self._service_addresses())
+        self.run(d, *drop)
 
     def _start_real_servers(self) -> None:
-        ports = sorted({self.spec.service.port, self.spec.service.nat_port or 0} - {0})
         for r in self.spec.real_servers:
-            ready = self._workdir / f"{r.name}.ready"
-            cmd = [sys.executable, "-m", "loadgen.server", "--name", r.name]
-            for p in ports:
-                cmd += ["--port", str(p)]
-            cmd += ["--ready-file", str(ready)]
-            self._servers[r.name] = self.node(r.name).popen(cmd, cwd=str(REPO))
+            self.start_real_server(r.name, wait=False)
+        for r in self.spec.real_servers:
+            self.wait_program(r.name, SERVER)
+
+    def start_program(self, host: str, module: str, *args: str, wait: bool = True) -> Any:
+        """Start ``python -m module args --ready-file F`` in a host, one per (host, module)."""
+        self.stop_program(host, module)
+        ready = self.workdir / f"{host}.{module}.ready"
+        ready.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", module, *args, "--ready-file", str(ready)]
+        proc = self.node(host).popen(cmd, cwd=str(REPO))
+        self._programs[host, module] = proc
+        if wait:
+            self.wait_program(host, module)
+        return proc
+
+    def ensure_program(self, host: str, module: str, *args: str, wait: bool = True) -> Any:
+        """Like start_program, unless it already runs."""
+        proc = self._programs.get((host, module))
+        if proc is not None and proc.poll() is None:
+            return proc
+        return self.start_program(host, module, *args, wait=wait)
+
+    def wait_program(self, host: str, module: str) -> None:
+        proc = self._programs[host, module]
+        ready = self.workdir / f"{host}.{module}.ready"
         deadline = time.monotonic() + 120  # Python start-up is slow under emulation
-        for r in self.spec.real_servers:
-            ready = self._workdir / f"{r.name}.ready"
-            while not ready.exists():
-                if self._servers[r.name].poll() is not None:
-                    raise TestbedError(f"real-server program on {r.name} exited at start")
-                if time.monotonic() > deadline:
-                    raise TestbedError(f"real-server program on {r.name} did not start")
-                time.sleep(0.2)
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise TestbedError(f"{module} on {host} exited at start")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{module} on {host} did not start")
+            time.sleep(0.2)
+
+    def stop_program(self, host: str, module: str) -> None:
+        proc = self._programs.pop((host, module), None)
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(5)
+
+    def server_args(self, name: str) -> list[str]:
+        """Arguments of one real server's HTTP program: its name and the service ports."""
+        ports = sorted({self.spec.service.port, self.spec.service.nat_port or 0} - {0})
+        return ["--name", name, *(a for p in ports for a in ("--port", str(p)))]
+
+    def start_real_server(self, name: str, *, wait: bool = True) -> None:
+        """(Re)start the HTTP real-server program of one real server."""
+        self.start_program(name, SERVER, *self.server_args(name), wait=wait)
+
+    def stop_real_server(self, name: str) -> None:
+        """Stop one real server's program: its ports refuse connections (a service failure)."""
+        self.stop_program(name, SERVER)
 
     def configure(self, spec: ClusterSpec) -> None:
         """Switch mode, scheduler, weights or real servers without a rebuild."""
@@ -205,9 +254,18 @@ class Cluster:
     @property
     def ipvs(self) -> Ipvs:
         """Netlink IPVS control of the active director."""
-        if self._ipvs is None:
-            self._ipvs = Ipvs(netns=f"/proc/{self.pid(self.spec.active.name)}/ns/net")
-        return self._ipvs
+        return self.ipvs_of(self.spec.active.name)
+
+    def ipvs_of(self, director: str) -> Ipvs:
+        """Netlink IPVS control of any director."""
+        if director not in self._ipvs:
+            self._ipvs[director] = Ipvs(netns=f"/proc/{self.pid(director)}/ns/net")
+        return self._ipvs[director]
+
+    def switch_port(self, intf: str) -> str:
+        """The bridge-side end of a host interface: setting it down cuts the cable."""
+        link = self.node(intf.split("-", 1)[0]).intf(intf).link
+        return str(link.intf2.name if link.intf1.name == intf else link.intf1.name)
 
     def service_state(self) -> ServiceState:
         return self.ipvs.service()
@@ -236,6 +294,9 @@ class Cluster:
         out = []
         for title, cmd in sections:
             out.append(f"--- {title}\n{self.run(d, cmd, check=False).strip()}")
+        for extra in self.diagnostics:
+            with contextlib.suppress(Exception):
+                out.append(extra())
         keys = " ".join(
             f"net.ipv4.conf.{i}.{k}"
             for i in ("all", "lo")

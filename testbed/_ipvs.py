@@ -149,11 +149,16 @@ class Ipvs:
 
     def apply(self, service: Service, real_servers: Iterable[RealServer]) -> None:
         """Replace the table with one service and its real servers, in order."""
+        self.apply_all([(service, tuple(real_servers))])
+
+    def apply_all(self, table: Iterable[tuple[Service, Iterable[RealServer]]]) -> None:
+        """Replace the table with several services, each with its real servers."""
         self.flush()
-        svc = self._service(service)
-        self._sock.service("add", service=svc)
-        for rs in real_servers:
-            self._sock.dest("add", service=svc, dest=self._dest(service, rs))
+        for service, real_servers in table:
+            svc = self._service(service)
+            self._sock.service("add", service=svc)
+            for rs in real_servers:
+                self._sock.dest("add", service=svc, dest=self._dest(service, rs))
 
     def add_real_server(self, service: Service, rs: RealServer) -> None:
         self._sock.dest("add", service=self._service(service), dest=self._dest(service, rs))

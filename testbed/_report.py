@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._report_ha import failover_plot, failover_tables
+
 
 def summary_text(data: dict[str, Any]) -> str:
     env = data.get("environment", {})
@@ -96,6 +98,7 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         fig.savefig(out / "schedulers.png", dpi=100)
         plt.close(fig)
         made.append(("schedulers.png", "Per scheduler: model's expected vs kernel's observed"))
+    made += failover_plot(data, out)
     return made
 
 
@@ -191,6 +194,7 @@ Result: {_esc(", ".join(f"{v} {k}" for k, v in data.get("counts", {}).items() if
 <pre>{_esc(summary_text(data))}</pre>
 {figures}
 {_scheduler_table(data)}
+{failover_tables(data)}
 {traces}
 <h2>Tests</h2><table>{"".join(rows)}</table>
 <h2>Versions</h2><table>{versions}</table>

@@ -1,0 +1,241 @@
+"""One failover, observed from every side: what the tests of test_failover.py check.
+
+A failover run captures the client segment and both directors' outside
+interfaces, probes the VIP with a new connection every 50 ms, inflicts the
+fault, waits for keepalived's takeover and both gratuitous-ARP bursts, then
+undoes the fault and watches the preferred director come back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import ARP, Ether
+
+from testbed._failover import TakeoverWindow, takeover_window
+from testbed._ha import HOLD_PORT, STREAM_PORT, HaPair
+from testbed._keepalived import Vrrp
+from testbed._results import record_observation
+from testbed._streams import Probe, Prober, StreamSet
+
+
+@dataclass(kw_only=True)
+class Failover:
+    vrrp: Vrrp
+    fault: str
+    window: TakeoverWindow
+    fault_at: float
+    takeover_at: float
+    holders_after: list[str]
+    client_neigh: str
+    macs: dict[str, str]
+    garp_times: list[float]
+    first_via_backup: Probe | None
+    last_via_master: float | None
+    first_frame_via_backup: float | None
+    failback_s: float
+    holders_after_failback: list[str]
+    probes: list[Probe] = field(repr=False)
+
+    @property
+    def takeover_s(self) -> float:
+        return self.takeover_at - self.fault_at
+
+    @property
+    def restored_s(self) -> float | None:
+        p = self.first_via_backup
+        return None if p is None else p.end - self.fault_at
+
+    def timeline(self) -> dict[str, object]:
+        """Times relative to the fault, for results.json and the report."""
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - self.fault_at, 4)
+
+        return {
+            "vrrp": f"v{self.vrrp.version} advert_int {self.vrrp.advert_int:g}s",
+            "fault": self.fault,
+            "formula": self.window.formula,
+            "window_s": [round(self.window.earliest, 3), round(self.window.latest, 3)],
+            "takeover_s": round(self.takeover_s, 4),
+            "service_restored_s": None if self.restored_s is None else round(self.restored_s, 4),
+            "last_via_master_s": rel(self.last_via_master),
+            "first_via_backup_s": rel(self.first_frame_via_backup),
+            "garp_s": [rel(t) for t in self.garp_times],
+            "failed_probes": sum(1 for p in self.probes if not p.ok and p.start >= self.fault_at),
+            "failback_s": round(self.failback_s, 3),
+            "vip_holders_after": self.holders_after,
+        }
+
+
+def _syn_times(frames: list, vip: str) -> list[tuple[float, int]]:  # type: ignore[type-arg]
+    out = []
+    for f in frames:
+        pkt = f.packet
+        if f.direction == "in" and TCP in pkt and pkt[TCP].flags == "S" and pkt[IP].dst == vip:
+            out.append((f.time, int(pkt[TCP].sport)))
+    return out
+
+
+def run_failover(ha: HaPair, vrrp: Vrrp, fault: str) -> Failover:
+    """Fail the preferred director, observe the takeover, then bring it back."""
+    ha.reconfigure(vrrp)
+    c, (d1, d2) = ha.cluster, ha.names
+    client = c.spec.clients[0].name
+    vip = str(c.spec.service.vip)
+    macs = {d: c.mac(f"{d}-eth0") for d in (d1, d2)}
+    with (
+        c.capture(f"{client}-eth0", f"{d1}-eth0", f"{d2}-eth0") as cap,
+        Prober(c.pid(client), (vip, HOLD_PORT)) as prober,
+    ):
+        time.sleep(1.0)  # service through the master first
+        fault_at = ha.fail(fault)
+        takeover_at = ha.keepalived[d2].wait_state(
+            "MASTER", timeout=3 * vrrp.advert_int + 15, after=fault_at
+        )
+        time.sleep(max(0.0, takeover_at + vrrp.garp_delay + 1.5 - time.time()))
+    holders = ha.holders()
+    neigh = c.run(client, f"ip neigh show {vip}", check=False).strip()
+    garps = [
+        f.time
+        for f in cap.frames(f"{client}-eth0")
+        if ARP in f.packet
+        and f.packet[ARP].psrc == vip == f.packet[ARP].pdst
+        and f.packet[Ether].src == macs[d2]
+        and f.time >= fault_at
+    ]
+    via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
+    via_master = [t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip) if t >= fault_at - 1]
+    first = prober.first_success_after(fault_at, sports={s for _, s in via_backup})
+    recover_at = ha.recover(fault)
+    failback_at = ha.keepalived[d1].wait_state(
+        "MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at
+    )
+    ha.keepalived[d2].wait_state("BACKUP", timeout=10, after=recover_at)
+    result = Failover(
+        vrrp=vrrp,
+        fault=fault,
+        window=takeover_window(
+            fault, priority=vrrp.priorities[1], advert_int=vrrp.advert_int, version=vrrp.version
+        ),
+        fault_at=fault_at,
+        takeover_at=takeover_at,
+        holders_after=holders,
+        client_neigh=neigh,
+        macs=macs,
+        garp_times=garps,
+        first_via_backup=first,
+        last_via_master=max((t for t in via_master if t < takeover_at + 5), default=None),
+        first_frame_via_backup=min((t for t, _ in via_backup if t >= fault_at), default=None),
+        failback_s=failback_at - recover_at,
+        holders_after_failback=ha.holders(),
+        probes=list(prober.probes),
+    )
+    record_observation(
+        f"failover.v{vrrp.version}-{vrrp.advert_int:g}s-{fault}"
+        + ("" if vrrp.garp_repeat == 5 and vrrp.garp_delay == 5 else "-garp"),
+        result.timeline(),
+    )
+    return result
+
+
+@dataclass(kw_only=True)
+class SyncRun:
+    """Long-lived connections through a director that fails, then comes back."""
+
+    mode: str
+    sync: str
+    streams: int
+    holds: int
+    synced_streams: int  # streams in the backup's table before the fault
+    synced_holds: int  # handshake-only connections in the backup's table
+    sync_lag_s: float | None  # slowest stream: opened -> seen in the backup's table
+    dest_counts: dict[str, dict[str, int]]  # director -> real server -> stream connections
+    survived_streams: int
+    reset_streams: int
+    byte_errors: list[str]
+    gap_s: float | None  # longest pause in stream data across the failover
+    survived_holds: int
+    late_streams: int  # opened through the backup while it was master
+    late_survived_failback: int
+    early_survived_failback: int
+    takeover_s: float
+
+    def summary(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if k not in ("mode", "sync")}
+
+
+def _dest_counts(ha: HaPair, director: str, keys: set[tuple[str, int]]) -> dict[str, int]:
+    """Connections of ``keys`` per real server in a director's table."""
+    table = ha.connections(director, STREAM_PORT)
+    return dict(Counter(table[k].dest[0] for k in keys if k in table))
+
+
+def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) -> SyncRun:
+    """Streams and handshake-only holds through d1; cut d1's cable; bring it back."""
+    c, (d1, d2) = ha.cluster, ha.names
+    client = c.spec.clients[0].name
+    vip = str(c.spec.service.vip)
+    vrrp = ha.vrrp
+    with StreamSet(c.pid(client)) as conns:
+        opened = time.time()
+        stream_conns = conns.open("stream", streams, (vip, STREAM_PORT))
+        hold_conns = conns.open("hold", holds, (vip, HOLD_PORT))
+        keys = {(str(c.spec.clients[0].ip), t.sport) for t in stream_conns}
+        hold_keys = {(str(c.spec.clients[0].ip), t.sport) for t in hold_conns}
+        seen: dict[tuple[str, int], float] = {}
+        deadline = time.time() + (8 if ha.sync != "off" else 3)
+        while time.time() < deadline and len(seen) < len(keys):
+            now = time.time()
+            for k in keys & ha.connections(d2, STREAM_PORT, HOLD_PORT).keys():
+                seen.setdefault(k, now)
+            time.sleep(0.1)
+        time.sleep(1.0)  # a hold's third packet would be synced within a flush period too
+        backup = ha.connections(d2, STREAM_PORT, HOLD_PORT)
+        counts = {d: _dest_counts(ha, d, keys) for d in (d1, d2)}
+        fault_at = ha.fail("cut")
+        takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
+        time.sleep(4.0)  # streams keep flowing, or are reset
+        conns.ping_holds(timeout=3)
+        gaps = [
+            t.first_arrival(fault_at) - (t.last_arrival(fault_at) or fault_at)  # type: ignore[operator]
+            for t in stream_conns
+            if t.alive and t.first_arrival(fault_at) is not None
+        ]
+        survived = [t for t in stream_conns if t.alive and t.first_arrival(takeover_at)]
+        reset = [t for t in stream_conns if t.error == "reset"]
+        errors = [t.error for t in stream_conns if t.error and t.error.startswith("mismatch")]
+        survived_holds = sum(1 for t in hold_conns if t.alive)
+        # failback: new streams through the backup, then the preferred director returns
+        late_conns = conns.open("stream", late, (vip, STREAM_PORT))
+        time.sleep(3.0)
+        recover_at = ha.recover("cut")
+        ha.keepalived[d1].wait_state("MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at)
+        back_at = time.time()
+        time.sleep(4.0)
+        early_back = sum(1 for t in survived if t.alive and t.first_arrival(back_at + 1))
+        late_back = sum(1 for t in late_conns if t.alive and t.first_arrival(back_at + 1))
+    run = SyncRun(
+        mode=ha.mode,
+        sync=ha.sync,
+        streams=streams,
+        holds=holds,
+        synced_streams=len(keys & backup.keys()),
+        synced_holds=len(hold_keys & backup.keys()),
+        sync_lag_s=max(seen.values()) - opened if len(seen) == len(keys) else None,
+        dest_counts=counts,
+        survived_streams=len(survived),
+        reset_streams=len(reset),
+        byte_errors=[e for e in errors if e],
+        gap_s=max(gaps, default=None),
+        survived_holds=survived_holds,
+        late_streams=late,
+        late_survived_failback=late_back,
+        early_survived_failback=early_back,
+        takeover_s=takeover_at - fault_at,
+    )
+    record_observation(f"sync.{ha.mode}-{ha.sync}", run.summary())
+    return run

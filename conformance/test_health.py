@@ -1,0 +1,138 @@
+"""keepalived health checks and load feedback drive the kernel's real-server table.
+
+A real server fails by stopping its program (connections are refused), and
+recovers by starting it again. Every test asserts on the director's IPVS
+table (netlink) and on where client requests actually go. Source:
+keepalived.conf(5) (virtual_server, delay_loop, TCP_CHECK, HTTP_GET,
+MISC_CHECK misc_dynamic, retry, delay_before_retry, inhibit_on_failure,
+sorry_server).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conformance.conftest import curl_sequence
+from testbed import Cluster
+from testbed._flows import Connector, read_connections, wait_until
+from testbed._ha import AGENT_PORT, HOLD_PORT, checked_service
+from testbed._keepalived import HealthChecks
+from testbed._results import record_observation
+
+SLACK = 2.0  # seconds of emulation and polling allowed past keepalived's own bound
+FEEDBACK = Path(__file__).with_name("feedback.sh")
+
+
+def _weights(cluster: Cluster) -> dict[str, int]:
+    """Real-server address -> weight, as the kernel has it (empty without a service)."""
+    services = cluster.ipvs.services()
+    return {d.addr: d.weight for s in services for d in s.dests}
+
+
+def _timed(cluster: Cluster, predicate, bound: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until ``predicate(weights)`` holds; fail after ``bound``."""
+    start = time.time()
+    if not wait_until(lambda: predicate(_weights(cluster)), timeout=bound, interval=0.1):
+        raise AssertionError(f"not within {bound:.1f} s; kernel weights: {_weights(cluster)}")
+    return time.time() - start
+
+
+def _served_by(cluster: Cluster, count: int = 6) -> Counter[str]:
+    return Counter(curl_sequence(cluster, cluster.spec.clients[0].name, count))
+
+
+@pytest.mark.parametrize("checker", ["TCP_CHECK", "HTTP_GET"])
+def test_failed_real_server_leaves_and_returns(cluster: Cluster, checker: str) -> None:
+    """A real server whose check fails is removed within delay_loop + (retry + 1) x
+    connect_timeout + retry x delay_before_retry, gets no requests, and is added back
+    after its first good check (keepalived.conf(5))."""
+    checks = HealthChecks(checker=checker, delay_loop=1, connect_timeout=1, retry=1)
+    r1 = str(cluster.spec.real_server("r1").ip)
+    with checked_service(cluster, checks):
+        _timed(cluster, lambda w: len(w) == 3, 15)
+        cluster.stop_real_server("r1")
+        removed = _timed(cluster, lambda w: r1 not in w, checks.removal_bound() + SLACK)
+        during = _served_by(cluster)
+        cluster.start_real_server("r1")
+        restored = _timed(cluster, lambda w: r1 in w, checks.delay_loop + 1 + SLACK)
+        after = _served_by(cluster)
+    record_observation(
+        f"health.{checker}",
+        {"removed_s": round(removed, 2), "bound_s": checks.removal_bound(),
+         "restored_s": round(restored, 2), "during": dict(during), "after": dict(after)},
+    )  # fmt: skip
+    assert "r1" not in during and sum(during.values()) == 6, during
+    assert "r1" in after, after
+
+
+def test_inhibit_on_failure_sets_weight_zero(cluster: Cluster) -> None:
+    """With inhibit_on_failure a failed real server stays in the table with weight 0
+    (quiescent: no new connections) and gets its weight back on recovery."""
+    checks = HealthChecks(checker="TCP_CHECK", inhibit_on_failure=True)
+    r1 = str(cluster.spec.real_server("r1").ip)
+    with checked_service(cluster, checks):
+        _timed(cluster, lambda w: w.get(r1) == 1 and len(w) == 3, 15)
+        cluster.stop_real_server("r1")
+        _timed(cluster, lambda w: w.get(r1) == 0, checks.removal_bound() + SLACK)
+        during = _served_by(cluster)
+        cluster.start_real_server("r1")
+        _timed(cluster, lambda w: w.get(r1) == 1, checks.delay_loop + 1 + SLACK)
+    assert "r1" not in during and sum(during.values()) == 6, during
+
+
+def test_sorry_server_takes_over_when_all_fail(cluster: Cluster) -> None:
+    """When every real server has failed, the sorry_server is the only destination and
+    answers the clients; it leaves again when a real server recovers."""
+    r3 = cluster.spec.real_server("r3")
+    checks = HealthChecks(checker="TCP_CHECK", sorry_server=r3)
+    with checked_service(cluster, checks, real_servers=("r1", "r2")):
+        _timed(cluster, lambda w: len(w) == 2 and str(r3.ip) not in w, 15)
+        for name in ("r1", "r2"):
+            cluster.stop_real_server(name)
+        _timed(cluster, lambda w: list(w) == [str(r3.ip)], checks.removal_bound() + SLACK)
+        during = _served_by(cluster)
+        cluster.start_real_server("r2")
+        _timed(cluster, lambda w: str(r3.ip) not in w and w, checks.delay_loop + 1 + SLACK)
+        after = _served_by(cluster)
+    assert during == Counter({"r3": 6}), during
+    assert after == Counter({"r2": 6}), after
+
+
+def test_load_feedback_lowers_weight_and_shifts_connections(cluster: Cluster) -> None:
+    """MISC_CHECK with misc_dynamic sets the weight to exit status - 2: the feedback
+    script turns a real server's held connections into weight 100 - 10 x load. Loading
+    r1 drops its kernel weight, and wlc sends new connections elsewhere."""
+    checks = HealthChecks(
+        checker="MISC_CHECK", misc_path=str(FEEDBACK), misc_dynamic=True, misc_timeout=3
+    )
+    spec = cluster.base_spec
+    r1 = spec.real_server("r1")
+    vip = str(spec.service.vip)
+    load = 8
+    with checked_service(cluster, checks, scheduler="wlc"):
+        _timed(cluster, lambda w: len(w) == 3 and set(w.values()) == {100}, 20)
+        with Connector(cluster.pid(spec.clients[1].name)) as loader:
+            for i in range(load):  # the direct path: client -> router -> r1
+                loader.open(str(spec.clients[1].ip), 41000 + i, (str(r1.ip), HOLD_PORT))
+            lowered = _timed(cluster, lambda w: w[str(r1.ip)] == 100 - 10 * load, 10)
+            with Connector(cluster.pid(spec.clients[0].name)) as clients:
+                for i in range(24):  # held: the HTTP server waits for a request
+                    clients.open(str(spec.clients[0].ip), 42000 + i, (vip, spec.service.port))
+                conns = [
+                    c.dest[0] for c in read_connections(cluster.pid(spec.active.name))
+                    if c.client[1] >= 42000 and c.virtual == (vip, spec.service.port)
+                ]  # fmt: skip
+        shares = Counter(conns)
+        raised = _timed(cluster, lambda w: w[str(r1.ip)] == 100, 10)
+    record_observation(
+        "health.feedback",
+        {"load": load, "lowered_s": round(lowered, 2), "raised_s": round(raised, 2),
+         "new_connections": dict(shares), "agent_port": AGENT_PORT},
+    )  # fmt: skip
+    others = [shares[str(r.ip)] for r in spec.real_servers if r.name != "r1"]
+    assert sum(shares.values()) == 24, shares
+    assert all(shares[str(r1.ip)] < n for n in others), shares

@@ -1,0 +1,116 @@
+"""VRRP timing rules and failover arithmetic (pure; no root, no network).
+
+Sources: RFC 3768 section 6.1 (VRRPv2: Skew_Time = (256 - Priority) / 256 s),
+RFC 5798 section 6.1 (VRRPv3: Skew_Time = ((256 - Priority) x
+Master_Adver_Interval) / 256), both: Master_Down_Interval = 3 x
+Advertisement_Interval + Skew_Time; a master that shuts down sends an
+advertisement with priority 0 and a backup receiving it waits only Skew_Time
+(RFC 5798 6.4.3 / 6.4.2). keepalived.conf(5): garp_master_repeat (5)
+gratuitous ARPs at takeover, garp_master_delay (5 s) later the same again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A failure detected by missing advertisements (crash, cut link) ...
+SILENT_FAULTS = ("kill", "cut")
+# ... or announced with a priority-0 advertisement (clean stop)
+ANNOUNCED_FAULTS = ("stop",)
+FAULTS = ANNOUNCED_FAULTS + SILENT_FAULTS
+
+
+def skew_time(*, priority: int, advert_int: float, version: int) -> float:
+    """Seconds a backup of this priority adds to the master-down interval."""
+    if version == 3:
+        return (256 - priority) * advert_int / 256
+    return (256 - priority) / 256
+
+
+def master_down_interval(*, priority: int, advert_int: float, version: int) -> float:
+    """Seconds without advertisements before a backup of this priority takes over."""
+    return 3 * advert_int + skew_time(priority=priority, advert_int=advert_int, version=version)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TakeoverWindow:
+    """When, after a fault, the backup may become master, by the VRRP rules."""
+
+    earliest: float
+    latest: float
+    formula: str
+
+    def contains(self, seconds: float, *, slack: float) -> bool:
+        """Inside [earliest - slack/10, latest + slack]: timers never fire early."""
+        return self.earliest - slack / 10 <= seconds <= self.latest + slack
+
+
+def takeover_window(
+    fault: str, *, priority: int, advert_int: float, version: int
+) -> TakeoverWindow:
+    """The interval from fault to backup-becomes-master that the RFC allows.
+
+    A silent fault happens somewhere between two advertisements, so the
+    backup's master-down timer (started at the last one) has between
+    Master_Down_Interval - Advertisement_Interval and Master_Down_Interval
+    left to run.
+    """
+    skew = skew_time(priority=priority, advert_int=advert_int, version=version)
+    if fault in ANNOUNCED_FAULTS:
+        return TakeoverWindow(earliest=skew, latest=skew, formula=f"skew = {skew:.3f} s")
+    if fault not in SILENT_FAULTS:
+        raise ValueError(f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
+    down = 3 * advert_int + skew
+    return TakeoverWindow(
+        earliest=down - advert_int,
+        latest=down,
+        formula=f"3 x {advert_int:g} + {skew:.3f} = {down:.3f} s, minus up to {advert_int:g} "
+        "(the fault falls between two adverts)",
+    )
+
+
+def bursts(times: Sequence[float], *, gap: float) -> list[list[float]]:
+    """Split sorted event times into bursts separated by more than ``gap`` seconds."""
+    out: list[list[float]] = []
+    for t in sorted(times):
+        if out and t - out[-1][-1] <= gap:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class GarpExpectation:
+    """What keepalived promises for gratuitous ARP after a takeover."""
+
+    repeat: int = 5  # garp_master_repeat
+    delay: float = 5.0  # garp_master_delay (0: no second burst)
+    interval: float = 0.0  # vrrp_garp_interval between messages in a burst
+
+    @property
+    def bursts(self) -> int:
+        return 2 if self.delay > 0 else 1
+
+    def check(self, times: Sequence[float], *, slack: float) -> list[str]:
+        """Problems with observed GARP times (empty: as promised)."""
+        groups = bursts(times, gap=max(self.interval * 2, 0.0) + slack)
+        problems = []
+        if len(groups) != self.bursts:
+            problems.append(f"{len(groups)} bursts, expected {self.bursts}")
+        for i, g in enumerate(groups):
+            if len(g) != self.repeat:
+                problems.append(f"burst {i + 1}: {len(g)} frames, expected {self.repeat}")
+            spacing = [b - a for a, b in itertools.pairwise(g)]
+            if spacing and min(spacing) < self.interval * 0.9:
+                problems.append(
+                    f"burst {i + 1}: spacing {min(spacing):.4f} s < interval {self.interval:g} s"
+                )
+        if len(groups) == 2 and abs((groups[1][0] - groups[0][0]) - self.delay) > slack:
+            problems.append(
+                f"second burst {groups[1][0] - groups[0][0]:.2f} s after the first, "
+                f"expected {self.delay:g} s"
+            )
+        return problems

@@ -1,0 +1,286 @@
+"""The two directors as a failover pair: keepalived VRRP, the IPVS sync daemon, faults.
+
+``HaPair`` takes a running Cluster, hands VIP and DIP to keepalived (one
+daemon per director, each with its own files), gives both directors the same
+IPVS table (the cluster's service plus a stream and a hold service served by
+``loadgen.stream``), optionally starts connection sync, and on exit puts
+everything back: daemons stopped, addresses and links restored, the backup's
+IPVS table flushed.
+
+>>> with HaPair(cluster, vrrp=Vrrp(), sync="ipvsadm") as ha:
+...     fault_at = ha.fail("kill")
+...     ha.keepalived["d2"].wait_state("MASTER", timeout=10, after=fault_at)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+from ._cluster import SERVER, Cluster
+from ._errors import TestbedError
+from ._failover import FAULTS
+from ._flows import Conn, read_connections
+from ._keepalived import HealthChecks, Keepalived, Vrrp, render
+from ._spec import Service
+
+STREAM_PORT, HOLD_PORT, AGENT_PORT = 9000, 9001, 9100
+# off; ipvsadm daemons master+backup on both directors (two-way); ipvsadm master
+# on the preferred director and backup on the other (one-way); keepalived's
+# lvs_sync_daemon (role follows VRRP state)
+SYNC_MODES = ("off", "ipvsadm", "oneway", "keepalived")
+
+
+def ensure_stream_servers(cluster: Cluster) -> None:
+    """Start ``loadgen.stream`` on every real server once per cluster."""
+    args = ["--stream-port", str(STREAM_PORT), "--hold-port", str(HOLD_PORT)]
+    args += ["--agent-port", str(AGENT_PORT)]
+    for rs in cluster.spec.real_servers:
+        cluster.ensure_program(rs.name, "loadgen.stream", *args, wait=False)
+    for rs in cluster.spec.real_servers:
+        cluster.wait_program(rs.name, "loadgen.stream")
+
+
+class HaPair:
+    """Two directors, d1 preferred, under keepalived VRRP."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        vrrp: Vrrp | None = None,
+        mode: str = "dr",
+        sync: str = "off",
+        checks: HealthChecks | None = None,
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise TestbedError(f"unknown sync mode {sync!r} (choose from {', '.join(SYNC_MODES)})")
+        self.cluster = cluster
+        self.vrrp = replace(vrrp or Vrrp(), sync_daemon=sync == "keepalived")
+        self.mode = mode
+        self.sync = sync
+        self.checks = checks
+        spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
+        self.spec = spec
+        base = spec.service
+        self.services: dict[str, Service] = {
+            "http": base,
+            "stream": replace(base, port=STREAM_PORT, nat_port=None),
+            "hold": replace(base, port=HOLD_PORT, nat_port=None),
+        }
+        self.names = tuple(d.name for d in spec.directors)
+        self.keepalived = {
+            n: Keepalived(host=cluster.node(n), workdir=cluster.workdir) for n in self.names
+        }
+        self._cut: set[str] = set()
+
+    # -- life cycle -------------------------------------------------------------------
+    def __enter__(self) -> HaPair:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        c = self.cluster
+        c.configure(self.spec)  # real servers prepared for the mode
+        ensure_stream_servers(c)
+        table = [(svc, self.spec.real_servers) for svc in self.services.values()]
+        for d in self.names:
+            c.ipvs_of(d).apply_all(table)
+        c.release_service_addresses()
+        c.diagnostics.append(self.describe)
+        self._start_sync()
+        started = time.time()
+        for d in self.names:
+            self.start_keepalived(d)
+        self.wait_roles(after=started)
+
+    def stop(self) -> None:
+        c = self.cluster
+        for k in self.keepalived.values():
+            k.stop()
+        for d in self.names:
+            self.stop_sync(d)
+            self.drop_service_addresses(d)
+        for port in list(self._cut):
+            self.restore(port)
+        with contextlib.suppress(Exception):
+            c.ipvs_of(self.names[1]).flush()
+        with contextlib.suppress(ValueError):
+            c.diagnostics.remove(self.describe)
+        c.claim_service_addresses()
+        c.configure(c.base_spec)
+
+    # -- keepalived ---------------------------------------------------------------------
+    def config(self, director: str) -> str:
+        k = self.keepalived[director]
+        return render(
+            self.spec,
+            self.spec.directors[self.names.index(director)],
+            vrrp=self.vrrp,
+            checks=self.checks,
+            notify=k.notify_script(),
+        )
+
+    def start_keepalived(self, director: str) -> None:
+        self.keepalived[director].start(self.config(director))
+
+    def reconfigure(self, vrrp: Vrrp) -> None:
+        """Restart both daemons with other VRRP settings (sync mode unchanged)."""
+        if vrrp == replace(self.vrrp, sync_daemon=False) or vrrp == self.vrrp:
+            return
+        for k in self.keepalived.values():
+            k.stop()
+        self.vrrp = replace(vrrp, sync_daemon=self.sync == "keepalived")
+        started = time.time()
+        for d in self.names:
+            self.start_keepalived(d)
+        self.wait_roles(after=started)
+
+    def wait_roles(self, *, after: float) -> None:
+        """Until the preferred director is MASTER and the other BACKUP."""
+        bound = 10 * self.vrrp.advert_int + 15  # master-down at start, plus emulation
+        first, second = (self.keepalived[n] for n in self.names)
+        first.wait_state("MASTER", timeout=bound, after=after)
+        if second.state != "BACKUP":
+            second.wait_state("BACKUP", timeout=bound, after=after)
+
+    def holders(self) -> list[str]:
+        """Directors that have the VIP on their outside interface."""
+        vip = str(self.spec.service.vip)
+        return [
+            d for d in self.names if f" {vip}/" in self.cluster.run(d, "ip -o -4 addr", check=False)
+        ]
+
+    # -- faults -----------------------------------------------------------------------
+    def fail(self, fault: str, director: str | None = None) -> float:
+        """Inflict a fault on a director (default: the preferred one); return its time."""
+        d = director or self.names[0]
+        k = self.keepalived[d]
+        if fault not in FAULTS:
+            raise TestbedError(f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
+        at = time.time()
+        if fault == "stop":
+            k.stop()
+        elif fault == "kill":
+            k.kill()
+        else:
+            self.cut(self.cluster.switch_port(f"{d}-eth0"))
+        return at
+
+    def recover(self, fault: str, director: str | None = None) -> float:
+        """Undo a fault: link back up, or keepalived started again. Returns the time."""
+        d = director or self.names[0]
+        at = time.time()
+        if fault == "cut":
+            self.restore(self.cluster.switch_port(f"{d}-eth0"))
+        else:
+            # a crashed keepalived left VIP and DIP behind, as a real crash would;
+            # a restart (or reboot) starts without them
+            self.drop_service_addresses(d)
+            self.start_keepalived(d)
+        return at
+
+    def cut(self, port: str) -> None:
+        subprocess.run(["ip", "link", "set", port, "down"], check=True)
+        self._cut.add(port)
+
+    def restore(self, port: str) -> None:
+        subprocess.run(["ip", "link", "set", port, "up"], check=False)
+        self._cut.discard(port)
+
+    def drop_service_addresses(self, director: str) -> None:
+        s = self.spec.service
+        self.cluster.run(
+            director,
+            f"ip addr del {s.vip}/32 dev {director}-eth0 2>/dev/null; "
+            f"ip addr del {s.dip}/{self.spec.inside.prefixlen} dev {director}-eth1 "
+            "2>/dev/null; true",
+        )
+
+    # -- connection sync ----------------------------------------------------------------
+    def _start_sync(self) -> None:
+        roles = {
+            "off": {},
+            "keepalived": {},  # keepalived starts and switches the daemons itself
+            "ipvsadm": {d: ("master", "backup") for d in self.names},
+            "oneway": {self.names[0]: ("master",), self.names[1]: ("backup",)},
+        }[self.sync]
+        for d, wanted in roles.items():
+            for role in wanted:
+                self.cluster.run(
+                    d,
+                    f"ipvsadm --start-daemon {role} --mcast-interface {d}-eth1 "
+                    f"--syncid {self.vrrp.sync_id}",
+                )
+
+    def stop_sync(self, director: str) -> None:
+        for role in ("master", "backup"):
+            self.cluster.run(director, f"ipvsadm --stop-daemon {role}", check=False)
+
+    def sync_daemons(self, director: str) -> str:
+        return self.cluster.run(director, "ipvsadm -L --daemon", check=False).strip()
+
+    def connections(self, director: str, *ports: int) -> dict[tuple[str, int], Conn]:
+        """The director's IPVS connection table by client (addr, port), for some VIP ports."""
+        return {
+            c.client: c
+            for c in read_connections(self.cluster.pid(director))
+            if not ports or c.virtual[1] in ports
+        }
+
+    # -- diagnostics ------------------------------------------------------------------
+    def describe(self) -> str:
+        out = [f"--- HA pair: vrrp={self.vrrp} sync={self.sync} VIP held by {self.holders()}"]
+        for d in self.names:
+            k = self.keepalived[d]
+            out.append(f"--- {d}: keepalived state {k.state}, transitions {k.states()}")
+            out.append(self.cluster.run(d, "ip -br addr; ipvsadm -L --daemon", check=False))
+            out.append(f"--- {d}: ipvsadm -Lnc | head -20")
+            out.append(self.cluster.run(d, "ipvsadm -Lnc | head -20", check=False))
+            out.append(k.log_tail())
+        return "\n".join(out)
+
+
+@contextlib.contextmanager
+def checked_service(
+    cluster: Cluster,
+    checks: HealthChecks,
+    *,
+    mode: str = "dr",
+    scheduler: str = "rr",
+    real_servers: tuple[str, ...] | None = None,
+) -> Iterator[Keepalived]:
+    """keepalived's checkers own the active director's IPVS table (no VRRP).
+
+    The virtual_server lists ``real_servers`` (default: all); real-server
+    programs stopped inside the block are started again on exit.
+    """
+    spec = cluster.base_spec.with_service(mode=mode, scheduler=scheduler)
+    cluster.configure(spec)
+    if real_servers is not None:
+        spec = spec.with_real_servers(*(spec.real_server(n) for n in real_servers))
+    ensure_stream_servers(cluster)
+    cluster.ipvs.flush()
+    director = spec.active
+    k = Keepalived(host=cluster.node(director.name), workdir=cluster.workdir)
+    k.start(render(spec, director, checks=checks))
+    describe = k.log_tail
+    cluster.diagnostics.append(describe)
+    try:
+        yield k
+    finally:
+        k.stop()
+        cluster.diagnostics.remove(describe)
+        for rs in cluster.base_spec.real_servers:
+            cluster.ensure_program(rs.name, SERVER, *cluster.server_args(rs.name))
+        cluster.configure(cluster.base_spec)

@@ -1,0 +1,306 @@
+"""keepalived as the system under test: configuration as data, one daemon per host.
+
+A ``Vrrp`` declares the failover pair (version, advert_int, priorities,
+preemption, gratuitous-ARP settings); ``HealthChecks`` declares a
+virtual_server's checkers. ``render()`` turns them into one director's
+keepalived.conf (keepalived.conf(5)); ``Keepalived`` runs it inside that
+director's namespace with its own config, pid files, log and state file, and
+always stops it.
+
+>>> conf = render(spec, spec.directors[1], vrrp=Vrrp(version=3, advert_int=0.3),
+...               notify="/tmp/x/notify.sh")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import TestbedError
+from ._spec import ClusterSpec, RealServer, Service, TwoLegged
+
+INSTANCE = "VI_LVS"
+CHECKERS = ("TCP_CHECK", "HTTP_GET", "MISC_CHECK")
+_LB_KIND = {"nat": "NAT", "dr": "DR", "tun": "TUN"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vrrp:
+    """One VRRP failover pair: the first director is the preferred master."""
+
+    version: int = 2
+    advert_int: float = 1.0
+    router_id: int = 51
+    priorities: tuple[int, int] = (150, 100)
+    preempt: bool = True
+    garp_repeat: int = 5
+    garp_delay: int = 5
+    garp_interval: float = 0.0
+    sync_daemon: bool = False  # keepalived's lvs_sync_daemon on the inside interface
+    sync_id: int = 7
+
+    def __post_init__(self) -> None:
+        if self.version not in (2, 3):
+            raise TestbedError(f"VRRP version must be 2 or 3, not {self.version!r}")
+        if self.version == 2 and self.advert_int != int(self.advert_int):
+            raise TestbedError("VRRPv2 advert_int is whole seconds; use version 3 for sub-second")
+        if not 0.01 <= self.advert_int <= 255:
+            raise TestbedError(f"advert_int {self.advert_int!r} is not in 0.01..255 s")
+        if not all(1 <= p <= 254 for p in self.priorities):
+            raise TestbedError(f"priorities {self.priorities!r} must be in 1..254")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthChecks:
+    """A keepalived virtual_server with one checker per real server."""
+
+    checker: str = "TCP_CHECK"
+    delay_loop: float = 1.0
+    connect_timeout: float = 1.0
+    retry: int = 1
+    delay_before_retry: float = 1.0
+    inhibit_on_failure: bool = False
+    sorry_server: RealServer | None = None
+    misc_path: str = ""  # MISC_CHECK: command, the real server's address appended
+    misc_dynamic: bool = False
+    misc_timeout: int = 3
+
+    def __post_init__(self) -> None:
+        if self.checker not in CHECKERS:
+            raise TestbedError(
+                f"unknown checker {self.checker!r} (choose from {', '.join(CHECKERS)})"
+            )
+        if self.checker == "MISC_CHECK" and not self.misc_path:
+            raise TestbedError("MISC_CHECK needs misc_path")
+
+    def removal_bound(self) -> float:
+        """Longest time from a real server's failure to its removal (keepalived.conf(5)).
+
+        The failure may start just after a good check: the next check comes
+        one delay_loop later and fails after connect_timeout; ``retry`` more
+        attempts follow, each delay_before_retry apart.
+        """
+        attempt = self.connect_timeout if self.checker != "MISC_CHECK" else self.misc_timeout
+        return self.delay_loop + (self.retry + 1) * attempt + self.retry * self.delay_before_retry
+
+
+def _block(head: str, lines: list[str], indent: int = 0) -> list[str]:
+    pad = " " * indent
+    return [f"{pad}{head} {{", *(f"{pad}    {line}" for line in lines), f"{pad}}}"]
+
+
+def _checker(checks: HealthChecks, service: Service, rs: RealServer) -> list[str]:
+    common = [
+        f"connect_timeout {checks.connect_timeout:g}",
+        f"retry {checks.retry}",
+        f"delay_before_retry {checks.delay_before_retry:g}",
+    ]
+    if checks.checker == "TCP_CHECK":
+        return _block("TCP_CHECK", common)
+    if checks.checker == "HTTP_GET":
+        return _block("HTTP_GET", [*_block("url", ["path /", "status_code 200"]), *common])
+    misc = [
+        f'misc_path "{checks.misc_path} {rs.ip}"',
+        f"misc_timeout {checks.misc_timeout}",
+        f"retry {checks.retry}",
+        f"delay_before_retry {checks.delay_before_retry:g}",
+    ]
+    if checks.misc_dynamic:
+        misc.append("misc_dynamic")
+    return _block("MISC_CHECK", misc)
+
+
+def _virtual_server(
+    service: Service, servers: tuple[RealServer, ...], checks: HealthChecks
+) -> list[str]:
+    body = [
+        f"delay_loop {checks.delay_loop:g}",
+        f"lb_algo {service.scheduler}",
+        f"lb_kind {_LB_KIND[service.mode]}",
+        f"protocol {service.protocol.upper()}",
+        "warmup 0",  # first check at once: timing starts at a known point
+    ]
+    if checks.inhibit_on_failure:
+        body.append("inhibit_on_failure")
+    if checks.sorry_server is not None:
+        body.append(f"sorry_server {checks.sorry_server.ip} {service.real_port}")
+    for rs in servers:
+        body += _block(
+            f"real_server {rs.ip} {service.real_port}",
+            [f"weight {rs.weight}", *_checker(checks, service, rs)],
+        )
+    return _block(f"virtual_server {service.vip} {service.port}", body)
+
+
+def render(
+    spec: ClusterSpec,
+    director: TwoLegged,
+    *,
+    vrrp: Vrrp | None = None,
+    checks: HealthChecks | None = None,
+    notify: str = "",
+) -> str:
+    """keepalived.conf for one director: VRRP instance and/or virtual_server."""
+    d = director.name
+    index = [x.name for x in spec.directors].index(d)
+    glob = [f"router_id {d}", "script_user root"]
+    out: list[str] = []
+    if vrrp is not None:
+        glob += [
+            f"vrrp_version {vrrp.version}",
+            f"vrrp_garp_master_repeat {vrrp.garp_repeat}",
+            f"vrrp_garp_master_delay {vrrp.garp_delay}",
+        ]
+        if vrrp.garp_interval:  # keepalived rejects 0, its default
+            glob.append(f"vrrp_garp_interval {vrrp.garp_interval:g}")
+        if vrrp.sync_daemon:
+            glob.append(f"lvs_sync_daemon {d}-eth1 {INSTANCE} id {vrrp.sync_id}")
+        # nopreempt needs every instance to start as BACKUP (keepalived.conf(5))
+        state = "MASTER" if index == 0 and vrrp.preempt else "BACKUP"
+        inst = [
+            f"state {state}",
+            f"interface {d}-eth0",
+            f"virtual_router_id {vrrp.router_id}",
+            f"priority {vrrp.priorities[index]}",
+            f"advert_int {vrrp.advert_int:g}",
+        ]
+        if not vrrp.preempt:
+            inst.append("nopreempt")
+        # the VIP faces clients; the DIP is the NAT real servers' gateway
+        inst += _block(
+            "virtual_ipaddress",
+            [
+                f"{spec.service.vip}/32 dev {d}-eth0",
+                f"{spec.service.dip}/{spec.inside.prefixlen} dev {d}-eth1",
+            ],
+        )
+        if notify:
+            inst.append(f'notify "{notify}"')
+        out += _block(f"vrrp_instance {INSTANCE}", inst)
+    if checks is not None:
+        out += _virtual_server(spec.service, spec.real_servers, checks)
+    return "\n".join([*_block("global_defs", glob), *out, ""])
+
+
+NOTIFY_SCRIPT = """#!/bin/sh
+# keepalived notify: <type> <name> <state> <priority>; one timestamped line each
+echo "$(date +%s.%N) $3" >> "{log}"
+"""
+
+
+@dataclass(kw_only=True)
+class Keepalived:
+    """One keepalived daemon in one Mininet host, with private files under ``workdir``."""
+
+    host: Any  # the Mininet node
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _logfile: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.host.name)
+
+    def path(self, what: str) -> Path:
+        return self.workdir / f"{self.name}.{what}"
+
+    def notify_script(self) -> str:
+        script = self.path("notify.sh")
+        script.write_text(NOTIFY_SCRIPT.format(log=self.path("states")))
+        script.chmod(0o755)
+        return str(script)
+
+    def start(self, config: str) -> None:
+        """Start with ``config``; the state log starts empty."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise TestbedError(f"keepalived already runs on {self.name}")
+        self.path("conf").write_text(config)
+        self.path("states").write_text("")
+        self._logfile = open(self.path("log"), "ab")  # noqa: SIM115 - closed in stop()
+        cmd = [
+            "keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
+            "-f", str(self.path("conf")),
+            "-p", str(self.path("pid")),
+            "-r", str(self.path("vrrp.pid")),
+            "-c", str(self.path("checkers.pid")),
+        ]  # fmt: skip
+        self.proc = self.host.popen(cmd, stdout=self._logfile, stderr=subprocess.STDOUT)
+
+    def pids(self) -> list[int]:
+        """The parent and its VRRP and checker children."""
+        pids = [self.proc.pid] if self.proc is not None else []
+        for child in ("vrrp.pid", "checkers.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.append(int(self.path(child).read_text().strip()))
+        return pids
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Clean stop (SIGTERM): keepalived drops the VIPs and sends priority 0."""
+        if self.running:
+            self.proc.terminate()  # type: ignore[union-attr]
+            try:
+                self.proc.wait(15)  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._reap()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to every process at once, nothing is cleaned up."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        for child in ("vrrp.pid", "checkers.pid", "pid"):
+            self.path(child).unlink(missing_ok=True)
+        if self._logfile is not None:
+            self._logfile.close()
+            self._logfile = None
+
+    def states(self) -> list[tuple[float, str]]:
+        """(time, state) for every VRRP transition, from the notify script."""
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.path("states").read_text().splitlines():
+                when, _, state = line.partition(" ")
+                out.append((float(when), state.strip()))
+        return out
+
+    @property
+    def state(self) -> str:
+        states = self.states()
+        return states[-1][1] if states else "INIT"
+
+    def wait_state(self, state: str, *, timeout: float, after: float = 0.0) -> float:
+        """Time of the first transition to ``state`` after ``after``; raise on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for when, s in self.states():
+                if s == state and when >= after:
+                    return when
+            time.sleep(0.05)
+        raise AssertionError(
+            f"keepalived on {self.name} did not reach {state} within {timeout:g} s "
+            f"(states: {self.states()})\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.path("log").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"(no keepalived log on {self.name})"
+        return f"--- keepalived log, {self.name} (last {lines} lines)\n" + "\n".join(text[-lines:])

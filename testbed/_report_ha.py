@@ -1,0 +1,108 @@
+"""The report's high-availability section: failover timeline, timing and survival tables."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from ._failover import bursts
+
+
+def _observed(data: dict[str, Any], prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (k.split(".", 1)[1], v)
+        for k, v in sorted(data.get("observations", {}).items())
+        if k.startswith(prefix)
+    ]
+
+
+def failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+    """One timeline row per failover: fault, last packet via master, GARPs, takeover."""
+    cases = _observed(data, "failover.")
+    if not cases:
+        return []
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(cases) + 1.4))
+    for y, (_name, obs) in enumerate(cases):
+        lo, hi = obs["window_s"]
+        ax.plot([lo, hi], [y, y], color="#bbbbbb", linewidth=9, solid_capstyle="butt",
+                label="VRRP formula window" if y == 0 else None)  # fmt: skip
+        marks = [
+            ("last_via_master_s", "x", "#cf222e", "last SYN via master"),
+            ("takeover_s", "v", "#000000", "backup MASTER (keepalived)"),
+            ("first_via_backup_s", "o", "#1a7f37", "first SYN via backup"),
+            ("service_restored_s", "*", "#0969da", "first connection via backup"),
+        ]
+        for key, marker, color, label in marks:
+            if obs.get(key) is not None:
+                ax.plot(obs[key], y, marker, color=color, markersize=8,
+                        label=label if y == 0 else None)  # fmt: skip
+        garps = [t for t in obs.get("garp_s", []) if t is not None]
+        ax.plot(garps, [y + 0.25] * len(garps), "|", color="#9a6700", markersize=9,
+                label="gratuitous ARP" if y == 0 else None)  # fmt: skip
+    ax.axvline(0, color="#cf222e", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(cases)))
+    ax.set_yticklabels([n for n, _ in cases], fontsize=8)
+    ax.set_xlabel("seconds after the fault (dashed line)")
+    ax.set_title("Failover timeline")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+    fig.tight_layout()
+    fig.savefig(out / "failover.png", dpi=110)
+    plt.close(fig)
+    return [("failover.png", "Failover timeline per VRRP setting and fault")]
+
+
+def _row(cells: list[object]) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _table(title: str, head: list[str], rows: list[list[object]], note: str) -> str:
+    if not rows:
+        return ""
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (
+        f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p><table><tr>{header}</tr>"
+        + "".join(_row(r) for r in rows)
+        + "</table>"
+    )
+
+
+def failover_tables(data: dict[str, Any]) -> str:
+    timing = []
+    for name, o in _observed(data, "failover."):
+        groups = bursts([t for t in o.get("garp_s", []) if t is not None], gap=1.0)
+        timing.append([
+            name, o["formula"], f"{o['window_s'][0]:.3f}-{o['window_s'][1]:.3f}",
+            o["takeover_s"], o.get("service_restored_s"), o.get("failed_probes"),
+            " + ".join(str(len(g)) for g in groups) or "none",
+            " / ".join(f"{g[0]:.2f}" for g in groups), o.get("failback_s"),
+            ", ".join(o.get("vip_holders_after", [])),
+        ])  # fmt: skip
+    survival = []
+    for name, o in _observed(data, "sync."):
+        survival.append([
+            name, f"{o['synced_streams']}/{o['streams']}", o.get("sync_lag_s"),
+            f"{o['survived_streams']}/{o['streams']}", o["reset_streams"], o.get("gap_s"),
+            f"{o['synced_holds']}/{o['holds']}", f"{o['survived_holds']}/{o['holds']}",
+            f"{o['late_survived_failback']}/{o['late_streams']}",
+            o["early_survived_failback"],
+        ])  # fmt: skip
+    return _table(
+        "Failover: measured vs VRRP formula",
+        ["case", "formula", "window s", "takeover s", "service back s", "failed probes",
+         "GARPs per burst", "bursts at s", "failback s", "VIP after"],
+        timing,
+        "Times in seconds after the fault. Takeover: keepalived's notify on the backup. "
+        "Service back: the first new connection that succeeded through the backup.",
+    ) + _table(
+        "Connection survival (director d1's cable cut, then restored)",
+        ["mode-sync", "streams synced", "sync lag s", "streams survived", "resets",
+         "longest data gap s", "handshake-only synced", "handshake-only survived",
+         "opened via d2, survived failback", "survived both"],
+        survival,
+        "Streams: byte-exact counter streams from the real servers. Handshake-only: the "
+        "control group below sync_threshold. The failback columns count connections still "
+        "receiving after d1 preempted.",
+    )  # fmt: skip

@@ -1,0 +1,166 @@
+"""VRRP timing rules, GARP burst checks, keepalived.conf rendering, the stream pattern."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from loadgen.stream import pattern
+from testbed import TestbedError, load_topology
+from testbed._failover import (
+    GarpExpectation,
+    bursts,
+    master_down_interval,
+    skew_time,
+    takeover_window,
+)
+from testbed._keepalived import HealthChecks, Vrrp, render
+
+SPEC = load_topology()
+D1, D2 = SPEC.directors
+
+
+# -- RFC timing -------------------------------------------------------------------------
+def test_skew_and_master_down_follow_the_rfcs() -> None:
+    # RFC 3768: skew in seconds regardless of advert_int; RFC 5798: scaled by it
+    assert skew_time(priority=100, advert_int=1, version=2) == pytest.approx(156 / 256)
+    assert skew_time(priority=100, advert_int=2, version=2) == pytest.approx(156 / 256)
+    assert skew_time(priority=100, advert_int=0.3, version=3) == pytest.approx(0.3 * 156 / 256)
+    assert master_down_interval(priority=100, advert_int=1, version=2) == pytest.approx(3.609375)
+    assert master_down_interval(priority=254, advert_int=1, version=3) < 3.01
+
+
+def test_takeover_window_by_fault() -> None:
+    stop = takeover_window("stop", priority=100, advert_int=1, version=2)
+    assert stop.earliest == stop.latest == pytest.approx(0.609375)
+    kill = takeover_window("kill", priority=100, advert_int=1, version=2)
+    assert (kill.earliest, kill.latest) == pytest.approx((2.609375, 3.609375))
+    assert kill.contains(3.9, slack=0.5) and not kill.contains(4.2, slack=0.5)
+    assert not kill.contains(2.5, slack=0.5)  # timers never fire early
+    with pytest.raises(ValueError, match="unknown fault"):
+        takeover_window("reboot", priority=100, advert_int=1, version=2)
+
+
+def test_bursts_split_on_gaps() -> None:
+    assert bursts([5.0, 0.0, 0.01, 5.02], gap=0.5) == [[0.0, 0.01], [5.0, 5.02]]
+    assert bursts([], gap=1) == []
+
+
+def test_garp_expectation_accepts_the_default_pattern() -> None:
+    times = [0.001 * i for i in range(5)] + [5.0 + 0.001 * i for i in range(5)]
+    assert GarpExpectation().check(times, slack=0.5) == []
+
+
+@pytest.mark.parametrize(
+    ("times", "problem"),
+    [
+        ([0.0, 0.001, 0.002, 0.003], "expected 1"),  # a single short burst
+        ([0.0] * 5 + [7.0] * 5, "expected 5 s"),
+        ([0.0] * 4 + [5.0] * 5, "burst 1: 4 frames"),
+    ],
+)
+def test_garp_expectation_names_the_difference(times: list[float], problem: str) -> None:
+    problems = GarpExpectation(delay=5, repeat=5).check(times, slack=0.5)
+    if problem == "expected 1":
+        problems = GarpExpectation(delay=0, repeat=5).check(times, slack=0.5)
+        assert any("4 frames" in p for p in problems)
+    else:
+        assert any(problem in p for p in problems), problems
+
+
+def test_garp_spacing_must_respect_the_interval() -> None:
+    expect = GarpExpectation(repeat=3, delay=2, interval=0.2)
+    assert expect.check([0, 0.2, 0.4, 2.0, 2.2, 2.4], slack=0.5) == []
+    assert any("spacing" in p for p in expect.check([0, 0.01, 0.4, 2, 2.2, 2.4], slack=0.5))
+
+
+# -- keepalived.conf --------------------------------------------------------------------
+def test_render_vrrp_pair() -> None:
+    vrrp = Vrrp(version=3, advert_int=0.3)
+    one, two = render(SPEC, D1, vrrp=vrrp), render(SPEC, D2, vrrp=vrrp)
+    assert "state MASTER" in one and "priority 150" in one
+    assert "state BACKUP" in two and "priority 100" in two
+    for conf, d in ((one, "d1"), (two, "d2")):
+        assert f"203.0.113.100/32 dev {d}-eth0" in conf
+        assert f"198.51.100.254/24 dev {d}-eth1" in conf
+        assert "advert_int 0.3" in conf and "vrrp_version 3" in conf
+        assert "lvs_sync_daemon" not in conf and "nopreempt" not in conf
+        assert conf.count("{") == conf.count("}")
+
+
+def test_render_nopreempt_starts_both_as_backup_and_sync_daemon() -> None:
+    vrrp = Vrrp(preempt=False, sync_daemon=True)
+    one = render(SPEC, D1, vrrp=vrrp)
+    assert "state BACKUP" in one and "nopreempt" in one
+    assert "lvs_sync_daemon d1-eth1 VI_LVS id 7" in one
+
+
+@pytest.mark.parametrize("checker", ["TCP_CHECK", "HTTP_GET", "MISC_CHECK"])
+def test_render_virtual_server(checker: str) -> None:
+    checks = HealthChecks(
+        checker=checker, misc_path="/x/feedback.sh", misc_dynamic=True, inhibit_on_failure=True,
+        sorry_server=SPEC.real_server("r3"),
+    )  # fmt: skip
+    conf = render(SPEC.with_service(mode="dr", scheduler="wlc"), D1, checks=checks)
+    assert "virtual_server 203.0.113.100 80 {" in conf
+    assert "lb_algo wlc" in conf and "lb_kind DR" in conf and "inhibit_on_failure" in conf
+    assert "sorry_server 198.51.100.13 80" in conf
+    assert conf.count(f"{checker} {{") == 3
+    assert "vrrp_instance" not in conf
+    if checker == "MISC_CHECK":
+        assert 'misc_path "/x/feedback.sh 198.51.100.11"' in conf and "misc_dynamic" in conf
+
+
+def test_rendered_config_passes_keepalived_config_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """keepalived itself accepts what we render (keepalived --config-test)."""
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        render(SPEC, D2, vrrp=Vrrp(sync_daemon=True), checks=HealthChecks(checker="HTTP_GET"))
+    )
+    try:
+        out = subprocess.run(
+            ["keepalived", "--config-test", "-f", str(conf)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("keepalived is not installed (scripts/install.sh installs it)")
+    # the directors' interfaces exist only inside the testbed's namespaces
+    problems = [
+        line for line in out.stderr.splitlines()
+        if "doesn't exist" not in line and "Non-existent interface" not in line
+    ]  # fmt: skip
+    assert not problems, out.stderr
+
+
+def test_removal_bound_follows_the_man_page() -> None:
+    c = HealthChecks(delay_loop=2, connect_timeout=1, retry=2, delay_before_retry=1)
+    assert c.removal_bound() == 2 + 3 * 1 + 2 * 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Vrrp(version=4), "VRRP version"),
+        (lambda: Vrrp(version=2, advert_int=0.5), "whole seconds"),
+        (lambda: Vrrp(priorities=(255, 100)), "priorities"),
+        (lambda: HealthChecks(checker="SMTP_CHECK"), "unknown checker"),
+        (lambda: HealthChecks(checker="MISC_CHECK"), "misc_path"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TestbedError, match=message) as err:
+        make()
+    assert "\n" not in str(err.value)
+
+
+# -- stream pattern ---------------------------------------------------------------------
+def test_pattern_is_continuous_across_chunks() -> None:
+    whole = pattern(0, 4096)
+    assert b"".join(pattern(o, 100) for o in range(0, 4096, 100))[:4096] == whole
+    assert pattern(13, 7) == whole[13:20]
+    assert whole[8:16] == (1).to_bytes(8, "big")
+
+
+def test_pattern_detects_a_lost_chunk() -> None:
+    assert pattern(0, 512) + pattern(1024, 512) != pattern(0, 1024)
