@@ -15,18 +15,20 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
-from testbed._failover import TakeoverWindow, takeover_window
-from testbed._ha import HOLD_PORT, STREAM_PORT, HaPair
-from testbed._keepalived import Vrrp
+from testbed._failover import GarpExpectation, TakeoverWindow
+from testbed._ha import HOLD_PORT, STREAM_PORT, DirectorPair, HaPair
 from testbed._results import record_observation
 from testbed._streams import Probe, Prober, StreamSet
 
 
 @dataclass(kw_only=True)
 class Failover:
-    vrrp: Vrrp
+    label: str  # backend and settings
     fault: str
     window: TakeoverWindow
+    garp: GarpExpectation
+    slack: float
+    failback_bound: float
     fault_at: float
     takeover_at: float
     holders_after: list[str]
@@ -56,7 +58,7 @@ class Failover:
             return None if t is None else round(t - self.fault_at, 4)
 
         return {
-            "vrrp": f"v{self.vrrp.version} advert_int {self.vrrp.advert_int:g}s",
+            "backend": self.label,
             "fault": self.fault,
             "formula": self.window.formula,
             "window_s": [round(self.window.earliest, 3), round(self.window.latest, 3)],
@@ -70,6 +72,38 @@ class Failover:
             "vip_holders_after": self.holders_after,
         }
 
+    # -- the promises every HA backend is held to (each test module cites its source) --
+    def check_vip_moved(self) -> None:
+        assert "d2" in self.holders_after, self.timeline()
+        if self.fault != "kill":  # a killed daemon cannot remove its addresses
+            assert self.holders_after == ["d2"], self.timeline()
+
+    def check_takeover_time(self) -> None:
+        w = self.window
+        assert w.contains(self.takeover_s, slack=self.slack), (
+            f"takeover after {self.takeover_s:.3f} s; the rule allows "
+            f"[{w.earliest:.3f}, {w.latest:.3f}] s ({w.formula}), slack {self.slack} s"
+        )
+
+    def check_service_restored(self) -> None:
+        assert self.restored_s is not None, "no probe succeeded through the backup"
+        assert self.restored_s <= self.takeover_s + self.slack + 0.5, self.timeline()
+
+    def check_garp(self) -> None:
+        problems = self.garp.check(self.garp_times, slack=0.6)
+        rel = [round(t - self.takeover_at, 3) for t in self.garp_times]
+        assert not problems, f"{problems}; GARPs at {rel} s after takeover"
+
+    def check_client_follows(self) -> None:
+        assert self.macs["d2"] in self.client_neigh, (
+            f"client: {self.client_neigh!r}; d1 {self.macs['d1']}, d2 {self.macs['d2']}"
+        )
+
+    def check_failback(self) -> None:
+        bound = self.failback_bound + self.slack + 5  # + daemon start under emulation
+        assert self.failback_s <= bound, f"failback took {self.failback_s:.2f} s"
+        assert self.holders_after_failback == ["d1"], self.holders_after_failback
+
 
 def _syn_times(frames: list, vip: str) -> list[tuple[float, int]]:  # type: ignore[type-arg]
     out = []
@@ -80,24 +114,23 @@ def _syn_times(frames: list, vip: str) -> list[tuple[float, int]]:  # type: igno
     return out
 
 
-def run_failover(ha: HaPair, vrrp: Vrrp, fault: str) -> Failover:
+def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     """Fail the preferred director, observe the takeover, then bring it back."""
-    ha.reconfigure(vrrp)
-    c, (d1, d2) = ha.cluster, ha.names
+    c, (d1, d2) = pair.cluster, pair.names
     client = c.spec.clients[0].name
     vip = str(c.spec.service.vip)
     macs = {d: c.mac(f"{d}-eth0") for d in (d1, d2)}
+    garp = pair.garp
     with (
         c.capture(f"{client}-eth0", f"{d1}-eth0", f"{d2}-eth0") as cap,
-        Prober(c.pid(client), (vip, HOLD_PORT)) as prober,
+        Prober(c.pid(client), (vip, pair.probe_port)) as prober,
     ):
         time.sleep(1.0)  # service through the master first
-        fault_at = ha.fail(fault)
-        takeover_at = ha.keepalived[d2].wait_state(
-            "MASTER", timeout=3 * vrrp.advert_int + 15, after=fault_at
-        )
-        time.sleep(max(0.0, takeover_at + vrrp.garp_delay + 1.5 - time.time()))
-    holders = ha.holders()
+        fault_at = pair.fail(fault)
+        takeover_at = pair.wait_takeover(fault_at)
+        last_garp = garp.delay + garp.repeat * garp.interval
+        time.sleep(max(2.0, takeover_at + last_garp + 1.5 - time.time()))
+    holders = pair.holders()
     neigh = c.run(client, f"ip neigh show {vip}", check=False).strip()
     garps = [
         f.time
@@ -110,17 +143,15 @@ def run_failover(ha: HaPair, vrrp: Vrrp, fault: str) -> Failover:
     via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
     via_master = [t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip) if t >= fault_at - 1]
     first = prober.first_success_after(fault_at, sports={s for _, s in via_backup})
-    recover_at = ha.recover(fault)
-    failback_at = ha.keepalived[d1].wait_state(
-        "MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at
-    )
-    ha.keepalived[d2].wait_state("BACKUP", timeout=10, after=recover_at)
+    recover_at = pair.recover(fault)
+    failback_at = pair.wait_failback(recover_at)
     result = Failover(
-        vrrp=vrrp,
+        label=pair.label,
         fault=fault,
-        window=takeover_window(
-            fault, priority=vrrp.priorities[1], advert_int=vrrp.advert_int, version=vrrp.version
-        ),
+        window=pair.window(fault),
+        garp=garp,
+        slack=pair.slack,
+        failback_bound=pair.failback_bound,
         fault_at=fault_at,
         takeover_at=takeover_at,
         holders_after=holders,
@@ -131,14 +162,10 @@ def run_failover(ha: HaPair, vrrp: Vrrp, fault: str) -> Failover:
         last_via_master=max((t for t in via_master if t < takeover_at + 5), default=None),
         first_frame_via_backup=min((t for t, _ in via_backup if t >= fault_at), default=None),
         failback_s=failback_at - recover_at,
-        holders_after_failback=ha.holders(),
+        holders_after_failback=pair.holders(),
         probes=list(prober.probes),
     )
-    record_observation(
-        f"failover.v{vrrp.version}-{vrrp.advert_int:g}s-{fault}"
-        + ("" if vrrp.garp_repeat == 5 and vrrp.garp_delay == 5 else "-garp"),
-        result.timeline(),
-    )
+    record_observation(f"failover.{pair.label}-{fault}", result.timeline())
     return result
 
 

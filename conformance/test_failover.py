@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.ha_harness import Failover, run_failover
+from conformance.ha_harness import Failover, observe_failover
 from testbed import Cluster
-from testbed._failover import FAULTS, GarpExpectation, master_down_interval
+from testbed._failover import FAULTS, master_down_interval
 from testbed._ha import HaPair
 from testbed._keepalived import Vrrp
 
@@ -24,7 +24,6 @@ V2 = Vrrp(version=2, advert_int=1.0)
 V3 = Vrrp(version=3, advert_int=0.3)
 GARP = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2, garp_interval=0.2)
 CASES = [(v, f) for v in (V2, V3) for f in FAULTS] + [(GARP, "stop")]
-SLACK = 0.6  # seconds of emulation, notify-script and probe latency allowed past the formula
 
 
 def _case_id(case: tuple[Vrrp, str]) -> str:
@@ -42,66 +41,49 @@ def ha(cluster: Cluster) -> Iterator[HaPair]:
 @pytest.fixture(scope="module", params=CASES, ids=_case_id)
 def failover(request: pytest.FixtureRequest, ha: HaPair) -> Failover:
     vrrp, fault = request.param
-    return run_failover(ha, vrrp, fault)
+    ha.reconfigure(vrrp)
+    return observe_failover(ha, fault)
 
 
 def test_vip_moves_to_backup(failover: Failover) -> None:
     """The backup adds the VIP when the master fails; a master that stopped or lost its
     link drops it (keepalived.conf(5), RFC 5798 6.4.3). A killed keepalived cannot
     clean up, so its VIP stays behind: clients must then follow the gratuitous ARP."""
-    assert "d2" in failover.holders_after, failover.timeline()
-    if failover.fault != "kill":
-        assert failover.holders_after == ["d2"], failover.timeline()
+    failover.check_vip_moved()
 
 
 def test_takeover_time_matches_vrrp_formula(failover: Failover) -> None:
     """Backup becomes master Master_Down_Interval = 3 x advert_int + skew after the last
     advertisement of a silent master, or skew after a priority-0 advertisement
     (RFC 3768 / RFC 5798 6.4.2, 6.4.3)."""
-    w = failover.window
-    assert w.contains(failover.takeover_s, slack=SLACK), (
-        f"takeover after {failover.takeover_s:.3f} s; the RFC allows "
-        f"[{w.earliest:.3f}, {w.latest:.3f}] s ({w.formula}), slack {SLACK} s"
-    )
+    failover.check_takeover_time()
 
 
 def test_service_restored_through_backup(failover: Failover) -> None:
     """The first client connection that succeeds through the backup comes right after the
     takeover: gratuitous ARP moves clients at once (keepalived.conf(5))."""
-    restored = failover.restored_s
-    assert restored is not None, "no probe succeeded through the backup"
-    assert restored <= failover.takeover_s + SLACK + 0.5, failover.timeline()
+    failover.check_service_restored()
 
 
 def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
     """At takeover the new master sends garp_master_repeat gratuitous ARPs for the VIP,
     vrrp_garp_interval apart, and the same again garp_master_delay later
     (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
-    v = failover.vrrp
-    expect = GarpExpectation(repeat=v.garp_repeat, delay=v.garp_delay, interval=v.garp_interval)
-    problems = expect.check(failover.garp_times, slack=SLACK)
-    rel = [round(t - failover.takeover_at, 3) for t in failover.garp_times]
-    assert not problems, f"{problems}; GARPs at {rel} s after takeover"
+    failover.check_garp()
 
 
 def test_client_arp_cache_points_at_backup(failover: Failover) -> None:
     """After the gratuitous ARP the client's neighbour entry for the VIP carries the
     backup's MAC, even when the killed master still holds the address (RFC 5798 8.1.2:
     the ARP update is what moves traffic)."""
-    assert failover.macs["d2"] in failover.client_neigh, (
-        f"client: {failover.client_neigh!r}; d1 {failover.macs['d1']}, d2 {failover.macs['d2']}"
-    )
+    failover.check_client_follows()
 
 
 def test_preempting_master_takes_vip_back(failover: Failover) -> None:
     """With preemption (the default) the higher-priority director becomes master again
-    when it returns, and the VIP is on it alone (keepalived.conf(5) preempt)."""
-    v = failover.vrrp
-    bound = master_down_interval(
-        priority=v.priorities[0], advert_int=v.advert_int, version=v.version
-    )
-    assert failover.failback_s <= bound + 5, f"failback took {failover.failback_s:.2f} s"
-    assert failover.holders_after_failback == ["d1"]
+    within one master-down interval of returning, and the VIP is on it alone
+    (keepalived.conf(5) preempt, RFC 5798 6.4.2)."""
+    failover.check_failback()
 
 
 def test_nopreempt_keeps_the_new_master(ha: HaPair) -> None:

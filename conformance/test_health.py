@@ -1,11 +1,13 @@
-"""keepalived health checks and load feedback drive the kernel's real-server table.
+"""Health checks and load feedback drive the kernel's real-server table.
 
-A real server fails by stopping its program (connections are refused), and
-recovers by starting it again. Every test asserts on the director's IPVS
-table (netlink) and on where client requests actually go. Source:
-keepalived.conf(5) (virtual_server, delay_loop, TCP_CHECK, HTTP_GET,
-MISC_CHECK misc_dynamic, retry, delay_before_retry, inhibit_on_failure,
-sorry_server).
+Two checkers are held to the same promises: keepalived's virtual_server and
+ldirectord (the classic LVS stack). A real server fails by stopping its
+program (connections are refused) and recovers by starting it again. Every
+test asserts on the director's IPVS table (netlink) and on where client
+requests actually go. Sources: keepalived.conf(5) (delay_loop, TCP_CHECK,
+HTTP_GET, MISC_CHECK misc_dynamic, retry, delay_before_retry,
+inhibit_on_failure, sorry_server), ldirectord(8) (checkinterval,
+checktimeout, checktype connect/negotiate, quiescent, fallback).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from conformance.conftest import curl_sequence
 from testbed import Cluster
 from testbed._flows import Connector, read_connections, wait_until
 from testbed._ha import AGENT_PORT, HOLD_PORT, checked_service
+from testbed._heartbeat import Ldirectord, ldirectord_service
 from testbed._keepalived import HealthChecks
 from testbed._results import record_observation
 
@@ -45,23 +48,54 @@ def _served_by(cluster: Cluster, count: int = 6) -> Counter[str]:
     return Counter(curl_sequence(cluster, cluster.spec.clients[0].name, count))
 
 
-@pytest.mark.parametrize("checker", ["TCP_CHECK", "HTTP_GET"])
-def test_failed_real_server_leaves_and_returns(cluster: Cluster, checker: str) -> None:
-    """A real server whose check fails is removed within delay_loop + (retry + 1) x
-    connect_timeout + retry x delay_before_retry, gets no requests, and is added back
-    after its first good check (keepalived.conf(5))."""
-    checks = HealthChecks(checker=checker, delay_loop=1, connect_timeout=1, retry=1)
+Checks = HealthChecks | Ldirectord
+
+
+def _checked(cluster: Cluster, checks: Checks, **table: object):  # type: ignore[no-untyped-def]
+    if isinstance(checks, Ldirectord):
+        return ldirectord_service(cluster, checks, **table)
+    return checked_service(cluster, checks, **table)
+
+
+def _name(checks: Checks) -> str:
+    if isinstance(checks, Ldirectord):
+        return f"ldirectord-{checks.checktype}"
+    return f"keepalived-{checks.checker}"
+
+
+def _recheck(checks: Checks) -> float:
+    """Longest wait for the next (good) check."""
+    if isinstance(checks, Ldirectord):
+        return checks.checkinterval + checks.checktimeout
+    return checks.delay_loop + checks.connect_timeout
+
+
+@pytest.mark.parametrize(
+    "checks",
+    [
+        HealthChecks(checker="TCP_CHECK", delay_loop=1, connect_timeout=1, retry=1),
+        HealthChecks(checker="HTTP_GET", delay_loop=1, connect_timeout=1, retry=1),
+        Ldirectord(checktype="connect"),
+        Ldirectord(checktype="negotiate"),
+    ],
+    ids=_name,
+)
+def test_failed_real_server_leaves_and_returns(cluster: Cluster, checks: Checks) -> None:
+    """A real server whose check fails is removed within the checker's bound (keepalived:
+    delay_loop + (retry + 1) x connect_timeout + retry x delay_before_retry; ldirectord:
+    checkinterval + checktimeout), gets no requests, and is added back after its first
+    good check."""
     r1 = str(cluster.spec.real_server("r1").ip)
-    with checked_service(cluster, checks):
-        _timed(cluster, lambda w: len(w) == 3, 15)
+    with _checked(cluster, checks):
+        _timed(cluster, lambda w: len(w) == 3, 30)
         cluster.stop_real_server("r1")
         removed = _timed(cluster, lambda w: r1 not in w, checks.removal_bound() + SLACK)
         during = _served_by(cluster)
         cluster.start_real_server("r1")
-        restored = _timed(cluster, lambda w: r1 in w, checks.delay_loop + 1 + SLACK)
+        restored = _timed(cluster, lambda w: r1 in w, _recheck(checks) + SLACK)
         after = _served_by(cluster)
     record_observation(
-        f"health.{checker}",
+        f"health.{_name(checks)}",
         {"removed_s": round(removed, 2), "bound_s": checks.removal_bound(),
          "restored_s": round(restored, 2), "during": dict(during), "after": dict(after)},
     )  # fmt: skip
@@ -69,34 +103,48 @@ def test_failed_real_server_leaves_and_returns(cluster: Cluster, checker: str) -
     assert "r1" in after, after
 
 
-def test_inhibit_on_failure_sets_weight_zero(cluster: Cluster) -> None:
-    """With inhibit_on_failure a failed real server stays in the table with weight 0
-    (quiescent: no new connections) and gets its weight back on recovery."""
-    checks = HealthChecks(checker="TCP_CHECK", inhibit_on_failure=True)
+@pytest.mark.parametrize(
+    "checks",
+    [HealthChecks(checker="TCP_CHECK", inhibit_on_failure=True), Ldirectord(quiescent=True)],
+    ids=_name,
+)
+def test_failed_real_server_quiesced_to_weight_zero(cluster: Cluster, checks: Checks) -> None:
+    """keepalived's inhibit_on_failure and ldirectord's quiescent=yes keep a failed real
+    server in the table with weight 0 (no new connections) and restore its weight on
+    recovery."""
     r1 = str(cluster.spec.real_server("r1").ip)
-    with checked_service(cluster, checks):
-        _timed(cluster, lambda w: w.get(r1) == 1 and len(w) == 3, 15)
+    with _checked(cluster, checks):
+        _timed(cluster, lambda w: w.get(r1) == 1 and len(w) == 3, 30)
         cluster.stop_real_server("r1")
         _timed(cluster, lambda w: w.get(r1) == 0, checks.removal_bound() + SLACK)
         during = _served_by(cluster)
         cluster.start_real_server("r1")
-        _timed(cluster, lambda w: w.get(r1) == 1, checks.delay_loop + 1 + SLACK)
+        _timed(cluster, lambda w: w.get(r1) == 1, _recheck(checks) + SLACK)
     assert "r1" not in during and sum(during.values()) == 6, during
 
 
-def test_sorry_server_takes_over_when_all_fail(cluster: Cluster) -> None:
-    """When every real server has failed, the sorry_server is the only destination and
-    answers the clients; it leaves again when a real server recovers."""
+def _sorry(cluster: Cluster, backend: str) -> Checks:
     r3 = cluster.spec.real_server("r3")
-    checks = HealthChecks(checker="TCP_CHECK", sorry_server=r3)
-    with checked_service(cluster, checks, real_servers=("r1", "r2")):
-        _timed(cluster, lambda w: len(w) == 2 and str(r3.ip) not in w, 15)
+    if backend == "ldirectord":
+        return Ldirectord(checktype="connect", fallback=r3)
+    return HealthChecks(checker="TCP_CHECK", sorry_server=r3)
+
+
+@pytest.mark.parametrize("backend", ["keepalived", "ldirectord"])
+def test_sorry_server_takes_over_when_all_fail(cluster: Cluster, backend: str) -> None:
+    """When every real server has failed, the sorry server (keepalived sorry_server,
+    ldirectord fallback) is the only destination and answers the clients; it leaves
+    again when a real server recovers."""
+    r3 = cluster.spec.real_server("r3")
+    checks = _sorry(cluster, backend)
+    with _checked(cluster, checks, real_servers=("r1", "r2")):
+        _timed(cluster, lambda w: len(w) == 2 and str(r3.ip) not in w, 30)
         for name in ("r1", "r2"):
             cluster.stop_real_server(name)
         _timed(cluster, lambda w: list(w) == [str(r3.ip)], checks.removal_bound() + SLACK)
         during = _served_by(cluster)
         cluster.start_real_server("r2")
-        _timed(cluster, lambda w: str(r3.ip) not in w and w, checks.delay_loop + 1 + SLACK)
+        _timed(cluster, lambda w: str(r3.ip) not in w and w, _recheck(checks) + SLACK)
         after = _served_by(cluster)
     assert during == Counter({"r3": 6}), during
     assert after == Counter({"r2": 6}), after

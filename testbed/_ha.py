@@ -19,13 +19,20 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 from ._cluster import SERVER, Cluster
 from ._errors import TestbedError
-from ._failover import FAULTS
+from ._failover import (
+    FAULTS,
+    GarpExpectation,
+    TakeoverWindow,
+    master_down_interval,
+    takeover_window,
+)
 from ._flows import Conn, read_connections
 from ._keepalived import HealthChecks, Keepalived, Vrrp, render
-from ._spec import Service
+from ._spec import ClusterSpec, Service
 
 STREAM_PORT, HOLD_PORT, AGENT_PORT = 9000, 9001, 9100
 # off; ipvsadm daemons master+backup on both directors (two-way); ipvsadm master
@@ -44,7 +51,92 @@ def ensure_stream_servers(cluster: Cluster) -> None:
         cluster.wait_program(rs.name, "loadgen.stream")
 
 
-class HaPair:
+class DirectorPair:
+    """What every HA backend shares: two directors, faults, who holds the VIP.
+
+    A backend provides start_daemon/stop_daemon/kill_daemon, wait_takeover,
+    wait_failback, window(fault), garp, failback_bound, label and probe_port.
+    """
+
+    cluster: Cluster
+    names: tuple[str, ...]
+    spec: ClusterSpec
+    _cut: set[str]
+
+    def start_daemon(self, director: str) -> None:
+        raise NotImplementedError
+
+    def stop_daemon(self, director: str) -> None:
+        raise NotImplementedError
+
+    def kill_daemon(self, director: str) -> None:
+        raise NotImplementedError
+
+    def holders(self) -> list[str]:
+        """Directors that have the VIP on their outside interface."""
+        vip = str(self.spec.service.vip)
+        return [
+            d for d in self.names if f" {vip}/" in self.cluster.run(d, "ip -o -4 addr", check=False)
+        ]
+
+    # -- faults -----------------------------------------------------------------------
+    def fail(self, fault: str, director: str | None = None) -> float:
+        """Inflict a fault on a director (default: the preferred one); return its time."""
+        d = director or self.names[0]
+        if fault not in FAULTS:
+            raise TestbedError(f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
+        at = time.time()
+        if fault == "stop":
+            self.stop_daemon(d)
+        elif fault == "kill":
+            self.kill_daemon(d)
+        else:
+            self.cut(self.cluster.switch_port(f"{d}-eth0"))
+        return at
+
+    def recover(self, fault: str, director: str | None = None) -> float:
+        """Undo a fault: link back up, or keepalived started again. Returns the time."""
+        d = director or self.names[0]
+        at = time.time()
+        if fault == "cut":
+            self.restore(self.cluster.switch_port(f"{d}-eth0"))
+        else:
+            # a crashed daemon left VIP and DIP behind, as a real crash would;
+            # a restart (or reboot) starts without them
+            self.after_crash(d)
+            self.start_daemon(d)
+        return at
+
+    def after_crash(self, director: str) -> None:
+        """What a restart finds: no VIP or DIP left from before."""
+        self.drop_service_addresses(director)
+
+    def cut(self, port: str) -> None:
+        subprocess.run(["ip", "link", "set", port, "down"], check=True)
+        self._cut.add(port)
+
+    def restore(self, port: str) -> None:
+        subprocess.run(["ip", "link", "set", port, "up"], check=False)
+        self._cut.discard(port)
+
+    def drop_service_addresses(self, director: str) -> None:
+        s = self.spec.service
+        self.cluster.run(
+            director,
+            f"ip addr del {s.vip}/32 dev {director}-eth0 2>/dev/null; "
+            f"ip addr del {s.dip}/{self.spec.inside.prefixlen} dev {director}-eth1 "
+            "2>/dev/null; true",
+        )
+
+    def restore_all(self) -> None:
+        """Links up, service addresses off both directors (daemons already stopped)."""
+        for d in self.names:
+            self.drop_service_addresses(d)
+        for port in list(self._cut):
+            self.restore(port)
+
+
+class HaPair(DirectorPair):
     """Two directors, d1 preferred, under keepalived VRRP."""
 
     def __init__(
@@ -101,7 +193,7 @@ class HaPair:
         self._start_sync()
         started = time.time()
         for d in self.names:
-            self.start_keepalived(d)
+            self.start_daemon(d)
         self.wait_roles(after=started)
 
     def stop(self) -> None:
@@ -110,9 +202,7 @@ class HaPair:
             k.stop()
         for d in self.names:
             self.stop_sync(d)
-            self.drop_service_addresses(d)
-        for port in list(self._cut):
-            self.restore(port)
+        self.restore_all()
         with contextlib.suppress(Exception):
             c.ipvs_of(self.names[1]).flush()
         with contextlib.suppress(ValueError):
@@ -131,8 +221,14 @@ class HaPair:
             notify=k.notify_script(),
         )
 
-    def start_keepalived(self, director: str) -> None:
+    def start_daemon(self, director: str) -> None:
         self.keepalived[director].start(self.config(director))
+
+    def stop_daemon(self, director: str) -> None:
+        self.keepalived[director].stop()
+
+    def kill_daemon(self, director: str) -> None:
+        self.keepalived[director].kill()
 
     def reconfigure(self, vrrp: Vrrp) -> None:
         """Restart both daemons with other VRRP settings (sync mode unchanged)."""
@@ -143,7 +239,7 @@ class HaPair:
         self.vrrp = replace(vrrp, sync_daemon=self.sync == "keepalived")
         started = time.time()
         for d in self.names:
-            self.start_keepalived(d)
+            self.start_daemon(d)
         self.wait_roles(after=started)
 
     def wait_roles(self, *, after: float) -> None:
@@ -154,58 +250,44 @@ class HaPair:
         if second.state != "BACKUP":
             second.wait_state("BACKUP", timeout=bound, after=after)
 
-    def holders(self) -> list[str]:
-        """Directors that have the VIP on their outside interface."""
-        vip = str(self.spec.service.vip)
-        return [
-            d for d in self.names if f" {vip}/" in self.cluster.run(d, "ip -o -4 addr", check=False)
-        ]
+    # -- the failover interface shared with HeartbeatPair --------------------------------
+    probe_port = HOLD_PORT
+    slack = 0.6  # s past the formula: notify script, probe interval, emulation
 
-    # -- faults -----------------------------------------------------------------------
-    def fail(self, fault: str, director: str | None = None) -> float:
-        """Inflict a fault on a director (default: the preferred one); return its time."""
-        d = director or self.names[0]
-        k = self.keepalived[d]
-        if fault not in FAULTS:
-            raise TestbedError(f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
-        at = time.time()
-        if fault == "stop":
-            k.stop()
-        elif fault == "kill":
-            k.kill()
-        else:
-            self.cut(self.cluster.switch_port(f"{d}-eth0"))
-        return at
+    @property
+    def label(self) -> str:
+        garp = "" if (self.vrrp.garp_repeat, self.vrrp.garp_delay) == (5, 5) else "-garp"
+        return f"keepalived-v{self.vrrp.version}-{self.vrrp.advert_int:g}s{garp}"
 
-    def recover(self, fault: str, director: str | None = None) -> float:
-        """Undo a fault: link back up, or keepalived started again. Returns the time."""
-        d = director or self.names[0]
-        at = time.time()
-        if fault == "cut":
-            self.restore(self.cluster.switch_port(f"{d}-eth0"))
-        else:
-            # a crashed keepalived left VIP and DIP behind, as a real crash would;
-            # a restart (or reboot) starts without them
-            self.drop_service_addresses(d)
-            self.start_keepalived(d)
-        return at
+    @property
+    def garp(self) -> GarpExpectation:
+        v = self.vrrp
+        return GarpExpectation(repeat=v.garp_repeat, delay=v.garp_delay, interval=v.garp_interval)
 
-    def cut(self, port: str) -> None:
-        subprocess.run(["ip", "link", "set", port, "down"], check=True)
-        self._cut.add(port)
-
-    def restore(self, port: str) -> None:
-        subprocess.run(["ip", "link", "set", port, "up"], check=False)
-        self._cut.discard(port)
-
-    def drop_service_addresses(self, director: str) -> None:
-        s = self.spec.service
-        self.cluster.run(
-            director,
-            f"ip addr del {s.vip}/32 dev {director}-eth0 2>/dev/null; "
-            f"ip addr del {s.dip}/{self.spec.inside.prefixlen} dev {director}-eth1 "
-            "2>/dev/null; true",
+    def window(self, fault: str) -> TakeoverWindow:
+        v = self.vrrp
+        return takeover_window(
+            fault, priority=v.priorities[1], advert_int=v.advert_int, version=v.version
         )
+
+    @property
+    def failback_bound(self) -> float:
+        """The returning master preempts at the latest one master-down interval after start."""
+        v = self.vrrp
+        return master_down_interval(
+            priority=v.priorities[0], advert_int=v.advert_int, version=v.version
+        )
+
+    def wait_takeover(self, after: float) -> float:
+        """Time the backup's keepalived reported MASTER (notify script)."""
+        timeout = 3 * self.vrrp.advert_int + 15
+        return self.keepalived[self.names[1]].wait_state("MASTER", timeout=timeout, after=after)
+
+    def wait_failback(self, after: float) -> float:
+        first, second = (self.keepalived[n] for n in self.names)
+        at = first.wait_state("MASTER", timeout=6 * self.vrrp.advert_int + 20, after=after)
+        second.wait_state("BACKUP", timeout=10, after=after)
+        return at
 
     # -- connection sync ----------------------------------------------------------------
     def _start_sync(self) -> None:
@@ -252,18 +334,18 @@ class HaPair:
 
 
 @contextlib.contextmanager
-def checked_service(
+def checker_owns_table(
     cluster: Cluster,
-    checks: HealthChecks,
     *,
     mode: str = "dr",
     scheduler: str = "rr",
     real_servers: tuple[str, ...] | None = None,
-) -> Iterator[Keepalived]:
-    """keepalived's checkers own the active director's IPVS table (no VRRP).
+) -> Iterator[ClusterSpec]:
+    """Hand the active director's IPVS table to a health checker for a block.
 
-    The virtual_server lists ``real_servers`` (default: all); real-server
-    programs stopped inside the block are started again on exit.
+    Yields the spec the checker should serve (``real_servers``: default all);
+    on exit every real-server program stopped inside the block runs again and
+    the cluster's own table is back.
     """
     spec = cluster.base_spec.with_service(mode=mode, scheduler=scheduler)
     cluster.configure(spec)
@@ -271,16 +353,23 @@ def checked_service(
         spec = spec.with_real_servers(*(spec.real_server(n) for n in real_servers))
     ensure_stream_servers(cluster)
     cluster.ipvs.flush()
-    director = spec.active
-    k = Keepalived(host=cluster.node(director.name), workdir=cluster.workdir)
-    k.start(render(spec, director, checks=checks))
-    describe = k.log_tail
-    cluster.diagnostics.append(describe)
     try:
-        yield k
+        yield spec
     finally:
-        k.stop()
-        cluster.diagnostics.remove(describe)
         for rs in cluster.base_spec.real_servers:
             cluster.ensure_program(rs.name, SERVER, *cluster.server_args(rs.name))
         cluster.configure(cluster.base_spec)
+
+
+@contextlib.contextmanager
+def checked_service(cluster: Cluster, checks: HealthChecks, **table: Any) -> Iterator[Keepalived]:
+    """keepalived's checkers (no VRRP) own the active director's IPVS table."""
+    with checker_owns_table(cluster, **table) as spec:
+        k = Keepalived(host=cluster.node(spec.active.name), workdir=cluster.workdir)
+        k.start(render(spec, spec.active, checks=checks))
+        cluster.diagnostics.append(k.log_tail)
+        try:
+            yield k
+        finally:
+            k.stop()
+            cluster.diagnostics.remove(k.log_tail)

@@ -15,6 +15,13 @@ from testbed._failover import (
     skew_time,
     takeover_window,
 )
+from testbed._heartbeat import (
+    HeartbeatTiming,
+    Ldirectord,
+    render_ha_cf,
+    render_haresources,
+    render_ldirectord,
+)
 from testbed._keepalived import HealthChecks, Vrrp, render
 
 SPEC = load_topology()
@@ -164,3 +171,39 @@ def test_pattern_is_continuous_across_chunks() -> None:
 
 def test_pattern_detects_a_lost_chunk() -> None:
     assert pattern(0, 512) + pattern(1024, 512) != pattern(0, 1024)
+
+
+# -- heartbeat and ldirectord -----------------------------------------------------------
+def test_render_ldirectord_service() -> None:
+    spec = SPEC.with_service(mode="dr", scheduler="wlc")
+    conf = render_ldirectord(
+        spec, Ldirectord(quiescent=True, fallback=SPEC.real_server("r3")), logfile="/x/log"
+    )
+    assert "virtual=203.0.113.100:80" in conf and "quiescent=yes" in conf
+    assert "\treal=198.51.100.11:80 gate 1" in conf
+    assert "\tfallback=198.51.100.13:80 gate" in conf
+    assert "\tscheduler=wlc" in conf and "\tchecktype=negotiate" in conf
+    nat = render_ldirectord(load_topology(mode="nat"), Ldirectord(), logfile="/x/log")
+    assert "\treal=198.51.100.11:8080 masq 1" in nat  # NAT may rewrite the port
+
+
+def test_render_heartbeat_files() -> None:
+    cf = render_ha_cf(HeartbeatTiming(), interface="d1-eth0", peer="203.0.113.3", logfile="/l")
+    assert "ucast d1-eth0 203.0.113.3" in cf and "deadtime 4" in cf and "crm off" in cf
+    res = render_haresources(SPEC, ldirectord=True)
+    # the same line on both nodes: IPaddr2 picks the interface by netmask
+    assert res == (
+        "d1 IPaddr2::203.0.113.100/24 IPaddr2::198.51.100.254/24 ldirectord::ldirectord.cf\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: HeartbeatTiming(keepalive=2, warntime=2), "keepalive < warntime"),
+        (lambda: Ldirectord(checktype="ping"), "checktype"),
+    ],
+)
+def test_bad_heartbeat_settings(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TestbedError, match=message):
+        make()

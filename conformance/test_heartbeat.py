@@ -1,0 +1,68 @@
+"""The classic LVS stack as a second HA backend: heartbeat moves VIP and DIP, ldirectord
+(a heartbeat resource) builds the IPVS table on whichever director is active.
+
+The same failovers as test_failover.py (heartbeat stopped, killed, cable cut) are
+held to heartbeat's own rules. Sources: heartbeat's ha.cf documentation
+(keepalive, deadtime: a node silent for deadtime seconds is dead;
+auto_failback on: resources return to their preferred node), haresources(5)
+(IPaddr2, ldirectord resources), resource-agents IPaddr2 (send_arp -r 5 -i 200:
+five gratuitous ARPs 200 ms apart), ldirectord(8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from conformance.ha_harness import Failover, observe_failover
+from testbed import Cluster
+from testbed._failover import FAULTS
+from testbed._heartbeat import HeartbeatPair
+
+
+@pytest.fixture(scope="module")
+def pair(cluster: Cluster) -> Iterator[HeartbeatPair]:
+    with HeartbeatPair(cluster, mode="dr") as hb:
+        yield hb
+
+
+@pytest.fixture(scope="module", params=FAULTS)
+def failover(request: pytest.FixtureRequest, pair: HeartbeatPair) -> Failover:
+    return observe_failover(pair, request.param)
+
+
+def test_vip_moves_to_backup(failover: Failover) -> None:
+    """The surviving node acquires the failed node's resources: the VIP moves to d2
+    (haresources IPaddr2); a killed heartbeat leaves its address behind."""
+    failover.check_vip_moved()
+
+
+def test_takeover_within_deadtime(failover: Failover) -> None:
+    """A silent node is declared dead deadtime seconds after its last heartbeat, so the
+    takeover comes between deadtime - keepalive and deadtime after the fault, plus the
+    resource scripts' run time; a clean stop hands over before deadtime (ha.cf)."""
+    failover.check_takeover_time()
+
+
+def test_service_restored_through_backup(failover: Failover) -> None:
+    """Once ldirectord runs on d2 the VIP's service works again through d2."""
+    failover.check_service_restored()
+
+
+def test_gratuitous_arp_from_ipaddr2(failover: Failover) -> None:
+    """IPaddr2 announces the VIP with five gratuitous ARPs, 200 ms apart, and no second
+    burst (resource-agents IPaddr2: send_arp -r 5 -i 200)."""
+    failover.check_garp()
+
+
+def test_client_arp_cache_points_at_backup(failover: Failover) -> None:
+    """After IPaddr2's gratuitous ARP the client's neighbour entry for the VIP carries
+    d2's MAC."""
+    failover.check_client_follows()
+
+
+def test_auto_failback_returns_resources(failover: Failover) -> None:
+    """With auto_failback on, the preferred node takes its resources back when it
+    returns (within initdead + deadtime), and only it holds the VIP (ha.cf)."""
+    failover.check_failback()

@@ -1,0 +1,413 @@
+"""The classic LVS HA stack: heartbeat (v1 resources) moving the VIP, ldirectord checking.
+
+heartbeat 3 keeps its configuration in /etc/ha.d, its state in
+/var/lib/heartbeat and /run, and names nodes by ``uname -n``, so two nodes
+cannot share one machine. Each director's heartbeat therefore runs in private
+UTS and mount namespaces (on top of the director's network namespace): its own
+host name, its own /etc/ha.d (the package's scripts plus our ha.cf, authkeys,
+haresources and ldirectord.cf), and private tmpfs state directories. Its
+resources are the VIP and DIP (IPaddr2) and ldirectord, which programs IPVS and
+runs the health checks (ldirectord(8), heartbeat's ha.cf documentation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._cluster import Cluster
+from ._errors import TestbedError
+from ._failover import GarpExpectation, TakeoverWindow
+from ._ha import DirectorPair, checker_owns_table
+from ._spec import ClusterSpec, RealServer
+
+HB_ENV = "LVS_TESTBED_HB"  # marks every process of one director's heartbeat
+_GATE = {"nat": "masq", "dr": "gate", "tun": "ipip"}
+# IPaddr2's defaults: send_arp -i 200 -r 5 (resource-agents IPaddr2 arp_interval/arp_count)
+GARP_REPEAT, GARP_INTERVAL = 5, 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ldirectord:
+    """One ldirectord virtual service for the cluster's VIP (ldirectord(8))."""
+
+    checktype: str = "negotiate"  # an HTTP GET whose body must match ``receive``
+    checkinterval: int = 1
+    checktimeout: int = 1
+    quiescent: bool = False
+    fallback: RealServer | None = None
+
+    def __post_init__(self) -> None:
+        if self.checktype not in ("negotiate", "connect"):
+            raise TestbedError(f"unsupported ldirectord checktype {self.checktype!r}")
+
+    def removal_bound(self) -> float:
+        """A failure just after a good check is seen one interval later, after the timeout."""
+        return self.checkinterval + self.checktimeout
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartbeatTiming:
+    """ha.cf timing: heartbeats every ``keepalive`` s, a peer is dead after ``deadtime``."""
+
+    keepalive: int = 1
+    deadtime: int = 4
+    warntime: int = 2
+    initdead: int = 8
+    auto_failback: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.keepalive < self.warntime < self.deadtime <= self.initdead:
+            raise TestbedError("heartbeat timing needs keepalive < warntime < deadtime <= initdead")
+
+
+def render_ldirectord(spec: ClusterSpec, conf: Ldirectord, *, logfile: str) -> str:
+    s = spec.service
+    port = s.real_port
+    lines = [
+        f"checktimeout={conf.checktimeout}",
+        f"checkinterval={conf.checkinterval}",
+        "autoreload=no",
+        f'logfile="{logfile}"',
+        f"quiescent={'yes' if conf.quiescent else 'no'}",
+        "cleanstop=yes",
+        f"virtual={s.vip}:{s.port}",
+    ]
+    body = [f"real={rs.ip}:{port} {_GATE[s.mode]} {rs.weight}" for rs in spec.real_servers]
+    if conf.fallback is not None:
+        body.append(f"fallback={conf.fallback.ip}:{port} {_GATE[s.mode]}")
+    body += [
+        "service=http",
+        'request="/"',
+        'receive="^r[0-9]+$"',  # the real-server program answers with its name
+        f"scheduler={s.scheduler}",
+        f"protocol={s.protocol}",
+        f"checktype={conf.checktype}",
+    ]
+    return "\n".join([*lines, *(f"\t{b}" for b in body), ""])
+
+
+def render_ha_cf(timing: HeartbeatTiming, *, interface: str, peer: str, logfile: str) -> str:
+    return "\n".join(
+        [
+            f"logfile {logfile}",
+            "use_logd no",
+            f"keepalive {timing.keepalive}",
+            f"warntime {timing.warntime}",
+            f"deadtime {timing.deadtime}",
+            f"initdead {timing.initdead}",
+            "udpport 694",
+            f"ucast {interface} {peer}",
+            f"auto_failback {'on' if timing.auto_failback else 'off'}",
+            "crm off",
+            "",
+        ]
+    )
+
+
+def render_haresources(spec: ClusterSpec, *, ldirectord: bool) -> str:
+    """Resources of the preferred director, identical on both nodes.
+
+    IPaddr2 finds the interface from the netmask (d1-eth0 on one node,
+    d2-eth0 on the other), so the line can be the same everywhere.
+    """
+    s = spec.service
+    resources = [
+        f"IPaddr2::{s.vip}/{spec.outside.prefixlen}",
+        f"IPaddr2::{s.dip}/{spec.inside.prefixlen}",
+    ]
+    if ldirectord:
+        resources.append("ldirectord::ldirectord.cf")
+    return f"{spec.active.name} {' '.join(resources)}\n"
+
+
+_START = """set -e
+hostname {name}
+mount --bind {hadir} /etc/ha.d
+mount -t tmpfs -o mode=0755 tmpfs /var/lib/heartbeat
+mkdir -p /var/lib/heartbeat/cores/hacluster /var/lib/heartbeat/cores/root
+chown -R hacluster:haclient /var/lib/heartbeat
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/heartbeat/ccm /run/heartbeat/crm /run/heartbeat/dopd /run/crm /run/lock \
+    /run/resource-agents
+chown -R hacluster:haclient /run/heartbeat /run/crm
+exec /usr/libexec/heartbeat/heartbeat
+"""
+
+
+class HeartbeatNode:
+    """heartbeat on one director, in its own UTS and mount namespaces."""
+
+    def __init__(self, host: Any, workdir: Path) -> None:
+        self.host = host
+        self.name = str(host.name)
+        self.dir = workdir / f"heartbeat-{self.name}"
+
+    def configure(self, files: dict[str, str]) -> None:
+        """Fresh /etc/ha.d: the package's scripts plus ``files`` (name -> text)."""
+        hadir = self.dir / "ha.d"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.copytree("/etc/ha.d", hadir, symlinks=True)
+        for name, text in files.items():
+            (hadir / name).write_text(text)
+        (hadir / "authkeys").write_text("auth 1\n1 sha1 lvs-testbed-only\n")
+        (hadir / "authkeys").chmod(0o600)
+
+    @property
+    def logfile(self) -> Path:
+        return self.dir / "log"
+
+    def start(self) -> None:
+        script = _START.format(name=self.name, hadir=shlex.quote(str(self.dir / "ha.d")))
+        env = {**os.environ, HB_ENV: self.name}
+        # heartbeat daemonizes: its processes are found again by HB_ENV
+        proc = self.host.popen(["unshare", "--uts", "--mount", "sh", "-c", script], env=env)
+        proc.wait(60)
+        if proc.returncode != 0:
+            raise TestbedError(f"heartbeat on {self.name} failed to start:\n{self.log_tail()}")
+
+    def pids(self) -> list[int]:
+        mark = f"{HB_ENV}={self.name}".encode()
+        out = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if mark in (entry / "environ").read_bytes().split(b"\0"):
+                        out.append(int(entry.name))
+        return out
+
+    def _master(self) -> int | None:
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"heartbeat: master"):
+                    return pid
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self._master() is not None
+
+    def stop(self, *, timeout: float = 60) -> None:
+        """Clean shutdown: resources released (ldirectord, addresses), peer told."""
+        master = self._master()
+        if master is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(master, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.pids() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.kill()
+
+    def kill(self) -> None:
+        """A crash: every process of this node SIGKILLed, resources left as they are."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.logfile.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"(no heartbeat log on {self.name})"
+        return f"--- heartbeat log, {self.name}\n" + "\n".join(text[-lines:])
+
+
+class HeartbeatPair(DirectorPair):
+    """d1 and d2 under heartbeat; ldirectord (a heartbeat resource) owns IPVS."""
+
+    probe_port = 80  # ldirectord manages the cluster's HTTP service only
+    # resource scripts (bash: IPaddr2, ldirectord in Perl) run at takeover; under
+    # software emulation they take seconds, which no formula covers
+    slack = 6.0
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        timing: HeartbeatTiming | None = None,
+        checks: Ldirectord | None = None,
+        mode: str = "dr",
+    ) -> None:
+        self.cluster = cluster
+        self.timing = timing or HeartbeatTiming()
+        self.checks = checks or Ldirectord()
+        self.mode = mode
+        self.spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
+        self.names = tuple(d.name for d in self.spec.directors)
+        self.nodes = {n: HeartbeatNode(cluster.node(n), cluster.workdir) for n in self.names}
+        self._cut: set[str] = set()
+
+    def __enter__(self) -> HeartbeatPair:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        c = self.cluster
+        c.configure(self.spec)
+        for d in self.names:
+            c.ipvs_of(d).flush()  # ldirectord builds the table on the active node
+        c.release_service_addresses()
+        c.diagnostics.append(self.describe)
+        for d in self.names:
+            self.nodes[d].configure(self._files(d))
+        for d in self.names:
+            self.start_daemon(d)
+        self.wait_ready(self.names[0], timeout=self.timing.initdead + 60)
+
+    def stop(self) -> None:
+        c = self.cluster
+        for node in self.nodes.values():
+            node.stop()
+        self.restore_all()
+        for d in self.names:
+            with contextlib.suppress(Exception):
+                c.ipvs_of(d).flush()
+        with contextlib.suppress(ValueError):
+            c.diagnostics.remove(self.describe)
+        c.claim_service_addresses()
+        c.configure(c.base_spec)
+
+    def _files(self, director: str) -> dict[str, str]:
+        spec = self.spec
+        peer = next(d for d in spec.directors if d.name != director)
+        node = self.nodes[director]
+        return {
+            "ha.cf": render_ha_cf(
+                self.timing,
+                # heartbeats share the clients' segment, as VRRP does: a cut
+                # cable silences them
+                interface=f"{director}-eth0",
+                peer=str(peer.outside),
+                logfile=str(node.logfile),
+            ),
+            "haresources": render_haresources(spec, ldirectord=True),
+            "ldirectord.cf": render_ldirectord(
+                spec, self.checks, logfile=str(node.dir / "ldirectord.log")
+            ),
+        }
+
+    def wait_ready(self, director: str, *, timeout: float) -> float:
+        """Until ``director`` holds the VIP and its IPVS table lists every real server."""
+        deadline = time.monotonic() + timeout
+        want = len(self.spec.real_servers)
+        while time.monotonic() < deadline:
+            if director in self.holders():
+                with contextlib.suppress(Exception):
+                    services = self.cluster.ipvs_of(director).services()
+                    if services and len(services[0].dests) == want:
+                        return time.time()
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{director} did not take the service within {timeout:g} s\n{self.describe()}"
+        )
+
+    # -- DirectorPair -------------------------------------------------------------------
+    def start_daemon(self, director: str) -> None:
+        self.nodes[director].start()
+
+    def stop_daemon(self, director: str) -> None:
+        self.nodes[director].stop()
+
+    def kill_daemon(self, director: str) -> None:
+        self.nodes[director].kill()
+
+    @property
+    def label(self) -> str:
+        t = self.timing
+        return f"heartbeat-keepalive{t.keepalive}s-deadtime{t.deadtime}s"
+
+    @property
+    def garp(self) -> GarpExpectation:
+        return GarpExpectation(repeat=GARP_REPEAT, delay=0, interval=GARP_INTERVAL)
+
+    def window(self, fault: str) -> TakeoverWindow:
+        t = self.timing
+        if fault == "stop":  # the stopping node hands its resources over: no timeout
+            return TakeoverWindow(earliest=0, latest=t.deadtime, formula="handover < deadtime")
+        return TakeoverWindow(
+            earliest=t.deadtime - t.keepalive,
+            latest=t.deadtime,
+            formula=f"deadtime {t.deadtime} s, minus up to keepalive {t.keepalive} s",
+        )
+
+    @property
+    def failback_bound(self) -> float:
+        return self.timing.initdead + self.timing.deadtime
+
+    def wait_takeover(self, after: float) -> float:
+        """Time the backup's IPaddr2 added the VIP (ldirectord may still be starting)."""
+        deadline = time.monotonic() + self.timing.deadtime + 60
+        while time.monotonic() < deadline:
+            if self.names[1] in self.holders():
+                return time.time()
+            time.sleep(0.05)
+        raise AssertionError(f"{self.names[1]} never took the VIP\n{self.describe()}")
+
+    def after_crash(self, director: str) -> None:
+        # a rebooted director has neither the addresses nor ldirectord's IPVS table
+        super().after_crash(director)
+        self.cluster.ipvs_of(director).flush()
+
+    def wait_failback(self, after: float) -> float:
+        at = self.wait_ready(self.names[0], timeout=self.failback_bound + 60)
+        deadline = time.monotonic() + 30
+        while self.names[1] in self.holders() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return at
+
+    def describe(self) -> str:
+        out = [f"--- heartbeat pair {self.timing}; VIP held by {self.holders()}"]
+        for d, node in self.nodes.items():
+            out.append(f"--- {d}: heartbeat processes {node.pids()}")
+            out.append(self.cluster.run(d, "ip -br addr; ipvsadm -Ln", check=False))
+            out.append(node.log_tail())
+        return "\n".join(out)
+
+
+@contextlib.contextmanager
+def ldirectord_service(cluster: Cluster, checks: Ldirectord, **table: Any) -> Iterator[Any]:
+    """ldirectord alone (no heartbeat) owns the active director's IPVS table: the
+    counterpart of keepalived's ``checked_service``, same faults, same assertions."""
+    with checker_owns_table(cluster, **table) as spec:
+        workdir = cluster.workdir / "ldirectord"
+        workdir.mkdir(exist_ok=True)
+        conf = workdir / "ldirectord.cf"
+        conf.write_text(render_ldirectord(spec, checks, logfile=str(workdir / "log")))
+        out = workdir / "out"
+
+        def describe() -> str:
+            tail = out.read_text(errors="replace").splitlines()[-25:]
+            return "--- ldirectord output (last 25 lines)\n" + "\n".join(tail)
+
+        with open(out, "wb") as log:
+            # -d: stay in the foreground, so the process is ours to stop
+            proc = cluster.node(spec.active.name).popen(
+                ["ldirectord", "-d", str(conf), "start"], stdout=log, stderr=subprocess.STDOUT
+            )
+        cluster.diagnostics.append(describe)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            cluster.diagnostics.remove(describe)
