@@ -70,8 +70,10 @@ def test_handshake_only_connections_are_not_synced(sync_run: SyncRun) -> None:
 
 def test_established_streams_survive_failover(sync_run: SyncRun) -> None:
     """With sync, every stream keeps receiving through the new master, byte-exact and
-    without a reset; without sync the backup has no entry, answers the client's next
-    segment locally and resets every stream (the original LVS behaviour)."""
+    without a reset. Without sync the backup has no entry and no stream survives (the
+    original LVS behaviour): in DR the backup answers the client's next segment locally
+    with a reset; in NAT the real server's data reaches the client unrewritten, is
+    dropped, and the client is never told (the stream stalls)."""
     run = sync_run
     assert not run.byte_errors, run.byte_errors
     if _synced(run):
@@ -79,7 +81,8 @@ def test_established_streams_survive_failover(sync_run: SyncRun) -> None:
         assert run.reset_streams == 0, run.summary()
     else:
         assert run.survived_streams == 0, run.summary()
-        assert run.reset_streams == run.streams, run.summary()
+        if run.mode == "dr":
+            assert run.reset_streams == run.streams, run.summary()
 
 
 def test_failback_keeps_connections_known_to_the_returning_master(sync_run: SyncRun) -> None:

@@ -61,6 +61,7 @@ class DirectorPair:
     cluster: Cluster
     names: tuple[str, ...]
     spec: ClusterSpec
+    backup_priority: int  # VRRP adverts below it, seen by a new master, trigger GARPs
     _cut: set[str]
 
     def start_daemon(self, director: str) -> None:
@@ -168,6 +169,7 @@ class HaPair(DirectorPair):
             n: Keepalived(host=cluster.node(n), workdir=cluster.workdir) for n in self.names
         }
         self._cut: set[str] = set()
+        self.backup_priority = self.vrrp.priorities[1]
 
     # -- life cycle -------------------------------------------------------------------
     def __enter__(self) -> HaPair:

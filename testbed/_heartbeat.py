@@ -225,6 +225,7 @@ class HeartbeatPair(DirectorPair):
     """d1 and d2 under heartbeat; ldirectord (a heartbeat resource) owns IPVS."""
 
     probe_port = 80  # ldirectord manages the cluster's HTTP service only
+    backup_priority = 0  # heartbeat has no VRRP adverts
     # resource scripts (bash: IPaddr2, ldirectord in Perl) run at takeover; under
     # software emulation they take seconds, which no formula covers
     slack = 6.0

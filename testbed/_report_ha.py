@@ -84,7 +84,8 @@ def failover_tables(data: dict[str, Any]) -> str:
     for name, o in _observed(data, "sync."):
         survival.append([
             name, f"{o['synced_streams']}/{o['streams']}", o.get("sync_lag_s"),
-            f"{o['survived_streams']}/{o['streams']}", o["reset_streams"], o.get("gap_s"),
+            f"{o['survived_streams']}/{o['streams']}", o["reset_streams"],
+            o.get("stalled_streams", ""), o.get("gap_s"),
             f"{o['synced_holds']}/{o['holds']}", f"{o['survived_holds']}/{o['holds']}",
             f"{o['late_survived_failback']}/{o['late_streams']}",
             o["early_survived_failback"],
@@ -98,7 +99,7 @@ def failover_tables(data: dict[str, Any]) -> str:
         "Service back: the first new connection that succeeded through the backup.",
     ) + _table(
         "Connection survival (director d1's cable cut, then restored)",
-        ["mode-sync", "streams synced", "sync lag s", "streams survived", "resets",
+        ["mode-sync", "streams synced", "sync lag s", "streams survived", "reset", "stalled",
          "longest data gap s", "handshake-only synced", "handshake-only survived",
          "opened via d2, survived failback", "survived both"],
         survival,
