@@ -33,6 +33,7 @@ class Failover:
     takeover_at: float  # the backup's first gratuitous ARP (or the daemon's report)
     reported_at: float  # the daemon's own report (keepalived notify, VIP seen on d2)
     lower_prio_adverts: list[float]  # VRRP adverts below the new master's priority
+    backup_transitions: list[tuple[float, str]]  # as the daemon reported them
     holders_after: list[str]
     client_neigh: str
     macs: dict[str, str]
@@ -67,6 +68,7 @@ class Failover:
             "takeover_s": round(self.takeover_s, 4),
             "daemon_reported_s": rel(self.reported_at),
             "lower_prio_adverts_s": [rel(t) for t in self.lower_prio_adverts],
+            "backup_transitions": [(rel(t), s) for t, s in self.backup_transitions],
             "service_restored_s": None if self.restored_s is None else round(self.restored_s, 4),
             "last_via_master_s": rel(self.last_via_master),
             "first_via_backup_s": rel(self.first_frame_via_backup),
@@ -178,6 +180,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         takeover_at=takeover_at,
         reported_at=reported_at,
         lower_prio_adverts=lower,
+        backup_transitions=[(t, st) for t, st in pair.transitions(d2) if t >= fault_at - 1],
         holders_after=holders,
         client_neigh=neigh,
         macs=macs,
@@ -211,6 +214,7 @@ class SyncRun:
     byte_errors: list[str]
     gap_s: float | None  # longest pause in stream data across the failover
     survived_holds: int
+    backup_conntrack: int  # netfilter conntrack entries for the streams on the new master
     late_streams: int  # opened through the backup while it was master
     late_survived_failback: int
     early_survived_failback: int
@@ -252,6 +256,8 @@ def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) ->
         takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
         time.sleep(4.0)  # streams keep flowing, or are reset
         conns.ping_holds(timeout=3)
+        # does the new master need netfilter conntrack state (conntrackd) at all?
+        tracked = c.run(d2, "conntrack -L 2>&1", check=False)
         gaps = [
             t.first_arrival(fault_at) - (t.last_arrival(fault_at) or fault_at)  # type: ignore[operator]
             for t in stream_conns
@@ -282,6 +288,7 @@ def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) ->
         survived_streams=len(survived),
         reset_streams=len(reset),
         stalled_streams=streams - len(survived) - len(reset),
+        backup_conntrack=sum(f"dport={STREAM_PORT} " in line for line in tracked.splitlines()),
         byte_errors=[e for e in errors if e],
         gap_s=max(gaps, default=None),
         survived_holds=survived_holds,

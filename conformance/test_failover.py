@@ -16,20 +16,28 @@ import pytest
 
 from conformance.ha_harness import Failover, observe_failover
 from testbed import Cluster
-from testbed._failover import FAULTS, master_down_interval
+from testbed._failover import FAULTS, bursts, master_down_interval
 from testbed._ha import HaPair
 from testbed._keepalived import Vrrp
 
 V2 = Vrrp(version=2, advert_int=1.0)
 V3 = Vrrp(version=3, advert_int=0.3)
-GARP = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2, garp_interval=0.2)
-CASES = [(v, f) for v in (V2, V3) for f in FAULTS] + [(GARP, "stop")]
+GARP = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2)
+PACED = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2, garp_interval=0.2)
+CASES = [(v, f) for v in (V2, V3) for f in FAULTS] + [(GARP, "stop"), (PACED, "stop")]
+# keepalived (through at least 2.2.7) merges the repeats of a paced burst: with
+# vrrp_garp_interval > 0 each address gets one GARP at once and one queued, so
+# 2 per burst whatever garp_master_repeat says (vrrp_arp.c queue_garp; upstream
+# issue acassen/keepalived#1760). The suite keeps the documented promise and
+# records the deviation.
+PACED_BUG = "keepalived#1760: vrrp_garp_interval > 0 sends 2 GARPs per burst, not repeat"
 
 
 def _case_id(case: tuple[Vrrp, str]) -> str:
     vrrp, fault = case
-    garp = "" if vrrp.garp_repeat == 5 else "-garp3x2s"
-    return f"v{vrrp.version}-{vrrp.advert_int:g}s{garp}-{fault}"
+    garp = "" if vrrp.garp_repeat == 5 else f"-garp{vrrp.garp_repeat}x{vrrp.garp_delay}s"
+    paced = f"-every{vrrp.garp_interval:g}s" if vrrp.garp_interval else ""
+    return f"v{vrrp.version}-{vrrp.advert_int:g}s{garp}{paced}-{fault}"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,15 @@ def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
     """At takeover the new master sends garp_master_repeat gratuitous ARPs for the VIP,
     vrrp_garp_interval apart, and the same again garp_master_delay later
     (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
+    if failover.garp.interval > 0 and _merged_bursts(failover):
+        pytest.xfail(PACED_BUG)
     failover.check_garp()
+
+
+def _merged_bursts(failover: Failover) -> bool:
+    """The known deviation and only it: two paced GARPs per burst, otherwise as promised."""
+    groups = bursts(failover.garp_times, gap=failover.garp.interval * 1.5 + 0.05)
+    return len(groups) == 2 and all(len(g) == 2 for g in groups)
 
 
 def test_client_arp_cache_points_at_backup(failover: Failover) -> None:

@@ -67,6 +67,10 @@ class DirectorPair:
     def start_daemon(self, director: str) -> None:
         raise NotImplementedError
 
+    def transitions(self, director: str) -> list[tuple[float, str]]:
+        """(time, state) changes the daemon reported, where it reports any."""
+        return []
+
     def stop_daemon(self, director: str) -> None:
         raise NotImplementedError
 
@@ -228,6 +232,9 @@ class HaPair(DirectorPair):
 
     def stop_daemon(self, director: str) -> None:
         self.keepalived[director].stop()
+
+    def transitions(self, director: str) -> list[tuple[float, str]]:
+        return self.keepalived[director].states()
 
     def kill_daemon(self, director: str) -> None:
         self.keepalived[director].kill()

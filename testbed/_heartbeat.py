@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,9 +51,13 @@ class Ldirectord:
         if self.checktype not in ("negotiate", "connect"):
             raise TestbedError(f"unsupported ldirectord checktype {self.checktype!r}")
 
-    def removal_bound(self) -> float:
-        """A failure just after a good check is seen one interval later, after the timeout."""
-        return self.checkinterval + self.checktimeout
+    def removal_bound(self, failing: int = 1) -> float:
+        """A failure just after a good check is seen one interval later, after the timeout.
+
+        ldirectord (fork=no) checks real servers one after another, so each other
+        server failing at the same time adds its checktimeout to the round.
+        """
+        return self.checkinterval + failing * self.checktimeout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,9 +391,9 @@ def ldirectord_service(cluster: Cluster, checks: Ldirectord, **table: Any) -> It
     """ldirectord alone (no heartbeat) owns the active director's IPVS table: the
     counterpart of keepalived's ``checked_service``, same faults, same assertions."""
     with checker_owns_table(cluster, **table) as spec:
-        workdir = cluster.workdir / "ldirectord"
-        workdir.mkdir(exist_ok=True)
-        conf = workdir / "ldirectord.cf"
+        # ldirectord's pid file is named after its config file: one name per run
+        workdir = Path(tempfile.mkdtemp(prefix="ldirectord-", dir=cluster.workdir))
+        conf = workdir / f"{workdir.name}.cf"
         conf.write_text(render_ldirectord(spec, checks, logfile=str(workdir / "log")))
         out = workdir / "out"
 

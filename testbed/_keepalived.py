@@ -79,8 +79,10 @@ class HealthChecks:
         if self.checker == "MISC_CHECK" and not self.misc_path:
             raise TestbedError("MISC_CHECK needs misc_path")
 
-    def removal_bound(self) -> float:
+    def removal_bound(self, failing: int = 1) -> float:
         """Longest time from a real server's failure to its removal (keepalived.conf(5)).
+
+        Each real server has its own checker, so ``failing`` does not matter.
 
         The failure may start just after a good check: the next check comes
         one delay_loop later and fails after connect_timeout; ``retry`` more
@@ -298,7 +300,7 @@ class Keepalived:
             f"(states: {self.states()})\n{self.log_tail()}"
         )
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.path("log").read_text(errors="replace").splitlines()
         except FileNotFoundError:
