@@ -156,12 +156,13 @@ def _new_connections(cluster: Cluster, *, count: int) -> list[str]:
     spec = cluster.spec
     vip, port = str(spec.service.vip), spec.service.port
     client = spec.clients[0]
+    ours = {(str(client.ip), 42000 + i) for i in range(count)}
     with Connector(cluster.pid(client.name)) as conn:
-        for i in range(count):  # held: the HTTP server waits for a request
-            conn.open(str(client.ip), 42000 + i, (vip, port))
+        for addr, sport in sorted(ours):  # held: the HTTP server waits for a request
+            conn.open(addr, sport, (vip, port))
         return [
             c.dest[0] for c in read_connections(cluster.pid(spec.active.name))
-            if c.client[1] >= 42000 and c.virtual == (vip, port)
+            if c.client in ours and c.virtual == (vip, port)
         ]  # fmt: skip
 
 

@@ -125,12 +125,17 @@ class DirectorPair:
         self._cut.discard(port)
 
     def drop_service_addresses(self, director: str) -> None:
-        s = self.spec.service
+        """VIP and DIP off a director, whatever prefix the daemon gave them."""
+        s, spec = self.spec.service, self.spec
+        addresses = [
+            (f"{s.vip}/32", 0),
+            (f"{s.vip}/{spec.outside.prefixlen}", 0),  # heartbeat's IPaddr2 uses the subnet's
+            (f"{s.dip}/{spec.inside.prefixlen}", 1),
+        ]
         self.cluster.run(
             director,
-            f"ip addr del {s.vip}/32 dev {director}-eth0 2>/dev/null; "
-            f"ip addr del {s.dip}/{self.spec.inside.prefixlen} dev {director}-eth1 "
-            "2>/dev/null; true",
+            "; ".join(f"ip addr del {a} dev {director}-eth{i} 2>/dev/null" for a, i in addresses)
+            + "; true",
         )
 
     def restore_all(self) -> None:

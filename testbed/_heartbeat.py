@@ -67,7 +67,7 @@ class HeartbeatTiming:
     keepalive: int = 1
     deadtime: int = 4
     warntime: int = 2
-    initdead: int = 8
+    initdead: int = 10  # heartbeat warns below 10 s
     auto_failback: bool = True
 
     def __post_init__(self) -> None:
@@ -101,7 +101,9 @@ def render_ldirectord(spec: ClusterSpec, conf: Ldirectord, *, logfile: str) -> s
     return "\n".join([*lines, *(f"\t{b}" for b in body), ""])
 
 
-def render_ha_cf(timing: HeartbeatTiming, *, interface: str, peer: str, logfile: str) -> str:
+def render_ha_cf(
+    timing: HeartbeatTiming, *, interface: str, peer: str, logfile: str, nodes: list[str]
+) -> str:
     return "\n".join(
         [
             f"logfile {logfile}",
@@ -114,6 +116,7 @@ def render_ha_cf(timing: HeartbeatTiming, *, interface: str, peer: str, logfile:
             f"ucast {interface} {peer}",
             f"auto_failback {'on' if timing.auto_failback else 'off'}",
             "crm off",
+            *(f"node {n}" for n in nodes),  # heartbeat names nodes by uname -n
             "",
         ]
     )
@@ -301,6 +304,7 @@ class HeartbeatPair(DirectorPair):
                 interface=f"{director}-eth0",
                 peer=str(peer.outside),
                 logfile=str(node.logfile),
+                nodes=list(self.names),
             ),
             "haresources": render_haresources(spec, ldirectord=True),
             "ldirectord.cf": render_ldirectord(

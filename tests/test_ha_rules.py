@@ -192,8 +192,11 @@ def test_render_ldirectord_service() -> None:
 
 
 def test_render_heartbeat_files() -> None:
-    cf = render_ha_cf(HeartbeatTiming(), interface="d1-eth0", peer="203.0.113.3", logfile="/l")
+    cf = render_ha_cf(
+        HeartbeatTiming(), interface="d1-eth0", peer="203.0.113.3", logfile="/l", nodes=["d1", "d2"]
+    )
     assert "ucast d1-eth0 203.0.113.3" in cf and "deadtime 4" in cf and "crm off" in cf
+    assert "node d1\nnode d2" in cf
     res = render_haresources(SPEC, ldirectord=True)
     # the same line on both nodes: IPaddr2 picks the interface by netmask
     assert res == (
