@@ -252,6 +252,8 @@ def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) ->
         time.sleep(1.0)  # a hold's third packet would be synced within a flush period too
         backup = ha.connections(d2, STREAM_PORT, HOLD_PORT)
         counts = {d: _dest_counts(ha, d, keys) for d in (d1, d2)}
+        if sum(counts[d1].values()) != len(keys):  # a precondition, not the behaviour under test
+            raise AssertionError(f"streams did not all go through {d1}: {counts}\n{ha.describe()}")
         fault_at = ha.fail("cut")
         takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
         time.sleep(4.0)  # streams keep flowing, or are reset

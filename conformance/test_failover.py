@@ -16,7 +16,7 @@ import pytest
 
 from conformance.ha_harness import Failover, observe_failover
 from testbed import Cluster
-from testbed._failover import FAULTS, bursts, master_down_interval
+from testbed._failover import FAULTS, master_down_interval
 from testbed._ha import HaPair
 from testbed._keepalived import Vrrp
 
@@ -84,7 +84,7 @@ def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
 
 def _merged_bursts(failover: Failover) -> bool:
     """The known deviation and only it: two paced GARPs per burst, otherwise as promised."""
-    groups = bursts(failover.garp_times, gap=failover.garp.interval * 1.5 + 0.05)
+    groups = failover.garp.bursts_of(failover.garp_times)
     return len(groups) == 2 and all(len(g) == 2 for g in groups)
 
 

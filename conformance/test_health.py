@@ -179,20 +179,25 @@ def test_load_feedback_lowers_weight_and_shifts_connections(cluster: Cluster) ->
     loader = spec.clients[1]
     direct = f"{spec.inside} via {spec.router.outside}"  # client -> router -> r1
     with checked_service(cluster, checks, scheduler="wlc"):
-        _timed(cluster, lambda w: len(w) == 3 and set(w.values()) == {100}, 20)
+        _timed(cluster, lambda w: len(w) == 3 and all(v > 0 for v in w.values()), 20)
+        time.sleep(checks.delay_loop + checks.misc_timeout)  # one full round of checks
+        # earlier tests may have left connections open on a server: start from its weight
+        before = _weights(cluster)[str(r1.ip)]
+        expect = max(1, before - 10 * load)
         cluster.run(loader.name, f"ip route replace {direct}")
         try:
             with Connector(cluster.pid(loader.name)) as held:
                 for i in range(load):  # load r1 directly, bypassing the director
                     held.open(str(loader.ip), 41000 + i, (str(r1.ip), HOLD_PORT))
-                lowered = _timed(cluster, lambda w: w[str(r1.ip)] == 100 - 10 * load, 10)
+                lowered = _timed(cluster, lambda w: w[str(r1.ip)] == expect, 10)
                 shares = Counter(_new_connections(cluster, count=24))
         finally:
             cluster.run(loader.name, f"ip route del {direct}", check=False)
-        raised = _timed(cluster, lambda w: w[str(r1.ip)] == 100, 10)
+        raised = _timed(cluster, lambda w: w[str(r1.ip)] == before, 10)
     record_observation(
         "health.feedback",
-        {"load": load, "lowered_s": round(lowered, 2), "raised_s": round(raised, 2),
+        {"load": load, "weight_before": before, "weight_loaded": expect,
+         "lowered_s": round(lowered, 2), "raised_s": round(raised, 2),
          "new_connections": dict(shares), "agent_port": AGENT_PORT},
     )  # fmt: skip
     others = [shares[str(r.ip)] for r in spec.real_servers if r.name != "r1"]

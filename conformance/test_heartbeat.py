@@ -1,12 +1,14 @@
-"""The classic LVS stack as a second HA backend: heartbeat moves VIP and DIP, ldirectord
-(a heartbeat resource) builds the IPVS table on whichever director is active.
+"""The classic LVS stack as a second HA backend: heartbeat moves VIP and DIP.
+
+Both directors have the IPVS table; ldirectord's health checks are held to the
+keepalived checker's tests in test_health.py.
 
 The same failovers as test_failover.py (heartbeat stopped, killed, cable cut) are
 held to heartbeat's own rules. Sources: heartbeat's ha.cf documentation
 (keepalive, deadtime: a node silent for deadtime seconds is dead;
-auto_failback on: resources return to their preferred node), haresources(5)
-(IPaddr2, ldirectord resources), resource-agents IPaddr2 (send_arp -r 5 -i 200:
-five gratuitous ARPs 200 ms apart), ldirectord(8).
+auto_failback on: resources return to their preferred node), haresources
+(IPaddr2 resources), resource-agents IPaddr2 (send_arp -r 5 -i 200: five
+gratuitous ARPs 200 ms apart).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def test_takeover_within_deadtime(failover: Failover) -> None:
 
 
 def test_service_restored_through_backup(failover: Failover) -> None:
-    """Once ldirectord runs on d2 the VIP's service works again through d2."""
+    """Once d2 holds the VIP, new connections to it succeed through d2."""
     failover.check_service_restored()
 
 

@@ -96,6 +96,10 @@ class GarpExpectation:
     delay: float = 5.0  # garp_master_delay (0: no second burst)
     interval: float = 0.0  # vrrp_garp_interval between messages in a burst
 
+    def bursts_of(self, times: Sequence[float]) -> list[list[float]]:
+        # a burst is sent in one loop; emulation can stall that loop ~0.2 s
+        return bursts(times, gap=self.interval * 1.5 + 0.25)
+
     def check(
         self, times: Sequence[float], *, slack: float, lower_prio: Sequence[float] = ()
     ) -> list[str]:
@@ -103,7 +107,7 @@ class GarpExpectation:
 
         ``lower_prio``: when the new master received lower-priority adverts.
         """
-        groups = bursts(times, gap=self.interval * 1.5 + 0.05)
+        groups = self.bursts_of(times)
         if not groups:
             return ["no gratuitous ARP"]
         problems = []

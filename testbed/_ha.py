@@ -263,6 +263,16 @@ class HaPair(DirectorPair):
         first.wait_state("MASTER", timeout=bound, after=after)
         if second.state != "BACKUP":
             second.wait_state("BACKUP", timeout=bound, after=after)
+        # at start the backup may have been master for a moment and announced
+        # itself: settle on one VIP holder, then let clients ask ARP afresh
+        deadline = time.monotonic() + bound
+        while self.holders() != [self.names[0]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"VIP held by {self.holders()} after start\n{self.describe()}")
+            time.sleep(0.1)
+        s = self.spec
+        for host in (*(c.name for c in s.clients), s.router.name):
+            self.cluster.run(host, "ip neigh flush all")
 
     # -- the failover interface shared with HeartbeatPair --------------------------------
     probe_port = HOLD_PORT
@@ -270,8 +280,14 @@ class HaPair(DirectorPair):
 
     @property
     def label(self) -> str:
-        garp = "" if (self.vrrp.garp_repeat, self.vrrp.garp_delay) == (5, 5) else "-garp"
-        return f"keepalived-v{self.vrrp.version}-{self.vrrp.advert_int:g}s{garp}"
+        v = self.vrrp
+        garp = (
+            ""
+            if (v.garp_repeat, v.garp_delay) == (5, 5)
+            else f"-garp{v.garp_repeat}x{v.garp_delay}s"
+        )
+        paced = f"-every{v.garp_interval:g}s" if v.garp_interval else ""
+        return f"keepalived-v{v.version}-{v.advert_int:g}s{garp}{paced}"
 
     @property
     def garp(self) -> GarpExpectation:

@@ -1,13 +1,15 @@
 """The classic LVS HA stack: heartbeat (v1 resources) moving the VIP, ldirectord checking.
 
+heartbeat moves VIP and DIP (IPaddr2 resources); ldirectord runs the health
+checks and builds the IPVS table (``ldirectord_service``).
+
 heartbeat 3 keeps its configuration in /etc/ha.d, its state in
 /var/lib/heartbeat and /run, and names nodes by ``uname -n``, so two nodes
 cannot share one machine. Each director's heartbeat therefore runs in private
 UTS and mount namespaces (on top of the director's network namespace): its own
 host name, its own /etc/ha.d (the package's scripts plus our ha.cf, authkeys,
-haresources and ldirectord.cf), and private tmpfs state directories. Its
-resources are the VIP and DIP (IPaddr2) and ldirectord, which programs IPVS and
-runs the health checks (ldirectord(8), heartbeat's ha.cf documentation).
+haresources), and private tmpfs state directories (ldirectord(8), heartbeat's
+ha.cf documentation).
 """
 
 from __future__ import annotations
@@ -122,8 +124,8 @@ def render_ha_cf(
     )
 
 
-def render_haresources(spec: ClusterSpec, *, ldirectord: bool) -> str:
-    """Resources of the preferred director, identical on both nodes.
+def render_haresources(spec: ClusterSpec) -> str:
+    """Resources of the preferred director, identical on both nodes: VIP and DIP.
 
     IPaddr2 finds the interface from the netmask (d1-eth0 on one node,
     d2-eth0 on the other), so the line can be the same everywhere.
@@ -133,8 +135,6 @@ def render_haresources(spec: ClusterSpec, *, ldirectord: bool) -> str:
         f"IPaddr2::{s.vip}/{spec.outside.prefixlen}",
         f"IPaddr2::{s.dip}/{spec.inside.prefixlen}",
     ]
-    if ldirectord:
-        resources.append("ldirectord::ldirectord.cf")
     return f"{spec.active.name} {' '.join(resources)}\n"
 
 
@@ -205,7 +205,7 @@ class HeartbeatNode:
         return self._master() is not None
 
     def stop(self, *, timeout: float = 60) -> None:
-        """Clean shutdown: resources released (ldirectord, addresses), peer told."""
+        """Clean shutdown: resources (addresses) released, the peer told."""
         master = self._master()
         if master is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -230,11 +230,15 @@ class HeartbeatNode:
 
 
 class HeartbeatPair(DirectorPair):
-    """d1 and d2 under heartbeat; ldirectord (a heartbeat resource) owns IPVS."""
+    """d1 and d2 under heartbeat, which moves VIP and DIP; both have the IPVS table.
 
-    probe_port = 80  # ldirectord manages the cluster's HTTP service only
+    The IPVS table is configured on both directors beforehand, as with
+    keepalived's HaPair, so the failover measured is heartbeat's alone.
+    """
+
+    probe_port = 80
     backup_priority = 0  # heartbeat has no VRRP adverts
-    # resource scripts (bash: IPaddr2, ldirectord in Perl) run at takeover; under
+    # resource scripts (IPaddr2, in bash) run at takeover; under
     # software emulation they take seconds, which no formula covers
     slack = 6.0
 
@@ -243,12 +247,10 @@ class HeartbeatPair(DirectorPair):
         cluster: Cluster,
         *,
         timing: HeartbeatTiming | None = None,
-        checks: Ldirectord | None = None,
         mode: str = "dr",
     ) -> None:
         self.cluster = cluster
         self.timing = timing or HeartbeatTiming()
-        self.checks = checks or Ldirectord()
         self.mode = mode
         self.spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
         self.names = tuple(d.name for d in self.spec.directors)
@@ -270,7 +272,7 @@ class HeartbeatPair(DirectorPair):
         c = self.cluster
         c.configure(self.spec)
         for d in self.names:
-            c.ipvs_of(d).flush()  # ldirectord builds the table on the active node
+            c.ipvs_of(d).apply(self.spec.service, self.spec.real_servers)
         c.release_service_addresses()
         c.diagnostics.append(self.describe)
         for d in self.names:
@@ -306,22 +308,15 @@ class HeartbeatPair(DirectorPair):
                 logfile=str(node.logfile),
                 nodes=list(self.names),
             ),
-            "haresources": render_haresources(spec, ldirectord=True),
-            "ldirectord.cf": render_ldirectord(
-                spec, self.checks, logfile=str(node.dir / "ldirectord.log")
-            ),
+            "haresources": render_haresources(spec),
         }
 
     def wait_ready(self, director: str, *, timeout: float) -> float:
-        """Until ``director`` holds the VIP and its IPVS table lists every real server."""
+        """Until ``director`` alone holds the VIP."""
         deadline = time.monotonic() + timeout
-        want = len(self.spec.real_servers)
         while time.monotonic() < deadline:
-            if director in self.holders():
-                with contextlib.suppress(Exception):
-                    services = self.cluster.ipvs_of(director).services()
-                    if services and len(services[0].dests) == want:
-                        return time.time()
+            if self.holders() == [director]:
+                return time.time()
             time.sleep(0.1)
         raise AssertionError(
             f"{director} did not take the service within {timeout:g} s\n{self.describe()}"
@@ -361,18 +356,13 @@ class HeartbeatPair(DirectorPair):
         return self.timing.initdead + self.timing.deadtime
 
     def wait_takeover(self, after: float) -> float:
-        """Time the backup's IPaddr2 added the VIP (ldirectord may still be starting)."""
+        """Time the backup's IPaddr2 added the VIP."""
         deadline = time.monotonic() + self.timing.deadtime + 60
         while time.monotonic() < deadline:
             if self.names[1] in self.holders():
                 return time.time()
             time.sleep(0.05)
         raise AssertionError(f"{self.names[1]} never took the VIP\n{self.describe()}")
-
-    def after_crash(self, director: str) -> None:
-        # a rebooted director has neither the addresses nor ldirectord's IPVS table
-        super().after_crash(director)
-        self.cluster.ipvs_of(director).flush()
 
     def wait_failback(self, after: float) -> float:
         at = self.wait_ready(self.names[0], timeout=self.failback_bound + 60)

@@ -203,6 +203,7 @@ class Keepalived:
     host: Any  # the Mininet node
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    generation: int = 0  # one state log per start
     _logfile: Any = field(default=None, repr=False)
 
     @property
@@ -213,8 +214,11 @@ class Keepalived:
         return self.workdir / f"{self.name}.{what}"
 
     def notify_script(self) -> str:
+        """A notify script for the next start, logging to a file of that start only
+        (a script forked by the previous daemon may still be running late)."""
+        self.generation += 1
         script = self.path("notify.sh")
-        script.write_text(NOTIFY_SCRIPT.format(log=self.path("states")))
+        script.write_text(NOTIFY_SCRIPT.format(log=self._states()))
         script.chmod(0o755)
         return str(script)
 
@@ -223,7 +227,7 @@ class Keepalived:
         if self.proc is not None and self.proc.poll() is None:
             raise TestbedError(f"keepalived already runs on {self.name}")
         self.path("conf").write_text(config)
-        self.path("states").write_text("")
+        self._states().write_text("")
         self._logfile = open(self.path("log"), "ab")  # noqa: SIM115 - closed in stop()
         cmd = [
             "keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
@@ -233,6 +237,9 @@ class Keepalived:
             "-c", str(self.path("checkers.pid")),
         ]  # fmt: skip
         self.proc = self.host.popen(cmd, stdout=self._logfile, stderr=subprocess.STDOUT)
+
+    def _states(self) -> Path:
+        return self.path(f"states.{self.generation}")
 
     def pids(self) -> list[int]:
         """The parent and its VRRP and checker children."""
@@ -277,7 +284,7 @@ class Keepalived:
         """(time, state) for every VRRP transition, from the notify script."""
         out = []
         with contextlib.suppress(FileNotFoundError):
-            for line in self.path("states").read_text().splitlines():
+            for line in self._states().read_text().splitlines():
                 when, _, state = line.partition(" ")
                 out.append((float(when), state.strip()))
         return out

@@ -197,11 +197,8 @@ def test_render_heartbeat_files() -> None:
     )
     assert "ucast d1-eth0 203.0.113.3" in cf and "deadtime 4" in cf and "crm off" in cf
     assert "node d1\nnode d2" in cf
-    res = render_haresources(SPEC, ldirectord=True)
     # the same line on both nodes: IPaddr2 picks the interface by netmask
-    assert res == (
-        "d1 IPaddr2::203.0.113.100/24 IPaddr2::198.51.100.254/24 ldirectord::ldirectord.cf\n"
-    )
+    assert render_haresources(SPEC) == "d1 IPaddr2::203.0.113.100/24 IPaddr2::198.51.100.254/24\n"
 
 
 @pytest.mark.parametrize(
