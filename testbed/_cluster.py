@@ -29,6 +29,10 @@ from ._spec import ClusterSpec
 # (the life-cycle tests) uses another one.
 PREFIX_ENV = "LVS_TESTBED_PREFIX"
 REPO = Path(__file__).resolve().parent.parent
+# Extra client addresses: client i owns host numbers 128+64*i .. 191+64*i of
+# the outside network (clipped to it), disjoint from every declared address.
+EXTRA_FIRST_HOST = 128
+EXTRA_PER_CLIENT = 64
 
 
 def _say(msg: str) -> None:
@@ -211,6 +215,35 @@ class Cluster:
 
     def service_state(self) -> ServiceState:
         return self.ipvs.service()
+
+    def client_addresses(self, client: str, count: int) -> list[str]:
+        """``count`` extra source addresses on a client, added once and kept.
+
+        For many source addresses (hashing schedulers) or many connections to
+        one VIP:port (each address has its own 64k ports).
+        """
+        names = [c.name for c in self.spec.clients]
+        if client not in names:
+            raise TestbedError(f"{client!r} is not a client (clients: {', '.join(names)})")
+        s = self.spec
+        net = s.outside
+        declared = {c.ip for c in s.clients} | {h.outside for h in (s.router, *s.directors)}
+        declared.add(s.service.vip)
+        first = EXTRA_FIRST_HOST + EXTRA_PER_CLIENT * names.index(client)
+        hosts = [
+            h
+            for h in range(first, first + EXTRA_PER_CLIENT)
+            if h < net.num_addresses - 1 and net.network_address + h not in declared
+        ]
+        if count > len(hosts):
+            raise TestbedError(f"{client} has room for {len(hosts)} extra addresses, not {count}")
+        addrs = [str(net.network_address + h) for h in hosts[:count]]
+        dev = f"{client}-eth0"
+        present = set(self.run(client, f"ip -4 -o addr show dev {dev}").split())
+        missing = [a for a in addrs if f"{a}/{net.prefixlen}" not in present]
+        if missing:
+            self.run(client, *(f"ip addr add {a}/{net.prefixlen} dev {dev}" for a in missing))
+        return addrs
 
     def mac(self, intf: str) -> str:
         host = intf.split("-", 1)[0]
