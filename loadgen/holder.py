@@ -310,7 +310,7 @@ def run(
         pipes.append(mine)
         procs.append(proc)
     try:
-        _emit("ramped", merge_results(_gather(pipes)), samples=False)
+        _emit("ramped", merge_results(_gather(pipes)), samples=samples)
         time.sleep(hold)
         if await_release:
             sys.stdin.readline()

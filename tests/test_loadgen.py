@@ -161,6 +161,7 @@ def test_holder_holds_counts_and_closes(server) -> None:  # type: ignore[no-unty
     assert done.returncode == 0, done.stderr
     ramped, result = (json.loads(line) for line in done.stdout.splitlines())
     assert ramped["event"] == "ramped" and ramped["held"] == 600 and ramped["failed"] == 0
+    assert ramped["connect_ms"]["n"] == 600 and "samples_ms" not in ramped
     assert result["event"] == "result"
     assert result["established_at_end"] == 600 and result["resets"] == 0
     assert result["connect_ms"]["n"] == 600
