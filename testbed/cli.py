@@ -368,6 +368,8 @@ LVS lab: {mode} ({summary})
     {director} ipvsadm -Ln --stats      # the director's table and counters
     {director} ipvsadm -Lnc             # its connection table
     r1 tcpdump -ni r1-eth0 -c 6 &       # then curl again: what does r1 receive?
+    c1 {holder} >/tmp/h.json &
+    {director} ipvsadm -Ln              # while c1 holds 1000 connections 30 s: ActiveConn
   Type exit (or Ctrl-D) to tear everything down.
 """
 
@@ -400,6 +402,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 director=spec.active.name,
                 servers=", ".join(f"{r.name} {r.ip}" for r in spec.real_servers),
                 scheduler=s.scheduler,
+                holder=f"{sys.executable} -m loadgen.holder --target {s.vip}:{s.port} "
+                f"--source {spec.clients[0].ip} --count 1000 --hold 30",
             )
         )
         setLogLevel("output")  # the CLI prints command output at this level
