@@ -49,6 +49,17 @@ def prepare_for_scale(cluster: Cluster) -> None:
         _CONNTRACK_MAX.write_text("1048576\n")
 
 
+def route_clients_inside(cluster: Cluster) -> None:
+    """Give the clients a route to the real servers' own addresses, via the router.
+
+    The direct path, the bench's control: the same client, server and router
+    as DR and TUN, without the director.
+    """
+    spec = cluster.spec
+    for c in spec.clients:
+        cluster.run(c.name, f"ip route replace {spec.inside} via {spec.router.outside}")
+
+
 def spread_sources(cluster: Cluster, count: int) -> dict[str, tuple[list[str], int]]:
     """Split ``count`` connections over the clients, with enough source addresses each."""
     clients = [c.name for c in cluster.spec.clients]

@@ -173,9 +173,12 @@ def bench_summary(data: dict[str, Any]) -> str:
         lines.append(
             f"  held {sc['result']['hold_s']:.0f} s: {sc['resets']} resets, "
             f"client {sc['client_established_end']} vs IPVS ActiveConn {sc['ipvs_active_end']} "
-            f"({'exact' if sc['exact'] else 'MISMATCH'}); ip_vs_conn "
-            f"{sc.get('ip_vs_conn_bytes_per_conn')} B/conn, guest memory used "
-            f"{sc['guest_mem_used_kB'] / 1024:.0f} MiB"
+            f"({'exact' if sc['exact'] else 'MISMATCH'})"
+        )
+        lines.append(
+            f"  director memory: {sc['ip_vs_conn_table_bytes'] / 2**20:.1f} MiB of IPVS "
+            f"connection entries ({sc['ip_vs_conn_slab_size']} B each); guest-wide "
+            f"MemAvailable fell {sc['guest_mem_used_kB'] / 1024:.0f} MiB (clients and servers too)"
         )
         lines.append(
             f"  new connections with the table empty {sc['rate_empty']['rate_per_s']:.0f}/s, "

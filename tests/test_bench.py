@@ -54,7 +54,8 @@ def _bench_json() -> dict[str, object]:
                    "failed": 0, "ramp": [[0, 0], [5, 500], [10, 1000]]},
         "result": {"hold_s": 60.0},
         "resets": 0, "client_established_end": 1000, "ipvs_active_end": 1000, "exact": True,
-        "ip_vs_conn_bytes_per_conn": 320.0, "guest_mem_used_kB": 51200,
+        "ip_vs_conn_slab_size": 320, "ip_vs_conn_table_bytes": 320_000,
+        "guest_mem_used_kB": 51200,
         "rate_empty": {"rate_per_s": 800.0}, "rate_full": {"rate_per_s": 600.0},
         "rate_full_vs_empty": 0.75,
     }  # fmt: skip
@@ -74,6 +75,7 @@ def test_bench_summary_states_figures_against_goals() -> None:
     assert "vs direct 0.799 [0.798..0.8] (goal >= 0.8)" in text
     assert "1000/1000 open" in text and "0 resets" in text and "(exact)" in text
     assert "ratio 0.75" in text
+    assert "0.3 MiB of IPVS connection entries (320 B each)" in text
 
 
 def test_report_renders_a_bench_run(tmp_path: Path) -> None:
