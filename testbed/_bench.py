@@ -53,7 +53,7 @@ class BenchOptions:
     hold: float = 60.0
     modes: tuple[str, ...] = ("nat", "dr", "tun")
     scale_modes: tuple[str, ...] = ("nat", "dr")
-    iperf_seconds: float = 3.0
+    iperf_seconds: float = 5.0
     rate_connections: int = 2000
 
     def __post_init__(self) -> None:

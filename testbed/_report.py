@@ -134,7 +134,7 @@ def _scheduler_table(data: dict[str, Any]) -> str:
 def _fmt_spread(s: dict[str, Any], unit: str = "") -> str:
     if not s.get("n"):
         return "-"
-    return f"{s['median']:g}{unit} [{s['min']:g}..{s['max']:g}]"
+    return f"{s['median']:.4g}{unit} [{s['min']:.4g}..{s['max']:.4g}]"
 
 
 def bench_summary(data: dict[str, Any]) -> str:

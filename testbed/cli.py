@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--hold", type=float, default=60.0, help="seconds to hold (default 60)")
     bench.add_argument("--mode", help="modes for throughput and rate (default: nat,dr,tun)")
     bench.add_argument("--scale-mode", default="nat,dr", help="modes for the held connections")
-    bench.add_argument("--iperf-seconds", type=float, default=3.0, help="per iperf3 run")
+    bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
     bench.add_argument("--rate-connections", type=int, default=2000,
                        help="connections per connection-rate measurement")  # fmt: skip
     bench.add_argument("--results", default=str(REPO / "results"), help="results directory")
