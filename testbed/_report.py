@@ -211,9 +211,10 @@ def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
                color=colors)  # fmt: skip
         for i, p in enumerate(paths):
             ratio = data[section]["ratios"].get(p)
-            if ratio:
-                ax.annotate(f"x{ratio['median']:.2f}", (i, med[i]), ha="center", va="bottom",
-                            xytext=(0, 8), textcoords="offset points")  # fmt: skip
+            if ratio:  # above the error bar
+                ax.annotate(f"x{ratio['median']:.2f}", (i, figs[p]["max"]), ha="center",
+                            va="bottom", xytext=(0, 4), textcoords="offset points")  # fmt: skip
+        ax.set_ylim(0, max(figs[p]["max"] for p in paths) * 1.2)
         ax.set_ylabel(unit)
         ax.set_title(title + " (median, min-max)", fontsize=10)
         fig.tight_layout()
