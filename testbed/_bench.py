@@ -67,6 +67,8 @@ class BenchOptions:
 
 
 class Bench:
+    """The bench's measurements on one running cluster; ``run()`` does them all in turn."""
+
     def __init__(
         self, cluster: Cluster, opts: BenchOptions, say: Callable[[str], None] = print
     ) -> None:
