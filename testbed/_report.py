@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,11 @@ def bench_summary(data: dict[str, Any]) -> str:
                 row += f"   vs direct {_fmt_spread(sec['ratios'][path])} (goal >= {goal})"
             if section == "connect_rate":
                 row += f"   max connect {sec['max_connect_ms'][path]:g} ms"
+                failed: Counter[str] = Counter()
+                for run in sec.get("runs", {}).get(path, []):
+                    failed.update(run.get("failures", {}))
+                if failed:  # connects that never completed are not in the times above
+                    row += " + failed: " + ", ".join(f"{n} {k}" for k, n in failed.items())
             lines.append(row)
     for mode, sc in data.get("scale", {}).items():
         ramp = sc["ramped"]

@@ -44,9 +44,10 @@ def test_bad_options_are_refused(changes: dict[str, object]) -> None:
 
 def _bench_json() -> dict[str, object]:
     tput = Bench._ratios(_runs([1000, 990], nat=[800, 790], dr=[950, 940]), "mbit_s")
-    rate = Bench._ratios(
-        {"direct": [{"rate_per_s": 900}, {"rate_per_s": 950}],
-         "nat": [{"rate_per_s": 700}, {"rate_per_s": 720}]}, "rate_per_s")  # fmt: skip
+    rate_runs = {"direct": [{"rate_per_s": 900}, {"rate_per_s": 950}],
+         "nat": [{"rate_per_s": 700, "failures": {"timeout": 2}},
+                 {"rate_per_s": 720, "failures": {"timeout": 1, "EHOSTUNREACH": 1}}]}  # fmt: skip
+    rate = Bench._ratios(rate_runs, "rate_per_s") | {"runs": rate_runs}
     ms = {"n": 10, "p50": 3.0, "p99": 20.0, "max": 40.0, "mean": 5.0}
     scale = {
         "connections": 1000,
@@ -75,6 +76,7 @@ def test_bench_summary_states_figures_against_goals() -> None:
     assert "vs direct 0.799 [0.798..0.8] (goal >= 0.8)" in text
     assert "1000/1000 open" in text and "0 resets" in text and "(exact)" in text
     assert "ratio 0.75" in text
+    assert "max connect 40 ms + failed: 3 timeout, 1 EHOSTUNREACH" in text
     assert "0.3 MiB of IPVS connection entries (320 B each)" in text
 
 
