@@ -136,6 +136,7 @@ class Worker:
         self.closed_by_peer = 0
         self.attempted = 0
         self.ramp_s = 0.0
+        self.active_s = 0.0  # until the last connect that succeeded
 
     def _sample(self) -> None:
         self.ramp.append([round(time.monotonic() - self.t0, 3), len(self.held)])
@@ -182,6 +183,7 @@ class Worker:
                     self._drop(sock, errno.errorcode.get(err, str(err)))
                     continue
                 self.samples.append((now - started) * 1000.0)
+                self.active_s = now - first
                 if p.close_each:
                     self.ep.unregister(fd)
                     sock.close()
@@ -252,6 +254,7 @@ class Worker:
             "held": len(self.held),
             "failures": dict(self.failures),
             "ramp_s": round(self.ramp_s, 3),
+            "active_s": round(self.active_s, 3),
             "ramp": self.ramp,
             "samples_ms": [round(x, 3) for x in self.samples],
         }

@@ -95,7 +95,9 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Combine holder results of several workers or processes into one.
 
     Counts add up; connect-time percentiles come from the pooled samples;
-    the rate is all connections over the longest ramp (they ran in parallel).
+    the rate is all connections over the longest time to a last successful
+    connect (they ran in parallel): a connect that times out is counted as
+    a failure, not as 10 s of idle waiting folded into the rate.
     """
     if not parts:
         raise ValueError("nothing to merge")
@@ -106,11 +108,13 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     summed = ("attempted", "connected", "held", "resets", "closed_by_peer", "established_at_end")
     out: dict[str, Any] = {k: sum(int(p.get(k, 0)) for p in parts) for k in summed}
     ramp_s = max(float(p.get("ramp_s", 0.0)) for p in parts)
+    active_s = max(float(p.get("active_s", p.get("ramp_s", 0.0))) for p in parts)
     out |= {
         "failures": dict(failures),
         "failed": sum(failures.values()),
         "ramp_s": round(ramp_s, 3),
-        "rate_per_s": round(out["connected"] / ramp_s, 1) if ramp_s > 0 else 0.0,
+        "active_s": round(active_s, 3),
+        "rate_per_s": round(out["connected"] / active_s, 1) if active_s > 0 else 0.0,
         "connect_ms": latency_summary(samples),
         "hold_s": max(float(p.get("hold_s", 0.0)) for p in parts),
         "ramp": merge_ramps(p.get("ramp", []) for p in parts),

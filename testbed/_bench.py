@@ -192,6 +192,8 @@ class Bench:
                    interval=2)  # fmt: skip
         before = self._director_memory()
         empty = self._rate_to([target], f"{mode}, table empty")
+        # entries the rate measurement left counted as active (expected 0)
+        active_before = self._active()
         addresses = sum(len(s) for s, _ in plan.values())
         self.say(f"scale {mode}: opening {n} connections from {addresses} source addresses")
         with Holders(c, targets=[target], plan=plan, hold=self.opts.hold) as holders:
@@ -218,6 +220,7 @@ class Bench:
             "source_addresses": {k: len(s) for k, (s, _) in plan.items()},
             "ramped": strip_samples(ramped),
             "result": strip_samples(result) | {"ramp": []},
+            "ipvs_active_before": active_before,
             "ipvs_active_start": active_start,
             "ipvs_active_end": active_end,
             "client_established_end": client_end,

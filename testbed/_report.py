@@ -179,7 +179,8 @@ def bench_summary(data: dict[str, Any]) -> str:
         lines.append(
             f"  held {sc['result']['hold_s']:.0f} s: {sc['resets']} resets, "
             f"client {sc['client_established_end']} vs IPVS ActiveConn {sc['ipvs_active_end']} "
-            f"({'exact' if sc['exact'] else 'MISMATCH'})"
+            f"({'exact' if sc['exact'] else 'MISMATCH'}; ActiveConn before the ramp "
+            f"{sc.get('ipvs_active_before', '?')})"
         )
         lines.append(
             f"  director memory: {sc['ip_vs_conn_table_bytes'] / 2**20:.1f} MiB of IPVS "

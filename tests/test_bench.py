@@ -54,7 +54,8 @@ def _bench_json() -> dict[str, object]:
         "ramped": {"held": 1000, "ramp_s": 10.0, "rate_per_s": 100.0, "connect_ms": ms,
                    "failed": 0, "ramp": [[0, 0], [5, 500], [10, 1000]]},
         "result": {"hold_s": 60.0},
-        "resets": 0, "client_established_end": 1000, "ipvs_active_end": 1000, "exact": True,
+        "resets": 0, "ipvs_active_before": 0, "client_established_end": 1000,
+        "ipvs_active_end": 1000, "exact": True,
         "ip_vs_conn_slab_size": 320, "ip_vs_conn_table_bytes": 320_000,
         "guest_mem_used_kB": 51200,
         "rate_empty": {"rate_per_s": 800.0}, "rate_full": {"rate_per_s": 600.0},
@@ -74,7 +75,8 @@ def test_bench_summary_states_figures_against_goals() -> None:
     text = bench_summary(_bench_json())
     assert "nat     795 Mbit/s [790..800]" in text
     assert "vs direct 0.799 [0.798..0.8] (goal >= 0.8)" in text
-    assert "1000/1000 open" in text and "0 resets" in text and "(exact)" in text
+    assert "1000/1000 open" in text and "0 resets" in text
+    assert "(exact; ActiveConn before the ramp 0)" in text
     assert "ratio 0.75" in text
     assert "max connect 40 ms + failed: 3 timeout, 1 EHOSTUNREACH" in text
     assert "0.3 MiB of IPVS connection entries (320 B each)" in text

@@ -71,14 +71,17 @@ def test_merge_ramps_sums_on_a_common_grid() -> None:
 
 
 def test_merge_results_pools_samples_and_adds_counts() -> None:
+    # one waited 10 s for a connect that then timed out
     one = {"attempted": 3, "connected": 2, "held": 2, "failures": {"ETIMEDOUT": 1},
-           "ramp_s": 2.0, "samples_ms": [1.0, 3.0], "ramp": [[0, 0], [2, 2]]}  # fmt: skip
+           "ramp_s": 12.0, "active_s": 2.0, "samples_ms": [1.0, 3.0],
+           "ramp": [[0, 0], [2, 2]]}  # fmt: skip
     two = {"attempted": 2, "connected": 2, "held": 2, "failures": {"ETIMEDOUT": 1, "x": 2},
-           "ramp_s": 1.0, "samples_ms": [2.0, 50.0], "resets": 1}  # fmt: skip
+           "ramp_s": 1.0, "active_s": 1.0, "samples_ms": [2.0, 50.0], "resets": 1}  # fmt: skip
     m = merge_results([one, two])
     assert m["attempted"] == 5 and m["connected"] == 4 and m["held"] == 4 and m["resets"] == 1
     assert m["failures"] == {"ETIMEDOUT": 2, "x": 2} and m["failed"] == 4
-    assert m["rate_per_s"] == 2.0  # 4 connections over the longest ramp, 2 s
+    assert m["rate_per_s"] == 2.0  # 4 connections up within 2 s: the timeout is a failure
+    assert m["ramp_s"] == 12.0
     assert m["connect_ms"]["max"] == 50.0 and m["connect_ms"]["p50"] == 2.0
     with pytest.raises(ValueError):
         merge_results([])
