@@ -21,7 +21,7 @@ from testbed._results import record_observation
 from testbed.sched._base import Dest, Flow, Model
 
 # Extra client addresses for hashing schedulers: our own, on the outside segment
-SOURCE_HOSTS = range(128, 192)
+SOURCE_COUNT = 64
 
 
 @dataclass
@@ -46,14 +46,7 @@ class Harness:
         spec = cluster.spec
         self.client = spec.clients[0]
         self.director_pid = cluster.pid(spec.active.name)
-        prefix = str(self.client.ip).rsplit(".", 1)[0]
-        self.sources = [f"{prefix}.{h}" for h in SOURCE_HOSTS]
-        plen = spec.outside.prefixlen
-        cluster.run(
-            self.client.name,
-            "; ".join(f"ip addr add {a}/{plen} dev {self.client.name}-eth0" for a in self.sources)
-            + "; true",
-        )
+        self.sources = cluster.client_addresses(self.client.name, SOURCE_COUNT)
         # refused flows (no server) are answered with ICMP port unreachable:
         # no rate limit, or the client would wait for a timeout instead
         cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")

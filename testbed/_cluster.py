@@ -30,6 +30,10 @@ from ._spec import ClusterSpec
 PREFIX_ENV = "LVS_TESTBED_PREFIX"
 REPO = Path(__file__).resolve().parent.parent
 SERVER = "loadgen.server"  # the HTTP real-server program
+# Extra client addresses: client i owns host numbers 128+64*i .. 191+64*i of
+# the outside network (clipped to it), disjoint from every declared address.
+EXTRA_FIRST_HOST = 128
+EXTRA_PER_CLIENT = 64
 
 
 def _say(msg: str) -> None:
@@ -215,9 +219,8 @@ class Cluster:
 
     def configure(self, spec: ClusterSpec) -> None:
         """Switch mode, scheduler, weights or real servers without a rebuild."""
-        if spec.real_servers != self.spec.real_servers and {r.name for r in spec.real_servers} - {
-            r.name for r in self.spec.real_servers
-        }:
+        # the network has the declared hosts: any subset of them may serve
+        if {r.name for r in spec.real_servers} - {r.name for r in self.base_spec.real_servers}:
             raise TestbedError("configure() can change real servers, not add new hosts")
         mode = MODES[spec.service.mode]
         require_modules(f"ip_vs_{spec.service.scheduler}", *mode.needs_modules)
@@ -269,6 +272,35 @@ class Cluster:
 
     def service_state(self) -> ServiceState:
         return self.ipvs.service()
+
+    def client_addresses(self, client: str, count: int) -> list[str]:
+        """``count`` extra source addresses on a client, added once and kept.
+
+        For many source addresses (hashing schedulers) or many connections to
+        one VIP:port (each address has its own 64k ports).
+        """
+        names = [c.name for c in self.spec.clients]
+        if client not in names:
+            raise TestbedError(f"{client!r} is not a client (clients: {', '.join(names)})")
+        s = self.spec
+        net = s.outside
+        declared = {c.ip for c in s.clients} | {h.outside for h in (s.router, *s.directors)}
+        declared.add(s.service.vip)
+        first = EXTRA_FIRST_HOST + EXTRA_PER_CLIENT * names.index(client)
+        hosts = [
+            h
+            for h in range(first, first + EXTRA_PER_CLIENT)
+            if h < net.num_addresses - 1 and net.network_address + h not in declared
+        ]
+        if count > len(hosts):
+            raise TestbedError(f"{client} has room for {len(hosts)} extra addresses, not {count}")
+        addrs = [str(net.network_address + h) for h in hosts[:count]]
+        dev = f"{client}-eth0"
+        present = set(self.run(client, f"ip -4 -o addr show dev {dev}").split())
+        missing = [a for a in addrs if f"{a}/{net.prefixlen}" not in present]
+        if missing:
+            self.run(client, *(f"ip addr add {a}/{net.prefixlen} dev {dev}" for a in missing))
+        return addrs
 
     def mac(self, intf: str) -> str:
         host = intf.split("-", 1)[0]

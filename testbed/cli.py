@@ -4,9 +4,10 @@ Commands:
   run    bring up the testbed, run the conformance suite, write results/<run-id>/
   test   unit tests on this machine, then `run`
   lab    bring up one forwarding mode and open the Mininet CLI
+  bench  throughput, connection rate and 100k held connections, VIP vs direct
   clean  remove leftover namespaces, links, daemons and guests
 
-When the running kernel has no IPVS, run and lab re-execute themselves in a
+When the running kernel has no IPVS, run, bench and lab re-execute themselves in a
 virtme-ng guest booted from a Debian kernel that has it.
 """
 
@@ -64,6 +65,23 @@ def _parser() -> argparse.ArgumentParser:
     guest_options(lab)
     lab.add_argument("mode", help="nat, dr or tun")
     lab.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+
+    bench = sub.add_parser(
+        "bench", help="throughput, connection rate and 100k held connections, VIP vs direct"
+    )
+    guest_options(bench)
+    bench.add_argument("--repetitions", type=int, default=5, help="per figure (default 5)")
+    bench.add_argument("--connections", type=int, default=100_000,
+                       help="simultaneous connections held (default 100000)")  # fmt: skip
+    bench.add_argument("--hold", type=float, default=60.0, help="seconds to hold (default 60)")
+    bench.add_argument("--mode", help="modes for throughput and rate (default: nat,dr,tun)")
+    bench.add_argument("--scale-mode", default="nat,dr", help="modes for the held connections")
+    bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
+    bench.add_argument("--rate-connections", type=int, default=2000,
+                       help="connections per connection-rate measurement")  # fmt: skip
+    bench.add_argument("--results", default=str(REPO / "results"), help="results directory")
+    bench.add_argument("--run-id", help=argparse.SUPPRESS)
+    bench.add_argument("--commit", help=argparse.SUPPRESS)
 
     sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
     return p
@@ -182,12 +200,14 @@ def _finish(run_dir: Path, host_timings: dict[str, float]) -> None:
     _say(f"report: {report}")
 
 
+def _run_id(args: argparse.Namespace) -> str:
+    return args.run_id or datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _modes(args.mode)
     load_topology(args.topology)  # bad topology: one line, before anything is built
-    run_id = args.run_id or datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(
-        2
-    )
+    run_id = _run_id(args)
     results = Path(args.results)
     run_dir = results / run_id
     from ._vm import in_guest, run_in_guest
@@ -208,6 +228,100 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = run_in_guest(opts, argv)
     _finish(run_dir, {"vm_total_s": time.monotonic() - started})
     return code
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+def _bench_options(args: argparse.Namespace) -> Any:
+    from ._bench import BenchOptions
+
+    return BenchOptions(
+        repetitions=args.repetitions,
+        connections=args.connections,
+        hold=args.hold,
+        modes=tuple(_modes(args.mode)),
+        scale_modes=tuple(_modes(args.scale_mode)),
+        iperf_seconds=args.iperf_seconds,
+        rate_connections=args.rate_connections,
+    )
+
+
+def _commit() -> str:
+    """HEAD of the checkout, marked +dirty when it has uncommitted changes."""
+
+    def git(*a: str) -> str:
+        done = subprocess.run(["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *a],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _bench_here(args: argparse.Namespace, run_dir: Path) -> int:
+    """Bring up the cluster and measure (native or inside the guest)."""
+    from ._bench import Bench
+    from ._cluster import Cluster
+    from ._results import environment
+
+    opts = _bench_options(args)
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    started = time.monotonic()
+    meta = {"run_id": run_dir.name, "command": "bench", "commit": args.commit or _commit(),
+            "environment": environment(uptime=uptime)}  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"bench: {opts}; results in {run_dir}")
+    with Cluster(load_topology(args.topology)) as cluster:
+
+        def save(data: dict[str, Any]) -> None:
+            timings = cluster.timings | data["timings"]
+            timings["bench_s"] = time.monotonic() - started
+            out = meta | data | {"timings": {k: round(v, 2) for k, v in timings.items()}}
+            (run_dir / "bench.json").write_text(json.dumps(out, indent=2))
+
+        Bench(cluster, opts, _say).run(save)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    _bench_options(args)  # bad options: one line, before anything is built
+    load_topology(args.topology)
+    run_dir = Path(args.results) / _run_id(args)
+    from ._vm import in_guest, run_in_guest
+
+    if in_guest() or (_native() and not args.kernel):
+        code = _bench_here(args, run_dir)
+        if not in_guest():
+            _finish_bench(run_dir, {})
+        return code
+    opts = _guest(args, Path(args.results))
+    argv = ["bench", "--run-id", run_dir.name, "--results", str(Path(args.results).resolve()),
+            "--commit", _commit()]  # fmt: skip
+    for flag in ("repetitions", "connections", "hold", "mode", "scale_mode", "iperf_seconds",
+                 "rate_connections", "topology"):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    started = time.monotonic()
+    code = run_in_guest(opts, argv)
+    _finish_bench(run_dir, {"vm_total_s": time.monotonic() - started})
+    return code
+
+
+def _finish_bench(run_dir: Path, host_timings: dict[str, float]) -> None:
+    from ._report import bench_summary, render
+
+    bench = run_dir / "bench.json"
+    if not bench.exists():
+        _say(f"no bench results were written to {run_dir}")
+        return
+    data = json.loads(bench.read_text())
+    data["timings"].update({k: round(v, 2) for k, v in host_timings.items()})
+    bench.write_text(json.dumps(data, indent=2))
+    report = render(run_dir)
+    print(bench_summary(data), end="", flush=True)
+    _say(f"report: {report}")
 
 
 # -- test -----------------------------------------------------------------------------------
@@ -254,6 +368,8 @@ LVS lab: {mode} ({summary})
     {director} ipvsadm -Ln --stats      # the director's table and counters
     {director} ipvsadm -Lnc             # its connection table
     r1 tcpdump -ni r1-eth0 -c 6 &       # then curl again: what does r1 receive?
+    c1 {holder} >/tmp/h.json &
+    {director} ipvsadm -Ln              # while c1 holds 1000 connections 30 s: ActiveConn
   Type exit (or Ctrl-D) to tear everything down.
 """
 
@@ -286,6 +402,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 director=spec.active.name,
                 servers=", ".join(f"{r.name} {r.ip}" for r in spec.real_servers),
                 scheduler=s.scheduler,
+                holder=f"{sys.executable} -m loadgen.holder --target {s.vip}:{s.port} "
+                f"--source {spec.clients[0].ip} --count 1000 --hold 30",
             )
         )
         setLogLevel("output")  # the CLI prints command output at this level
@@ -306,7 +424,13 @@ def cmd_clean(_args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "lab": cmd_lab, "clean": cmd_clean}
+COMMANDS = {
+    "run": cmd_run,
+    "test": cmd_test,
+    "lab": cmd_lab,
+    "bench": cmd_bench,
+    "clean": cmd_clean,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

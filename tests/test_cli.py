@@ -27,6 +27,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["lab", "xyz"], "unknown forwarding mode 'xyz'"),
         (["lab", "dr", "--scheduler", "fastest"], "unknown scheduler 'fastest'"),
         (["run", "--kernel", "/nonexistent/vmlinuz-1"], "kernel image"),
+        (["bench", "--repetitions", "0"], "must be positive"),
+        (["bench", "--scale-mode", "nat,foo"], "unknown forwarding mode 'foo'"),
+        (["bench", "--hold", "-1"], "--hold must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str) -> None:

@@ -1,0 +1,72 @@
+"""Scale: 20,000 simultaneous connections through the VIP, held, counted, closed.
+
+The CI-sized version of the bench's 100,000-connection check (``lvs-testbed
+bench``): ``loadgen.holder`` processes on both clients open the connections
+from several source addresses each, hold them idle, and report every
+failure and reset; the director's ActiveConn must equal the client's count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from testbed import Cluster
+from testbed._flows import wait_until
+from testbed._load import Holders, prepare_for_scale, spread_sources, strip_samples
+from testbed._results import record_observation
+
+CONNECTIONS = 20_000
+HOLD_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def scale_cluster(cluster: Cluster) -> Iterator[Cluster]:
+    prepare_for_scale(cluster)
+    yield cluster
+    cluster.configure(cluster.base_spec)
+
+
+def _active(cluster: Cluster) -> list[int]:
+    return [d.active for d in cluster.service_state().dests]
+
+
+@pytest.mark.parametrize("mode", ["nat", "dr"])
+def test_scale_holds_connections(scale_cluster: Cluster, mode: str) -> None:
+    """20,000 idle connections through the VIP all open, stay open and are counted exactly.
+
+    IPVS creates one connection entry per new client connection and counts it
+    in the chosen real server's ActiveConn while it is ESTABLISHED
+    (``ip_vs_proto_tcp.c`` set_tcp_state; ipvsadm(8), "ActiveConn"); an idle
+    connection is kept for the established timeout (900 s, ipvsadm(8)
+    ``--set``), so none may be reset during the hold. rr hands out new
+    connections in turn, so the real servers' counts differ by at most one
+    (``ip_vs_rr.c``).
+    """
+    cluster = scale_cluster
+    cluster.configure(cluster.base_spec.with_service(mode=mode, scheduler="rr"))
+    vip = cluster.spec.service
+    with Holders(
+        cluster,
+        targets=[f"{vip.vip}:{vip.port}"],
+        plan=spread_sources(cluster, CONNECTIONS),
+        hold=HOLD_S,
+    ) as holders:
+        ramped = holders.wait_ramped(timeout=1200)
+        # the client's last ACKs may still be on their way to the director
+        wait_until(lambda: sum(_active(cluster)) >= ramped["held"], timeout=30, interval=0.5)
+        active = _active(cluster)
+        result = holders.release(timeout=600)
+    record_observation(
+        f"scale.{mode}",
+        {"ipvs_active": active, "ramped": strip_samples(ramped) | {"ramp": []},
+         "result": strip_samples(result) | {"ramp": []}},
+    )  # fmt: skip
+    assert ramped["failed"] == 0, f"connects failed: {ramped['failures']}"
+    assert ramped["held"] == CONNECTIONS
+    assert result["resets"] == 0, f"{result['resets']} connections reset while held"
+    assert result["closed_by_peer"] == 0, f"{result['closed_by_peer']} closed by the server"
+    assert result["established_at_end"] == CONNECTIONS
+    assert sum(active) == CONNECTIONS, f"director ActiveConn {active} vs client {CONNECTIONS}"
+    assert max(active) - min(active) <= 1, f"rr spread uneven: {active}"

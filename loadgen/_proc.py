@@ -1,0 +1,18 @@
+"""Process hygiene shared by the load tools."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies.
+
+    A worker must not outlive a coordinator that was killed outright
+    (SIGKILL runs no handler that could stop it).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
