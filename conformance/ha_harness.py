@@ -9,16 +9,15 @@ undoes the fault and watches the preferred director come back.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
 from testbed._failover import GarpExpectation, TakeoverWindow
-from testbed._ha import HOLD_PORT, STREAM_PORT, DirectorPair, HaPair
+from testbed._ha import DirectorPair
 from testbed._results import record_observation
-from testbed._streams import Probe, Prober, StreamSet
+from testbed._streams import Probe, Prober
 
 
 @dataclass(kw_only=True)
@@ -194,110 +193,3 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     )
     record_observation(f"failover.{pair.label}-{fault}", result.timeline())
     return result
-
-
-@dataclass(kw_only=True)
-class SyncRun:
-    """Long-lived connections through a director that fails, then comes back."""
-
-    mode: str
-    sync: str
-    streams: int
-    holds: int
-    synced_streams: int  # streams in the backup's table before the fault
-    synced_holds: int  # handshake-only connections in the backup's table
-    sync_lag_s: float | None  # slowest stream: opened -> seen in the backup's table
-    dest_counts: dict[str, dict[str, int]]  # director -> real server -> stream connections
-    survived_streams: int
-    reset_streams: int
-    stalled_streams: int  # neither reset nor receiving: the client is never told
-    byte_errors: list[str]
-    gap_s: float | None  # longest pause in stream data across the failover
-    survived_holds: int
-    backup_conntrack: int  # netfilter conntrack entries for the streams on the new master
-    late_streams: int  # opened through the backup while it was master
-    late_survived_failback: int
-    early_survived_failback: int
-    takeover_s: float
-
-    def summary(self) -> dict[str, object]:
-        return {k: v for k, v in vars(self).items() if k not in ("mode", "sync")}
-
-
-def _dest_counts(ha: HaPair, director: str, keys: set[tuple[str, int]]) -> dict[str, int]:
-    """Connections of ``keys`` per real server in a director's table."""
-    table = ha.connections(director, STREAM_PORT)
-    return dict(Counter(table[k].dest[0] for k in keys if k in table))
-
-
-def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) -> SyncRun:
-    """Streams and handshake-only holds through d1; cut d1's cable; bring it back."""
-    c, (d1, d2) = ha.cluster, ha.names
-    client = c.spec.clients[0].name
-    vip = str(c.spec.service.vip)
-    vrrp = ha.vrrp
-    with StreamSet(c.pid(client)) as conns:
-        opened = time.time()
-        stream_conns = conns.open("stream", streams, (vip, STREAM_PORT))
-        hold_conns = conns.open("hold", holds, (vip, HOLD_PORT))
-        keys = {(str(c.spec.clients[0].ip), t.sport) for t in stream_conns}
-        hold_keys = {(str(c.spec.clients[0].ip), t.sport) for t in hold_conns}
-        seen: dict[tuple[str, int], float] = {}
-        deadline = time.time() + (8 if ha.sync != "off" else 3)
-        while time.time() < deadline and len(seen) < len(keys):
-            now = time.time()
-            for k in keys & ha.connections(d2, STREAM_PORT, HOLD_PORT).keys():
-                seen.setdefault(k, now)
-            time.sleep(0.1)
-        time.sleep(1.0)  # a hold's third packet would be synced within a flush period too
-        backup = ha.connections(d2, STREAM_PORT, HOLD_PORT)
-        counts = {d: _dest_counts(ha, d, keys) for d in (d1, d2)}
-        if sum(counts[d1].values()) != len(keys):  # a precondition, not the behaviour under test
-            raise AssertionError(f"streams did not all go through {d1}: {counts}\n{ha.describe()}")
-        fault_at = ha.fail("cut")
-        takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
-        time.sleep(4.0)  # streams keep flowing, or are reset
-        conns.ping_holds(timeout=3)
-        # does the new master need netfilter conntrack state (conntrackd) at all?
-        tracked = c.run(d2, "conntrack -L 2>&1", check=False)
-        gaps = [
-            t.first_arrival(fault_at) - (t.last_arrival(fault_at) or fault_at)  # type: ignore[operator]
-            for t in stream_conns
-            if t.alive and t.first_arrival(fault_at) is not None
-        ]
-        survived = [t for t in stream_conns if t.alive and t.first_arrival(takeover_at)]
-        reset = [t for t in stream_conns if t.error == "reset"]
-        errors = [t.error for t in stream_conns if t.error and t.error.startswith("mismatch")]
-        survived_holds = sum(1 for t in hold_conns if t.alive)
-        # failback: new streams through the backup, then the preferred director returns
-        late_conns = conns.open("stream", late, (vip, STREAM_PORT))
-        time.sleep(3.0)
-        recover_at = ha.recover("cut")
-        ha.keepalived[d1].wait_state("MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at)
-        back_at = time.time()
-        time.sleep(4.0)
-        early_back = sum(1 for t in survived if t.alive and t.first_arrival(back_at + 1))
-        late_back = sum(1 for t in late_conns if t.alive and t.first_arrival(back_at + 1))
-    run = SyncRun(
-        mode=ha.mode,
-        sync=ha.sync,
-        streams=streams,
-        holds=holds,
-        synced_streams=len(keys & backup.keys()),
-        synced_holds=len(hold_keys & backup.keys()),
-        sync_lag_s=max(seen.values()) - opened if len(seen) == len(keys) else None,
-        dest_counts=counts,
-        survived_streams=len(survived),
-        reset_streams=len(reset),
-        stalled_streams=streams - len(survived) - len(reset),
-        backup_conntrack=sum(f"dport={STREAM_PORT} " in line for line in tracked.splitlines()),
-        byte_errors=[e for e in errors if e],
-        gap_s=max(gaps, default=None),
-        survived_holds=survived_holds,
-        late_streams=late,
-        late_survived_failback=late_back,
-        early_survived_failback=early_back,
-        takeover_s=takeover_at - fault_at,
-    )
-    record_observation(f"sync.{ha.mode}-{ha.sync}", run.summary())
-    return run

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.ha_harness import SyncRun, run_sync
 from testbed import Cluster
 from testbed._ha import HaPair
 from testbed._keepalived import Vrrp
+from testbed._results import record_observation
+from testbed._survival import SyncRun, run_sync
 
 FAST = Vrrp(version=3, advert_int=0.3)
 # (mode, sync): "ipvsadm" runs master and backup daemons on both directors
@@ -39,7 +40,9 @@ SYNC_LAG_BOUND = 5.0  # 3rd packet within ~1 s, then at most one 2 s flush, plus
 def sync_run(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[SyncRun]:
     mode, sync = request.param
     with HaPair(cluster, vrrp=FAST, mode=mode, sync=sync) as ha:
-        yield run_sync(ha)
+        run = run_sync(ha)
+        record_observation(f"sync.{mode}-{sync}", run.summary())
+        yield run
 
 
 def _synced(run: SyncRun) -> bool:

@@ -55,8 +55,12 @@ class BenchOptions:
     scale_modes: tuple[str, ...] = ("nat", "dr")
     iperf_seconds: float = 5.0
     rate_connections: int = 2000
+    failover_streams: int = 60  # 0: skip failover under load
+    failover_syncs: tuple[str, ...] = ("ipvsadm", "off")
 
     def __post_init__(self) -> None:
+        if self.failover_streams < 0:
+            raise TestbedError("--failover-streams must be >= 0")
         if self.repetitions < 1 or self.connections < 1 or self.rate_connections < 1:
             raise TestbedError("repetitions and connection counts must be positive")
         if self.hold < 0 or self.iperf_seconds <= 0:
@@ -248,6 +252,36 @@ class Bench:
         return {"rate_per_s": r["rate_per_s"], "connect_ms": ms, "failed": r["failed"],
                 "failures": r["failures"]}  # fmt: skip
 
+    # -- failover under load ------------------------------------------------------------
+    def failover(self) -> dict[str, Any]:
+        """N byte-checked streams through the VIP (DR), d1's cable cut: what survives,
+        with the sync daemon and without, and how long the data stops."""
+        from ._ha import HaPair
+        from ._keepalived import Vrrp
+        from ._survival import run_sync
+
+        out = {}
+        for sync in self.opts.failover_syncs:
+            vrrp = Vrrp(version=3, advert_int=0.3)
+            with HaPair(self.cluster, vrrp=vrrp, mode="dr", sync=sync) as ha:
+                run = run_sync(ha, streams=self.opts.failover_streams, holds=0, late=0)
+            self._mode = None  # HaPair put the cluster's own configuration back
+            out[sync] = {
+                "streams": run.streams,
+                "survived": run.survived_streams,
+                "survival_share": round(run.survived_streams / run.streams, 4),
+                "reset": run.reset_streams,
+                "stalled": run.stalled_streams,
+                "byte_errors": len(run.byte_errors),
+                "takeover_s": round(run.takeover_s, 3),
+                "throughput_gap_s": run.throughput_gap_s,
+                "longest_stream_gap_s": run.gap_s,
+                "timeline": run.timeline,
+            }
+            self.say(f"failover sync={sync}: {run.survived_streams}/{run.streams} streams "
+                     f"survived, gap {run.throughput_gap_s:.2f} s")  # fmt: skip
+        return out
+
     # -- all ----------------------------------------------------------------------------
     def run(self, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Every section in turn; ``save`` gets the figures so far after each one."""
@@ -257,6 +291,8 @@ class Bench:
                                 "timings": {}, "scale": {}}  # fmt: skip
         steps = [("throughput", self.throughput), ("connect_rate", self.connect_rate)]
         steps += [(f"scale.{m}", functools.partial(self.scale, m)) for m in self.opts.scale_modes]
+        if self.opts.failover_streams:
+            steps.append(("failover", self.failover))
         for name, measure in steps:
             started = time.monotonic()
             self.say(f"--- {name}")

@@ -12,7 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._report_ha import failover_plot, failover_tables
+from ._report_ha import (
+    bench_failover_lines,
+    bench_failover_plot,
+    failover_plot,
+    failover_tables,
+)
 
 
 def summary_text(data: dict[str, Any]) -> str:
@@ -194,6 +199,7 @@ def bench_summary(data: dict[str, Any]) -> str:
             f"  new connections with the table empty {sc['rate_empty']['rate_per_s']:.0f}/s, "
             f"full {sc['rate_full']['rate_per_s']:.0f}/s (ratio {sc['rate_full_vs_empty']})"
         )
+    lines += bench_failover_lines(data)
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +251,7 @@ def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         fig.savefig(out / "bench_ramp.png", dpi=110)
         plt.close(fig)
         made.append(("bench_ramp.png", "Connections open over time while ramping up"))
+    made += bench_failover_plot(data, out)
     return made
 
 

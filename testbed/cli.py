@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
     bench.add_argument("--rate-connections", type=int, default=2000,
                        help="connections per connection-rate measurement")  # fmt: skip
+    bench.add_argument("--failover-streams", type=int, default=60,
+                       help="streams through a director failure (0: skip)")  # fmt: skip
     bench.add_argument("--results", default=str(REPO / "results"), help="results directory")
     bench.add_argument("--run-id", help=argparse.SUPPRESS)
     bench.add_argument("--commit", help=argparse.SUPPRESS)
@@ -244,6 +246,7 @@ def _bench_options(args: argparse.Namespace) -> Any:
         scale_modes=tuple(_modes(args.scale_mode)),
         iperf_seconds=args.iperf_seconds,
         rate_connections=args.rate_connections,
+        failover_streams=args.failover_streams,
     )
 
 
@@ -299,7 +302,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     argv = ["bench", "--run-id", run_dir.name, "--results", str(Path(args.results).resolve()),
             "--commit", _commit()]  # fmt: skip
     for flag in ("repetitions", "connections", "hold", "mode", "scale_mode", "iperf_seconds",
-                 "rate_connections", "topology"):  # fmt: skip
+                 "rate_connections", "failover_streams", "topology"):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]

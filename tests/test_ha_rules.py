@@ -211,3 +211,19 @@ def test_render_heartbeat_files() -> None:
 def test_bad_heartbeat_settings(make, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TestbedError, match=message):
         make()
+
+
+# -- failover under load: the stream-throughput timeline ---------------------------------
+def test_throughput_timeline_and_gap() -> None:
+    from testbed._streams import Tracked
+    from testbed._survival import BUCKET, longest_silence, throughput_timeline
+
+    t = Tracked(kind="stream", sock=None, sport=1, opened=0.0)  # type: ignore[arg-type]
+    # 100 bytes every 0.1 s, silent from 1.0 s to 2.0 s
+    t.arrivals = [(i / 10, 100 * (i + 1)) for i in range(10)]
+    t.arrivals += [(2.0 + i / 10, 1000 + 100 * (i + 1)) for i in range(10)]
+    line = throughput_timeline([t], start=0.0, end=3.0)
+    assert line[0] == (0.0, 300 / BUCKET)  # arrivals at 0.0, 0.1 and 0.2 s
+    assert longest_silence(line, after=0.0) == pytest.approx(1.0)
+    assert longest_silence(line, after=2.5) == pytest.approx(BUCKET)  # the bucket at 3.0 s
+    assert sum(r for _, r in line) * BUCKET == 2000
