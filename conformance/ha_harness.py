@@ -105,7 +105,7 @@ class Failover:
         )
 
     def check_failback(self) -> None:
-        bound = self.failback_bound + self.slack + 5  # + daemon start under emulation
+        bound = self.failback_bound + self.slack + 10  # + daemon start under emulation
         assert self.failback_s <= bound, f"failback took {self.failback_s:.2f} s"
         assert self.holders_after_failback == ["d1"], self.holders_after_failback
 
