@@ -9,10 +9,12 @@ orphans (owner dead) before it starts, and ``lvs-testbed clean`` removes all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,28 @@ def _marked_processes() -> dict[int, int]:
             if var.startswith(key):
                 value = var[len(key) :].decode(errors="replace")
                 found[int(entry.name)] = int(value) if value.isdigit() else 0
+    return found
+
+
+def processes_in_mount_ns(inode: int) -> list[int]:
+    """Processes whose mount namespace has this inode number."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(entry / "ns" / "mnt").st_ino == inode:
+                    out.append(int(entry.name))
+    return out
+
+
+def _private_mount_ns_processes() -> dict[int, int]:
+    """pid -> owner pid for daemons that clear their environment (heartbeat): they are
+    found by the private mount namespace each records under a run's work directory."""
+    found = {}
+    for record in Path(tempfile.gettempdir()).glob("lvs-testbed-*/heartbeat-*/mntns"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            inode, owner = (int(x) for x in record.read_text().split()[:2])
+            found |= dict.fromkeys(processes_in_mount_ns(inode), owner)
     return found
 
 
@@ -136,7 +160,8 @@ def clean_native(*, owner: int | None = None, orphans_only: bool = False,
         return not (orphans_only and _alive(owner_pid))
 
     removed = []
-    pids = [pid for pid, o in _marked_processes().items() if selected(o)]
+    marked = _marked_processes() | _private_mount_ns_processes()
+    pids = [pid for pid, o in marked.items() if selected(o)]
     if pids:
         kill_processes(pids)
         removed.append(f"{len(pids)} process(es) of a testbed network")

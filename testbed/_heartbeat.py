@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._cleanup import MARK_ENV, processes_in_mount_ns
 from ._cluster import Cluster
 from ._errors import TestbedError
 from ._failover import GarpExpectation, TakeoverWindow
 from ._ha import DirectorPair, checker_owns_table
 from ._spec import ClusterSpec, RealServer
 
-HB_ENV = "LVS_TESTBED_HB"  # marks every process of one director's heartbeat
+MNTNS_FILE = "mntns"  # "<mount namespace inode> <owner pid>" of one node's heartbeat
 _GATE = {"nat": "masq", "dr": "gate", "tun": "ipip"}
 # IPaddr2's defaults: send_arp -i 200 -r 5 (resource-agents IPaddr2 arp_interval/arp_count)
 GARP_REPEAT, GARP_INTERVAL = 5, 0.2
@@ -139,6 +140,9 @@ def render_haresources(spec: ClusterSpec) -> str:
 
 
 _START = """set -e
+# heartbeat clears its environment when it daemonizes: its private mount
+# namespace is what identifies its processes later (and to `clean`)
+echo "$(stat -L -c %i /proc/self/ns/mnt) {owner}" > {mntns}
 hostname {name}
 mount --bind {hadir} /etc/ha.d
 mount -t tmpfs -o mode=0755 tmpfs /var/lib/heartbeat
@@ -175,23 +179,24 @@ class HeartbeatNode:
         return self.dir / "log"
 
     def start(self) -> None:
-        script = _START.format(name=self.name, hadir=shlex.quote(str(self.dir / "ha.d")))
-        env = {**os.environ, HB_ENV: self.name}
-        # heartbeat daemonizes: its processes are found again by HB_ENV
-        proc = self.host.popen(["unshare", "--uts", "--mount", "sh", "-c", script], env=env)
+        script = _START.format(
+            name=self.name,
+            hadir=shlex.quote(str(self.dir / "ha.d")),
+            mntns=shlex.quote(str(self.dir / MNTNS_FILE)),
+            owner=os.environ.get(MARK_ENV, "0"),
+        )
+        proc = self.host.popen(["unshare", "--uts", "--mount", "sh", "-c", script])
         proc.wait(60)
         if proc.returncode != 0:
             raise TestbedError(f"heartbeat on {self.name} failed to start:\n{self.log_tail()}")
 
     def pids(self) -> list[int]:
-        mark = f"{HB_ENV}={self.name}".encode()
-        out = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if mark in (entry / "environ").read_bytes().split(b"\0"):
-                        out.append(int(entry.name))
-        return out
+        """Every process in this node's private mount namespace."""
+        try:
+            inode = int((self.dir / MNTNS_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        return processes_in_mount_ns(inode)
 
     def _master(self) -> int | None:
         for pid in self.pids():
