@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 from ._cluster import SERVER, Cluster
 from ._errors import TestbedError
@@ -58,11 +58,31 @@ class DirectorPair:
     wait_failback, window(fault), garp, failback_bound, label and probe_port.
     """
 
-    cluster: Cluster
-    names: tuple[str, ...]
-    spec: ClusterSpec
     backup_priority: int  # VRRP adverts below it, seen by a new master, trigger GARPs
-    _cut: set[str]
+
+    def __init__(self, cluster: Cluster, *, mode: str) -> None:
+        self.cluster = cluster
+        self.mode = mode
+        self.spec: ClusterSpec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
+        self.names = tuple(d.name for d in self.spec.directors)
+        self._cut: set[str] = set()  # bridge ports set down by a "cut" fault
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
 
     def start_daemon(self, director: str) -> None:
         raise NotImplementedError
@@ -160,38 +180,22 @@ class HaPair(DirectorPair):
     ) -> None:
         if sync not in SYNC_MODES:
             raise TestbedError(f"unknown sync mode {sync!r} (choose from {', '.join(SYNC_MODES)})")
-        self.cluster = cluster
+        super().__init__(cluster, mode=mode)
         self.vrrp = replace(vrrp or Vrrp(), sync_daemon=sync == "keepalived")
-        self.mode = mode
         self.sync = sync
         self.checks = checks
-        spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
-        self.spec = spec
-        base = spec.service
+        base = self.spec.service
         self.services: dict[str, Service] = {
             "http": base,
             "stream": replace(base, port=STREAM_PORT, nat_port=None),
             "hold": replace(base, port=HOLD_PORT, nat_port=None),
         }
-        self.names = tuple(d.name for d in spec.directors)
         self.keepalived = {
             n: Keepalived(host=cluster.node(n), workdir=cluster.workdir) for n in self.names
         }
-        self._cut: set[str] = set()
         self.backup_priority = self.vrrp.priorities[1]
 
     # -- life cycle -------------------------------------------------------------------
-    def __enter__(self) -> HaPair:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> None:
         c = self.cluster
         c.configure(self.spec)  # real servers prepared for the mode

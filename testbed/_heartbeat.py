@@ -254,24 +254,9 @@ class HeartbeatPair(DirectorPair):
         timing: HeartbeatTiming | None = None,
         mode: str = "dr",
     ) -> None:
-        self.cluster = cluster
+        super().__init__(cluster, mode=mode)
         self.timing = timing or HeartbeatTiming()
-        self.mode = mode
-        self.spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
-        self.names = tuple(d.name for d in self.spec.directors)
         self.nodes = {n: HeartbeatNode(cluster.node(n), cluster.workdir) for n in self.names}
-        self._cut: set[str] = set()
-
-    def __enter__(self) -> HeartbeatPair:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         c = self.cluster
