@@ -87,7 +87,7 @@ class Failover:
         w = self.window
         assert w.contains(self.takeover_s, slack=self.slack), (
             f"takeover after {self.takeover_s:.3f} s; the rule allows "
-            f"[{w.earliest:.3f}, {w.latest:.3f}] s ({w.formula}), slack {self.slack} s"
+            f"[{w.earliest:.3f}, {w.latest:.3f}] s ({w.formula}), late slack {self.slack} s"
         )
 
     def check_service_restored(self) -> None:

@@ -42,9 +42,10 @@ class TakeoverWindow:
     latest: float
     formula: str
 
-    def contains(self, seconds: float, *, slack: float) -> bool:
-        """Inside [earliest - slack/10, latest + slack]: timers never fire early."""
-        return self.earliest - slack / 10 <= seconds <= self.latest + slack
+    def contains(self, seconds: float, *, slack: float, early: float = 0.1) -> bool:
+        """Inside [earliest - early, latest + slack]: timers never fire early, so only
+        clock and capture jitter (``early``) is allowed before the window."""
+        return self.earliest - early <= seconds <= self.latest + slack
 
 
 def takeover_window(

@@ -243,9 +243,11 @@ class HeartbeatPair(DirectorPair):
 
     probe_port = 80
     backup_priority = 0  # heartbeat has no VRRP adverts
-    # resource scripts (IPaddr2, in bash) run at takeover; under
-    # software emulation they take seconds, which no formula covers
-    slack = 6.0
+    # after deadtime heartbeat runs its resource scripts (harc, ResourceManager,
+    # IPaddr2: shell scripts forking dozens of processes); under software
+    # emulation that takes many seconds, which no formula covers. Only the
+    # late side gets this slack: a takeover before deadtime - keepalive fails.
+    slack = 30.0
 
     def __init__(
         self,

@@ -45,6 +45,7 @@ def test_takeover_window_by_fault() -> None:
     assert (kill.earliest, kill.latest) == pytest.approx((2.609375, 3.609375))
     assert kill.contains(3.9, slack=0.5) and not kill.contains(4.2, slack=0.5)
     assert not kill.contains(2.5, slack=0.5)  # timers never fire early
+    assert not kill.contains(2.5, slack=30)  # a generous late slack does not widen that
     with pytest.raises(ValueError, match="unknown fault"):
         takeover_window("reboot", priority=100, advert_int=1, version=2)
 
