@@ -36,7 +36,9 @@ def failover(request: pytest.FixtureRequest, pair: HeartbeatPair) -> Failover:
 
 def test_vip_moves_to_backup(failover: Failover) -> None:
     """The surviving node acquires the failed node's resources: the VIP moves to d2
-    (haresources IPaddr2); a killed heartbeat leaves its address behind."""
+    (haresources IPaddr2). A killed heartbeat leaves its address behind, and a node
+    whose cable is cut keeps its resources, as it sees its peer die (ha.cf: without
+    ping nodes heartbeat cannot tell the two apart)."""
     failover.check_vip_moved()
 
 

@@ -59,6 +59,9 @@ class DirectorPair:
     """
 
     backup_priority: int  # VRRP adverts below it, seen by a new master, trigger GARPs
+    # faults after which the failed director still holds the VIP: a killed
+    # daemon cannot remove it
+    keeps_vip: tuple[str, ...] = ("kill",)
 
     def __init__(self, cluster: Cluster, *, mode: str) -> None:
         self.cluster = cluster

@@ -243,6 +243,9 @@ class HeartbeatPair(DirectorPair):
 
     probe_port = 80
     backup_priority = 0  # heartbeat has no VRRP adverts
+    # heartbeat (no ping nodes or ipfail configured) cannot tell a dead peer from
+    # its own cut cable: the cut node keeps its resources too (split brain)
+    keeps_vip = ("kill", "cut")
     # after deadtime heartbeat runs its resource scripts (harc, ResourceManager,
     # IPaddr2: shell scripts forking dozens of processes); under software
     # emulation that takes many seconds, which no formula covers. Only the
