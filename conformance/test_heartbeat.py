@@ -8,7 +8,7 @@ held to heartbeat's own rules. Sources: heartbeat's ha.cf documentation
 (keepalive, deadtime: a node silent for deadtime seconds is dead;
 auto_failback on: resources return to their preferred node), haresources
 (IPaddr2 resources), resource-agents IPaddr2 (send_arp -r 5 -i 200: five
-gratuitous ARPs 200 ms apart).
+rounds 200 ms apart, each an ARP request and an ARP reply).
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def test_service_restored_through_backup(failover: Failover) -> None:
 
 
 def test_gratuitous_arp_from_ipaddr2(failover: Failover) -> None:
-    """IPaddr2 announces the VIP with five gratuitous ARPs, 200 ms apart, and no second
-    burst (resource-agents IPaddr2: send_arp -r 5 -i 200)."""
+    """IPaddr2 announces the VIP in five rounds 200 ms apart, each a gratuitous ARP
+    request then reply (10 frames, 100 ms apart), and no second burst
+    (resource-agents IPaddr2: send_arp -r 5 -i 200; heartbeat's send_arp)."""
     failover.check_garp()
 
 

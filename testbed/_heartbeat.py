@@ -36,8 +36,10 @@ from ._spec import ClusterSpec, RealServer
 
 MNTNS_FILE = "mntns"  # "<mount namespace inode> <owner pid>" of one node's heartbeat
 _GATE = {"nat": "masq", "dr": "gate", "tun": "ipip"}
-# IPaddr2's defaults: send_arp -i 200 -r 5 (resource-agents IPaddr2 arp_interval/arp_count)
-GARP_REPEAT, GARP_INTERVAL = 5, 0.2
+# IPaddr2's defaults: send_arp -i 200 -r 5 (resource-agents IPaddr2 arp_interval/
+# arp_count). heartbeat's send_arp sends each of the 5 rounds as an ARP request and,
+# half an interval later, an ARP reply (seen on the wire): 10 frames, 0.1 s apart
+GARP_REPEAT, GARP_INTERVAL = 10, 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
