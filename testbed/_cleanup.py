@@ -78,8 +78,18 @@ def _private_mount_ns_processes() -> dict[int, int]:
     for record in Path(tempfile.gettempdir()).glob("lvs-testbed-*/heartbeat-*/mntns"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             inode, owner = (int(x) for x in record.read_text().split()[:2])
-            found |= dict.fromkeys(processes_in_mount_ns(inode), owner)
+            # only heartbeat's own processes: a namespace inode can be reused
+            found |= dict.fromkeys(
+                (p for p in processes_in_mount_ns(inode) if _is_heartbeat(p)), owner
+            )
     return found
+
+
+def _is_heartbeat(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"heartbeat")
+    except OSError:
+        return False
 
 
 def _guest_processes() -> list[int]:
