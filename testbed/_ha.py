@@ -348,9 +348,6 @@ class HaPair(DirectorPair):
         for role in ("master", "backup"):
             self.cluster.run(director, f"ipvsadm --stop-daemon {role}", check=False)
 
-    def sync_daemons(self, director: str) -> str:
-        return self.cluster.run(director, "ipvsadm -L --daemon", check=False).strip()
-
     def connections(self, director: str, *ports: int) -> dict[tuple[str, int], Conn]:
         """The director's IPVS connection table by client (addr, port), for some VIP ports."""
         return {

@@ -158,10 +158,6 @@ class StreamSet:
     def survivors(self, kind: str) -> list[Tracked]:
         return [t for t in self.of(kind) if t.alive]
 
-    def streaming_since(self, when: float) -> list[Tracked]:
-        """Live stream connections that received bytes after ``when``."""
-        return [t for t in self.survivors("stream") if t.first_arrival(when) is not None]
-
     def close(self) -> None:
         self._stop.set()
         self._reader.join(5)
@@ -249,7 +245,3 @@ class Prober:
             if p.ok and p.start >= when and (sports is None or p.sport in sports)
         ]  # fmt: skip
         return min(ok, key=lambda p: p.end, default=None)
-
-    def last_success_before(self, when: float) -> Probe | None:
-        ok = [p for p in self.probes if p.ok and p.end <= when]
-        return max(ok, key=lambda p: p.end, default=None)
