@@ -227,8 +227,9 @@ class Cluster:
         self.spec = spec
         for rs in spec.real_servers:
             self.run(rs.name, *mode.baseline(spec, rs), *mode.setup(spec, rs))
-        # forget ARP entries learned under the previous mode
-        for name in (*(c.name for c in spec.clients), spec.router.name, spec.active.name):
+        # forget ARP entries learned under the previous mode or a failover (a real
+        # server's entry for the DIP may still name the other director's MAC)
+        for name in (h.name for h in self.base_spec.hosts):
             self.run(name, "ip neigh flush all")
         self.ipvs.apply(spec.service, spec.real_servers)
         self._say(

@@ -211,15 +211,19 @@ class HeartbeatNode:
     def running(self) -> bool:
         return self._master() is not None
 
-    def stop(self, *, timeout: float = 60) -> None:
-        """Clean shutdown: resources (addresses) released, the peer told."""
+    def terminate(self) -> None:
+        """Begin a clean shutdown: resources (addresses) released, the peer told."""
         master = self._master()
         if master is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(master, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.pids() and time.monotonic() < deadline:
-                time.sleep(0.2)
+
+    def stop(self, *, timeout: float = 60) -> None:
+        """Clean shutdown, waited for; what is still running after ``timeout`` is killed."""
+        self.terminate()
+        deadline = time.monotonic() + timeout
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
         self.kill()
 
     def kill(self) -> None:
@@ -321,10 +325,13 @@ class HeartbeatPair(DirectorPair):
 
     # -- DirectorPair -------------------------------------------------------------------
     def start_daemon(self, director: str) -> None:
-        self.nodes[director].start()
+        node = self.nodes[director]
+        node.stop()  # a node told to stop may still be shutting down
+        node.start()
 
     def stop_daemon(self, director: str) -> None:
-        self.nodes[director].stop()
+        # only begun: its shutdown (resources released, peer told) is what is measured
+        self.nodes[director].terminate()
 
     def kill_daemon(self, director: str) -> None:
         self.nodes[director].kill()
