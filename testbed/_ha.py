@@ -62,6 +62,10 @@ class DirectorPair:
     # faults after which the failed director still holds the VIP: a killed
     # daemon cannot remove it
     keeps_vip: tuple[str, ...] = ("kill",)
+    # faults whose takeover window counts from the failed director's release of
+    # the VIP (a handover), not from the fault itself
+    counted_from_release: tuple[str, ...] = ()
+    released_at: float | None = None  # when the failed director's VIP was seen gone
 
     def __init__(self, cluster: Cluster, *, mode: str) -> None:
         self.cluster = cluster
@@ -113,6 +117,7 @@ class DirectorPair:
         d = director or self.names[0]
         if fault not in FAULTS:
             raise TestbedError(f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
+        self.released_at = None
         at = time.time()
         if fault == "stop":
             self.stop_daemon(d)

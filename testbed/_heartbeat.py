@@ -252,6 +252,9 @@ class HeartbeatPair(DirectorPair):
     # heartbeat (no ping nodes or ipfail configured) cannot tell a dead peer from
     # its own cut cable: the cut node keeps its resources too (split brain)
     keeps_vip = ("kill", "cut")
+    # a stopping node runs its release scripts first, then hands over: no timeout
+    # is involved, so the window counts from the release
+    counted_from_release = ("stop",)
     # after deadtime heartbeat runs its resource scripts (harc, ResourceManager,
     # IPaddr2: shell scripts forking dozens of processes); under software
     # emulation that takes many seconds, which no formula covers. Only the
@@ -348,7 +351,9 @@ class HeartbeatPair(DirectorPair):
     def window(self, fault: str) -> TakeoverWindow:
         t = self.timing
         if fault == "stop":  # the stopping node hands its resources over: no timeout
-            return TakeoverWindow(earliest=0, latest=t.deadtime, formula="handover < deadtime")
+            return TakeoverWindow(
+                earliest=0, latest=t.deadtime, formula="handover after release < deadtime"
+            )
         return TakeoverWindow(
             earliest=t.deadtime - t.keepalive,
             latest=t.deadtime,
@@ -360,11 +365,16 @@ class HeartbeatPair(DirectorPair):
         return self.timing.initdead + self.timing.deadtime
 
     def wait_takeover(self, after: float) -> float:
-        """Time the backup's IPaddr2 added the VIP."""
-        deadline = time.monotonic() + self.timing.deadtime + 60
+        """Time the backup's IPaddr2 added the VIP (noting when the other released it)."""
+        first, second = self.names
+        # a clean stop runs the release scripts, then the peer's: both take long
+        deadline = time.monotonic() + self.timing.deadtime + 2 * self.slack + 30
         while time.monotonic() < deadline:
-            if self.names[1] in self.holders():
-                return time.time()
+            now, holders = time.time(), self.holders()
+            if self.released_at is None and first not in holders:
+                self.released_at = now
+            if second in holders:
+                return now
             time.sleep(0.05)
         raise AssertionError(f"{self.names[1]} never took the VIP\n{self.describe()}")
 

@@ -29,9 +29,10 @@ def failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         lo, hi = obs["window_s"]
         hi = max(hi, lo + 0.04)  # a point window (clean stop: skew) stays visible
         ax.plot([lo, hi], [y, y], color="#bbbbbb", linewidth=9, solid_capstyle="butt",
-                label="VRRP formula window" if y == 0 else None)  # fmt: skip
+                label="formula window" if y == 0 else None)  # fmt: skip
         marks = [
             ("last_via_master_s", "x", "#cf222e", "last SYN via master"),
+            ("released_s", "<", "#8250df", "failed director released the VIP"),
             ("daemon_reported_s", "v", "#000000", "daemon reports takeover"),
             ("first_via_backup_s", "o", "#1a7f37", "first SYN via backup"),
             ("service_restored_s", "*", "#0969da", "first connection via backup"),
@@ -92,11 +93,12 @@ def failover_tables(data: dict[str, Any]) -> str:
             o["early_survived_failback"],
         ])  # fmt: skip
     return _table(
-        "Failover: measured vs VRRP formula",
+        "Failover: measured vs formula",
         ["case", "formula", "window s", "takeover s", "service back s", "failed probes",
          "GARPs per burst", "bursts at s", "failback s", "VIP after"],
         timing,
-        "Times in seconds after the fault. Takeover: keepalived's notify on the backup. "
+        "Times in seconds after the fault. Takeover: the backup's first gratuitous ARP "
+        "(or its daemon's report, if earlier); a handover window starts at the release. "
         "Service back: the first new connection that succeeded through the backup.",
     ) + _table(
         "Connection survival (director d1's cable cut, then restored)",
