@@ -35,8 +35,8 @@ def summary_text(data: dict[str, Any]) -> str:
     for test in data.get("tests", []):
         if test["outcome"] in ("failed", "error"):
             lines.append(f"  FAILED {test['nodeid']}")
-        elif test["outcome"] == "skipped":
-            lines.append(f"  skipped {test['nodeid']}: {test.get('skip_reason', '')}")
+        elif test["outcome"] in ("skipped", "xfailed"):
+            lines.append(f"  {test['outcome']} {test['nodeid']}: {test.get('skip_reason', '')}")
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +291,7 @@ def render(run_dir: Path) -> Path:
             )
             detail = f"<details><summary>details</summary><pre>{_esc(t.get('details', ''))}"
             detail += f"</pre>{sections}</details>"
-        elif t["outcome"] == "skipped":
+        elif t["outcome"] in ("skipped", "xfailed"):
             detail = _esc(t.get("skip_reason", ""))
         rows.append(
             f"<tr class='{t['outcome']}'><td>{_esc(t['nodeid'])}</td><td>{t['outcome']}</td>"
@@ -325,7 +325,7 @@ def render(run_dir: Path) -> Path:
 td{{vertical-align:top;padding:4px 8px;border-bottom:1px solid #ddd}}
 tr.passed td:nth-child(2){{color:#1a7f37}} tr.failed td:nth-child(2),
 tr.error td:nth-child(2){{color:#cf222e;font-weight:bold}}
-tr.skipped td:nth-child(2){{color:#9a6700}}
+tr.skipped td:nth-child(2),tr.xfailed td:nth-child(2){{color:#9a6700}}
 pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></head><body>
 <h1>LVS testbed run {_esc(data.get("run_id", ""))}</h1>
 <p>Kernel <b>{_esc(env.get("kernel"))}</b> ({_esc(env.get("kernel_origin"))}),

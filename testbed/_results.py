@@ -114,6 +114,9 @@ class ResultsPlugin:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             entry["details"] = str(report.longrepr)
             entry["sections"] = {title: text for title, text in report.sections}
+        elif report.skipped and hasattr(report, "wasxfail"):  # a known deviation, seen
+            entry["outcome"] = "xfailed"
+            entry["skip_reason"] = str(report.wasxfail)
         elif report.skipped and entry["outcome"] == "passed":
             entry["outcome"] = "skipped"
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
@@ -124,7 +127,7 @@ class ResultsPlugin:
 
         tests = list(self.tests.values())
         counts = {o: sum(t["outcome"] == o for t in tests) for o in
-                  ("passed", "failed", "error", "skipped")}  # fmt: skip
+                  ("passed", "failed", "error", "skipped", "xfailed")}  # fmt: skip
         data = {
             **self.meta,
             "environment": environment(uptime=self.uptime_at_start),

@@ -69,3 +69,33 @@ def test_report_renders_from_results_json(tmp_path: Path) -> None:
     assert (tmp_path / "forwarding.png").stat().st_size > 0
     assert (tmp_path / "schedulers.png").stat().st_size > 0
     assert "Schedulers: model vs kernel" in report and "wrr[4, 3, 2]" in report
+
+
+def test_results_record_skip_and_xfail_reasons(tmp_path: Path) -> None:
+    """A known deviation (xfail) is recorded as such with its reason, not as a bare skip."""
+    (tmp_path / "test_inner.py").write_text(
+        "import pytest\n"
+        "def test_ok():\n    assert True\n"
+        "def test_skip():\n    pytest.skip('kernel lacks module ip_vs_twos')\n"
+        "def test_known():\n    pytest.xfail('upstream bug #1')\n"
+    )
+    runner = (
+        "import sys, pytest\n"
+        "from pathlib import Path\n"
+        "from testbed._results import ResultsPlugin\n"
+        "plugin = ResultsPlugin(Path(sys.argv[1]) / 'out', {'run_id': 'r'})\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]], plugins=[plugin]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", runner, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    outcomes = {
+        t["nodeid"].split("::")[1]: (t["outcome"], t.get("skip_reason")) for t in data["tests"]
+    }
+    assert outcomes == {
+        "test_ok": ("passed", None),
+        "test_skip": ("skipped", "kernel lacks module ip_vs_twos"),
+        "test_known": ("xfailed", "upstream bug #1"),
+    }
+    assert data["counts"]["xfailed"] == 1
