@@ -23,6 +23,7 @@ from ._errors import TestbedError
 from ._ipvs import Ipvs, ServiceState
 from ._kernel import require_modules
 from ._modes import MODES, RS_IF
+from ._scoped import Scoped
 from ._spec import ClusterSpec
 
 # Bridge names start with this prefix; a second cluster in the same kernel
@@ -40,7 +41,7 @@ def _say(msg: str) -> None:
     print(f"[cluster] {msg}", flush=True)
 
 
-class Cluster:
+class Cluster(Scoped):
     """Build, reconfigure and tear down an LVS cluster from a ClusterSpec.
 
     >>> with Cluster(load_topology(mode="dr")) as cluster:
@@ -60,17 +61,6 @@ class Cluster:
         self.diagnostics: list[Callable[[], str]] = []
 
     # -- life cycle -------------------------------------------------------------------
-    def __enter__(self) -> Cluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> None:
         from mininet.log import setLogLevel
         from mininet.net import Mininet

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Self
+from typing import Any
 
 from ._cluster import SERVER, Cluster
 from ._errors import TestbedError
@@ -32,6 +32,7 @@ from ._failover import (
 )
 from ._flows import Conn, read_connections
 from ._keepalived import HealthChecks, Keepalived, Vrrp, render
+from ._scoped import Scoped
 from ._spec import ClusterSpec, Service
 
 STREAM_PORT, HOLD_PORT, AGENT_PORT = 9000, 9001, 9100
@@ -51,7 +52,7 @@ def ensure_stream_servers(cluster: Cluster) -> None:
         cluster.wait_program(rs.name, "loadgen.stream")
 
 
-class DirectorPair:
+class DirectorPair(Scoped):
     """What every HA backend shares: two directors, faults, who holds the VIP.
 
     A backend provides start_daemon/stop_daemon/kill_daemon, wait_takeover,
@@ -73,23 +74,6 @@ class DirectorPair:
         self.spec: ClusterSpec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
         self.names = tuple(d.name for d in self.spec.directors)
         self._cut: set[str] = set()  # bridge ports set down by a "cut" fault
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
 
     def start_daemon(self, director: str) -> None:
         raise NotImplementedError

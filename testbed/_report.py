@@ -17,6 +17,7 @@ from ._report_ha import (
     bench_failover_plot,
     failover_plot,
     failover_tables,
+    save_figure,
 )
 
 
@@ -54,10 +55,9 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax.barh(names, [timings[n] for n in names], color="#4c72b0")
         ax.set_xlabel("seconds")
         ax.set_title("Where the time went")
-        fig.tight_layout()
-        fig.savefig(out / "timings.png", dpi=110)
-        plt.close(fig)
-        made.append(("timings.png", "Phase timings (VM boot, topology build, suite)"))
+        made.append(
+            save_figure(fig, out, "timings.png", "Phase timings (VM boot, topology build, suite)")
+        )
     modes = {
         k.split(".", 1)[1]: v
         for k, v in data.get("observations", {}).items()
@@ -76,10 +76,9 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("connections served")
         ax.set_title("rr: connections per real server, by forwarding mode")
         ax.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(out / "forwarding.png", dpi=110)
-        plt.close(fig)
-        made.append(("forwarding.png", "Connections per real server (rr) in each mode"))
+        made.append(
+            save_figure(fig, out, "forwarding.png", "Connections per real server (rr) in each mode")
+        )
     sched = _scheduler_rows(data)
     if sched:
         fig, axes = plt.subplots(
@@ -100,10 +99,15 @@ def _plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
             ax.tick_params(axis="y", labelsize=7)
         axes.flat[0].legend(fontsize=7)
         fig.suptitle("Schedulers: connections per real server, model vs kernel")
-        fig.tight_layout()
-        fig.savefig(out / "schedulers.png", dpi=100)
-        plt.close(fig)
-        made.append(("schedulers.png", "Per scheduler: model's expected vs kernel's observed"))
+        made.append(
+            save_figure(
+                fig,
+                out,
+                "schedulers.png",
+                "Per scheduler: model's expected vs kernel's observed",
+                dpi=100,
+            )
+        )
     made += failover_plot(data, out)
     return made
 
@@ -233,10 +237,9 @@ def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax.set_ylim(0, max(figs[p]["max"] for p in paths) * 1.2)
         ax.set_ylabel(unit)
         ax.set_title(title + " (median, min-max)", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out / f"bench_{section}.png", dpi=110)
-        plt.close(fig)
-        made.append((f"bench_{section}.png", f"{title}; label: median ratio to direct"))
+        made.append(
+            save_figure(fig, out, f"bench_{section}.png", f"{title}; label: median ratio to direct")
+        )
     scale = data.get("scale", {})
     if scale:
         fig, ax = plt.subplots(figsize=(7, 3))
@@ -247,10 +250,9 @@ def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("connections open")
         ax.set_title("Connection ramp through the VIP", fontsize=10)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "bench_ramp.png", dpi=110)
-        plt.close(fig)
-        made.append(("bench_ramp.png", "Connections open over time while ramping up"))
+        made.append(
+            save_figure(fig, out, "bench_ramp.png", "Connections open over time while ramping up")
+        )
     made += bench_failover_plot(data, out)
     return made
 

@@ -9,6 +9,16 @@ from typing import Any
 from ._failover import bursts
 
 
+def save_figure(fig: Any, out: Path, name: str, caption: str, *, dpi: int = 110) -> tuple[str, str]:
+    """Lay out, write and close a figure; return (file name, caption) for the report."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=dpi)
+    plt.close(fig)
+    return (name, caption)
+
+
 def _observed(data: dict[str, Any], prefix: str) -> list[tuple[str, dict[str, Any]]]:
     return [
         (k.split(".", 1)[1], v)
@@ -50,10 +60,7 @@ def failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     ax.set_xlabel("seconds after the fault (dashed line); takeover = first GARP")
     ax.set_title("Failover timeline")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
-    fig.tight_layout()
-    fig.savefig(out / "failover.png", dpi=110)
-    plt.close(fig)
-    return [("failover.png", "Failover timeline per VRRP setting and fault")]
+    return [save_figure(fig, out, "failover.png", "Failover timeline per VRRP setting and fault")]
 
 
 def _row(cells: list[object]) -> str:
@@ -142,7 +149,5 @@ def bench_failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]
     ax.set_ylabel("stream data, kB/s")
     ax.set_title("Failover under load: all streams together (DR)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "bench_failover.png", dpi=110)
-    plt.close(fig)
-    return [("bench_failover.png", "Stream throughput across a director failure, sync on/off")]
+    caption = "Stream throughput across a director failure, sync on/off"
+    return [save_figure(fig, out, "bench_failover.png", caption)]
