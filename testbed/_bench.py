@@ -20,6 +20,7 @@ from loadgen.stats import alternated, drifted, spread
 
 from ._cluster import Cluster
 from ._errors import TestbedError
+from ._failover import FAULTS
 from ._flows import wait_until
 from ._load import (
     IPERF_PORT,
@@ -57,10 +58,15 @@ class BenchOptions:
     rate_connections: int = 2000
     failover_streams: int = 60  # 0: skip failover under load
     failover_syncs: tuple[str, ...] = ("ipvsadm", "off")
+    failover_fault: str = "kill"  # keepalived SIGKILLed on the master (or stop, cut)
 
     def __post_init__(self) -> None:
         if self.failover_streams < 0:
             raise TestbedError("--failover-streams must be >= 0")
+        if self.failover_fault not in FAULTS:
+            raise TestbedError(
+                f"unknown fault {self.failover_fault!r} (choose from {', '.join(FAULTS)})"
+            )
         if self.repetitions < 1 or self.connections < 1 or self.rate_connections < 1:
             raise TestbedError("repetitions and connection counts must be positive")
         if self.hold < 0 or self.iperf_seconds <= 0:
@@ -254,8 +260,9 @@ class Bench:
 
     # -- failover under load ------------------------------------------------------------
     def failover(self) -> dict[str, Any]:
-        """N byte-checked streams through the VIP (DR), d1's cable cut: what survives,
-        with the sync daemon and without, and how long the data stops."""
+        """N byte-checked streams through the VIP (DR), the master failed (default: its
+        keepalived killed): what survives, with the sync daemon and without, and how
+        long the data stops."""
         from ._ha import HaPair
         from ._keepalived import Vrrp
         from ._survival import run_sync
@@ -264,9 +271,11 @@ class Bench:
         for sync in self.opts.failover_syncs:
             vrrp = Vrrp(version=3, advert_int=0.3)
             with HaPair(self.cluster, vrrp=vrrp, mode="dr", sync=sync) as ha:
-                run = run_sync(ha, streams=self.opts.failover_streams, holds=0, late=0)
+                run = run_sync(ha, streams=self.opts.failover_streams, holds=0, late=0,
+                               fault=self.opts.failover_fault)  # fmt: skip
             self._mode = None  # HaPair put the cluster's own configuration back
             out[sync] = {
+                "fault": self.opts.failover_fault,
                 "streams": run.streams,
                 "survived": run.survived_streams,
                 "survival_share": round(run.survived_streams / run.streams, 4),

@@ -119,12 +119,16 @@ def failover_tables(data: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+FAULT_WORDS = {"kill": "keepalived killed", "stop": "keepalived stopped", "cut": "cable cut"}
+
+
 def bench_failover_lines(data: dict[str, Any]) -> list[str]:
     """The bench's failover-under-load figures, one line per sync setting."""
     lines = []
     for sync, f in data.get("failover", {}).items():
         lines.append(
-            f"failover under load, sync {sync}: {f['survived']}/{f['streams']} streams survived "
+            f"failover under load ({FAULT_WORDS.get(f.get('fault', 'cut'), '?')}), sync {sync}: "
+            f"{f['survived']}/{f['streams']} streams survived "
             f"({f['survival_share']:.0%}), {f['reset']} reset, {f['stalled']} stalled, "
             f"{f['byte_errors']} byte errors; takeover {f['takeover_s']} s, "
             f"no stream data for {f['throughput_gap_s']} s"
@@ -139,13 +143,14 @@ def bench_failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]
         return []
     import matplotlib.pyplot as plt
 
+    fault = next(iter(runs.values())).get("fault", "cut")  # bench.json before the option: cut
     fig, ax = plt.subplots(figsize=(7, 3))
     for sync, f in runs.items():
         label = f"sync {sync}: {f['survived']}/{f['streams']} survive"
         xs, ys = [t for t, _ in f["timeline"]], [r / 1e3 for _, r in f["timeline"]]
         ax.step(xs, ys, where="post", label=label)
     ax.axvline(0, color="#cf222e", linestyle="--", linewidth=1)
-    ax.set_xlabel("seconds after d1's cable is cut (dashed line)")
+    ax.set_xlabel(f"seconds after the fault on d1: {FAULT_WORDS.get(fault, fault)} (dashed line)")
     ax.set_ylabel("stream data, kB/s")
     ax.set_title("Failover under load: all streams together (DR)", fontsize=10)
     ax.legend(fontsize=8)

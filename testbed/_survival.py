@@ -81,8 +81,11 @@ def _dest_counts(ha: HaPair, director: str, keys: set[tuple[str, int]]) -> dict[
     return dict(Counter(table[k].dest[0] for k in keys if k in table))
 
 
-def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) -> SyncRun:
-    """Streams and handshake-only holds through d1; cut d1's cable; bring it back."""
+def run_sync(
+    ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6, fault: str = "cut"
+) -> SyncRun:
+    """Streams and handshake-only holds through d1; fail d1 (default: cut its cable);
+    bring it back."""
     c, (d1, d2) = ha.cluster, ha.names
     client = c.spec.clients[0].name
     vip = str(c.spec.service.vip)
@@ -105,7 +108,7 @@ def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) ->
         counts = {d: _dest_counts(ha, d, keys) for d in (d1, d2)}
         if sum(counts[d1].values()) != len(keys):  # a precondition, not the behaviour under test
             raise AssertionError(f"streams did not all go through {d1}: {counts}\n{ha.describe()}")
-        fault_at = ha.fail("cut")
+        fault_at = ha.fail(fault)
         takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
         time.sleep(4.0)  # streams keep flowing, or are reset
         conns.ping_holds(timeout=3)
@@ -124,7 +127,7 @@ def run_sync(ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6) ->
         # failback: new streams through the backup, then the preferred director returns
         late_conns = conns.open("stream", late, (vip, STREAM_PORT))
         time.sleep(3.0)
-        recover_at = ha.recover("cut")
+        recover_at = ha.recover(fault)
         ha.keepalived[d1].wait_state("MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at)
         back_at = time.time()
         time.sleep(4.0)

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="connections per connection-rate measurement")  # fmt: skip
     bench.add_argument("--failover-streams", type=int, default=60,
                        help="streams through a director failure (0: skip)")  # fmt: skip
+    bench.add_argument("--failover-fault", default="kill",
+                       help="how the master fails: kill (its keepalived SIGKILLed), "
+                            "stop or cut")  # fmt: skip
     bench.add_argument("--results", default=str(REPO / "results"), help="results directory")
     bench.add_argument("--run-id", help=argparse.SUPPRESS)
     bench.add_argument("--commit", help=argparse.SUPPRESS)
@@ -247,6 +250,7 @@ def _bench_options(args: argparse.Namespace) -> Any:
         iperf_seconds=args.iperf_seconds,
         rate_connections=args.rate_connections,
         failover_streams=args.failover_streams,
+        failover_fault=args.failover_fault,
     )
 
 
@@ -302,7 +306,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     argv = ["bench", "--run-id", run_dir.name, "--results", str(Path(args.results).resolve()),
             "--commit", _commit()]  # fmt: skip
     for flag in ("repetitions", "connections", "hold", "mode", "scale_mode", "iperf_seconds",
-                 "rate_connections", "failover_streams", "topology"):  # fmt: skip
+                 "rate_connections", "failover_streams", "failover_fault",
+                 "topology"):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]

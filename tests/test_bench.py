@@ -35,7 +35,13 @@ def test_steady_control_is_not_flagged() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"repetitions": 0}, {"connections": 0}, {"hold": -1}, {"modes": ("nat", "snat")}],
+    [
+        {"repetitions": 0},
+        {"connections": 0},
+        {"hold": -1},
+        {"modes": ("nat", "snat")},
+        {"failover_fault": "unplug"},
+    ],
 )
 def test_bad_options_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(TestbedError):

@@ -30,6 +30,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["bench", "--repetitions", "0"], "must be positive"),
         (["bench", "--scale-mode", "nat,foo"], "unknown forwarding mode 'foo'"),
         (["bench", "--hold", "-1"], "--hold must be >= 0"),
+        (["bench", "--failover-fault", "unplug"], "unknown fault 'unplug'"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str) -> None:
