@@ -35,11 +35,19 @@ def failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(cases) + 1.4))
+    labelled: set[str] = set()
+
+    def once(label: str) -> str | None:  # each legend entry at its first use
+        if label in labelled:
+            return None
+        labelled.add(label)
+        return label
+
     for y, (_name, obs) in enumerate(cases):
         lo, hi = obs["window_s"]
         hi = max(hi, lo + 0.04)  # a point window (clean stop: skew) stays visible
         ax.plot([lo, hi], [y, y], color="#bbbbbb", linewidth=9, solid_capstyle="butt",
-                label="formula window" if y == 0 else None)  # fmt: skip
+                label=once("formula window"))  # fmt: skip
         marks = [
             ("last_via_master_s", "x", "#cf222e", "last SYN via master"),
             ("released_s", "<", "#8250df", "failed director released the VIP"),
@@ -50,14 +58,15 @@ def failover_plot(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         for key, marker, color, label in marks:
             if obs.get(key) is not None:
                 ax.plot(obs[key], y, marker, color=color, markersize=8,
-                        label=label if y == 0 else None)  # fmt: skip
+                        label=once(label))  # fmt: skip
         garps = [t for t in obs.get("garp_s", []) if t is not None]
         ax.plot(garps, [y + 0.25] * len(garps), "|", color="#9a6700", markersize=9,
-                label="gratuitous ARP" if y == 0 else None)  # fmt: skip
+                label=once("gratuitous ARP"))  # fmt: skip
     ax.axvline(0, color="#cf222e", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(cases)))
     ax.set_yticklabels([n for n, _ in cases], fontsize=8)
-    ax.set_xlabel("seconds after the fault (dashed line); takeover = first GARP")
+    ax.set_xlabel("seconds after the fault (dashed line); takeover = first GARP; "
+                  "a handover's window starts at the release")  # fmt: skip
     ax.set_title("Failover timeline")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     return [save_figure(fig, out, "failover.png", "Failover timeline per VRRP setting and fault")]
