@@ -108,6 +108,18 @@ def _guest_processes() -> list[int]:
     return found
 
 
+def crash(pids: list[int]) -> None:
+    """Kill processes as a crash would: all stopped first, so none sees another die.
+
+    A daemon's child told of its parent's death (keepalived's VRRP child gets
+    SIGTERM) would otherwise shut down cleanly before its own SIGKILL lands.
+    """
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
 def kill_processes(pids: list[int]) -> None:
     """SIGTERM, then SIGKILL what is still alive after 3 s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

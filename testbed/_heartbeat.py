@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._cleanup import MARK_ENV, processes_in_mount_ns
+from ._cleanup import MARK_ENV, crash, processes_in_mount_ns
 from ._cluster import Cluster
 from ._errors import TestbedError
 from ._failover import GarpExpectation, TakeoverWindow
@@ -227,10 +227,8 @@ class HeartbeatNode:
         self.kill()
 
     def kill(self) -> None:
-        """A crash: every process of this node SIGKILLed, resources left as they are."""
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """A crash: every process of this node stopped, then SIGKILLed; resources stay."""
+        crash(self.pids())
 
     def log_tail(self, lines: int = 25) -> str:
         try:

@@ -14,14 +14,13 @@ always stops it.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._cleanup import crash
 from ._errors import TestbedError
 from ._spec import ClusterSpec, RealServer, Service, TwoLegged
 
@@ -264,10 +263,8 @@ class Keepalived:
         self._reap()
 
     def kill(self) -> None:
-        """A crash: SIGKILL to every process at once, nothing is cleaned up."""
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """A crash: every process stopped, then SIGKILLed; nothing is cleaned up."""
+        crash(self.pids())
         self._reap()
 
     def _reap(self) -> None:

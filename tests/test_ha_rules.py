@@ -87,6 +87,15 @@ def test_garp_spacing_must_respect_the_interval() -> None:
     assert any("spacing" in p for p in expect.check([0, 0.01, 0.2, 2, 2.2, 2.4], slack=0.5))
 
 
+def test_garp_pacing_tolerates_capture_jitter_but_not_back_to_back_frames() -> None:
+    expect = GarpExpectation(repeat=10, delay=0, interval=0.1)
+    # heartbeat's send_arp as captured under emulation: one gap 0.086 s, mean 0.101 s
+    seen = [0.865, 0.967, 1.069, 1.17, 1.271, 1.373, 1.474, 1.575, 1.69, 1.777]
+    assert expect.check(seen, slack=0.6) == []
+    paced_badly = [0, 0.1, 0.2, 0.21, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # mean fine, two together
+    assert any("back to back" in p for p in expect.check(paced_badly, slack=0.6))
+
+
 # -- keepalived.conf --------------------------------------------------------------------
 def test_render_vrrp_pair() -> None:
     vrrp = Vrrp(version=3, advert_int=0.3)
