@@ -133,8 +133,8 @@ class Cluster(Scoped):
             self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
         self.claim_service_addresses()
 
-    def _service_addresses(self) -> list[tuple[str, str]]:
-        s, d = self.spec, self.spec.active.name
+    def _service_addresses(self, director: str | None = None) -> list[tuple[str, str]]:
+        s, d = self.spec, director or self.spec.active.name
         return [
             (f"{s.service.vip}/32", f"{d}-eth0"),  # VIP, facing clients
             (f"{s.service.dip}/{s.inside.prefixlen}", f"{d}-eth1"),  # DIP: NAT gateway
@@ -145,11 +145,11 @@ class Cluster(Scoped):
         d = self.spec.active.name
         self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self._service_addresses()))
 
-    def release_service_addresses(self) -> None:
-        """Take VIP and DIP off the active director (VRRP will own them)."""
-        d = self.spec.active.name
-        drop = (f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in self._service_addresses())
-        self.run(d, *drop)
+    def release_service_addresses(self, director: str | None = None) -> None:
+        """Take VIP and DIP off a director (default: the active one; VRRP will own them)."""
+        d = director or self.spec.active.name
+        addresses = self._service_addresses(d)
+        self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in addresses))
 
     def _start_real_servers(self) -> None:
         for r in self.spec.real_servers:
@@ -217,15 +217,18 @@ class Cluster(Scoped):
         self.spec = spec
         for rs in spec.real_servers:
             self.run(rs.name, *mode.baseline(spec, rs), *mode.setup(spec, rs))
-        # forget ARP entries learned under the previous mode or a failover (a real
-        # server's entry for the DIP may still name the other director's MAC)
-        for name in (h.name for h in self.base_spec.hosts):
-            self.run(name, "ip neigh flush all")
+        self.forget_neighbours()  # learned under the previous mode or a failover
         self.ipvs.apply(spec.service, spec.real_servers)
         self._say(
             f"configured {mode.name.upper()} {spec.service.scheduler} "
             f"{spec.service.vip}:{spec.service.port} -> {len(spec.real_servers)} real servers"
         )
+
+    def forget_neighbours(self) -> None:
+        """Flush every host's ARP cache: after VIP or DIP moved, a client's entry for
+        the VIP or a real server's for the DIP may still name the other director."""
+        for h in self.base_spec.hosts:
+            self.run(h.name, "ip neigh flush all")
 
     # -- access -------------------------------------------------------------------------
     def node(self, name: str) -> Any:

@@ -138,17 +138,10 @@ class DirectorPair(Scoped):
 
     def drop_service_addresses(self, director: str) -> None:
         """VIP and DIP off a director, whatever prefix the daemon gave them."""
-        s, spec = self.spec.service, self.spec
-        addresses = [
-            (f"{s.vip}/32", 0),
-            (f"{s.vip}/{spec.outside.prefixlen}", 0),  # heartbeat's IPaddr2 uses the subnet's
-            (f"{s.dip}/{spec.inside.prefixlen}", 1),
-        ]
-        self.cluster.run(
-            director,
-            "; ".join(f"ip addr del {a} dev {director}-eth{i} 2>/dev/null" for a, i in addresses)
-            + "; true",
-        )
+        self.cluster.release_service_addresses(director)
+        # heartbeat's IPaddr2 gives the VIP the subnet's prefix, not /32
+        vip = f"{self.spec.service.vip}/{self.spec.outside.prefixlen}"
+        self.cluster.run(director, f"ip addr del {vip} dev {director}-eth0 2>/dev/null; true")
 
     def restore_all(self) -> None:
         """Links up, service addresses off both directors (daemons already stopped)."""
@@ -266,9 +259,7 @@ class HaPair(DirectorPair):
             if time.monotonic() > deadline:
                 raise AssertionError(f"VIP held by {self.holders()} after start\n{self.describe()}")
             time.sleep(0.1)
-        s = self.spec
-        for host in (*(c.name for c in s.clients), s.router.name):
-            self.cluster.run(host, "ip neigh flush all")
+        self.cluster.forget_neighbours()
 
     # -- the failover interface shared with HeartbeatPair --------------------------------
     probe_port = HOLD_PORT

@@ -15,6 +15,7 @@ ha.cf documentation).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import shutil
@@ -32,6 +33,7 @@ from ._cluster import Cluster
 from ._errors import TestbedError
 from ._failover import GarpExpectation, TakeoverWindow
 from ._ha import DirectorPair, checker_owns_table
+from ._process import tail_file
 from ._spec import ClusterSpec, RealServer
 
 MNTNS_FILE = "mntns"  # "<mount namespace inode> <owner pid>" of one node's heartbeat
@@ -231,11 +233,7 @@ class HeartbeatNode:
         crash(self.pids())
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.logfile.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return f"(no heartbeat log on {self.name})"
-        return f"--- heartbeat log, {self.name}\n" + "\n".join(text[-lines:])
+        return tail_file(self.logfile, f"heartbeat log, {self.name}", lines)
 
 
 class HeartbeatPair(DirectorPair):
@@ -402,11 +400,7 @@ def ldirectord_service(cluster: Cluster, checks: Ldirectord, **table: Any) -> It
         conf = workdir / f"{workdir.name}.cf"
         conf.write_text(render_ldirectord(spec, checks, logfile=str(workdir / "log")))
         out = workdir / "out"
-
-        def describe() -> str:
-            tail = out.read_text(errors="replace").splitlines()[-25:]
-            return "--- ldirectord output (last 25 lines)\n" + "\n".join(tail)
-
+        describe = functools.partial(tail_file, out, "ldirectord output")
         with open(out, "wb") as log:
             # -d: stay in the foreground, so the process is ours to stop
             proc = cluster.node(spec.active.name).popen(

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._cleanup import crash
 from ._errors import TestbedError
+from ._process import tail_file
 from ._spec import ClusterSpec, RealServer, Service, TwoLegged
 
 INSTANCE = "VI_LVS"
@@ -305,8 +306,4 @@ class Keepalived:
         )
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.path("log").read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return f"(no keepalived log on {self.name})"
-        return f"--- keepalived log, {self.name} (last {lines} lines)\n" + "\n".join(text[-lines:])
+        return tail_file(self.path("log"), f"keepalived log, {self.name}", lines)

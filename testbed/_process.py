@@ -1,9 +1,10 @@
-"""Small helpers for driving the testbed's own command line from tests."""
+"""Small helpers for processes: reading a run's output, the tail of a daemon's log."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 
 def wait_for_line(proc: subprocess.Popen[str], marker: str, *, timeout: float) -> list[str]:
@@ -25,3 +26,12 @@ def wait_for_line(proc: subprocess.Popen[str], marker: str, *, timeout: float) -
     proc.kill()
     tail = "\n".join(seen[-30:])
     raise AssertionError(f"never saw {marker!r} in the output:\n{tail}")
+
+
+def tail_file(path: Path, title: str, lines: int = 25) -> str:
+    """The last ``lines`` of a log file under a ``--- title`` heading, for diagnostics."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no {title}: {path} missing)"
+    return f"--- {title} (last {lines} lines)\n" + "\n".join(text[-lines:])

@@ -152,11 +152,8 @@ class StreamSet:
             if t.alive and t.echo != PING:
                 t.error = "no echo"
 
-    def of(self, kind: str) -> list[Tracked]:
-        return [t for t in self.conns if t.kind == kind]
-
     def survivors(self, kind: str) -> list[Tracked]:
-        return [t for t in self.of(kind) if t.alive]
+        return [t for t in self.conns if t.kind == kind and t.alive]
 
     def close(self) -> None:
         self._stop.set()

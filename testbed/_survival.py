@@ -1,10 +1,11 @@
 """Long-lived connections through a failing director: what survives, what is lost.
 
 ``run_sync`` opens byte-checked streams and handshake-only connections (the
-sync daemon's control group) through the preferred director, cuts its cable,
-watches the backup take over, opens more streams through the backup, then
-brings the preferred director back. Used by the conformance suite
-(test_sync.py) and by the bench (failover under load).
+sync daemon's control group) through the preferred director, fails it (cuts
+its cable, or stops or kills its keepalived), watches the backup take over,
+opens more streams through the backup, then brings the preferred director
+back. Used by the conformance suite (test_sync.py) and by the bench (failover
+under load).
 """
 
 from __future__ import annotations
