@@ -133,22 +133,15 @@ class Cluster(Scoped):
             self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
         self.claim_service_addresses()
 
-    def _service_addresses(self, director: str | None = None) -> list[tuple[str, str]]:
-        s, d = self.spec, director or self.spec.active.name
-        return [
-            (f"{s.service.vip}/32", f"{d}-eth0"),  # VIP, facing clients
-            (f"{s.service.dip}/{s.inside.prefixlen}", f"{d}-eth1"),  # DIP: NAT gateway
-        ]
-
     def claim_service_addresses(self) -> None:
         """Put VIP and DIP statically on the active director (no VRRP)."""
         d = self.spec.active.name
-        self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self._service_addresses()))
+        self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self.spec.service_addresses(d)))
 
     def release_service_addresses(self, director: str | None = None) -> None:
         """Take VIP and DIP off a director (default: the active one; VRRP will own them)."""
         d = director or self.spec.active.name
-        addresses = self._service_addresses(d)
+        addresses = self.spec.service_addresses(d)
         self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in addresses))
 
     def _start_real_servers(self) -> None:

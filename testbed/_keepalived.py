@@ -98,11 +98,8 @@ def _block(head: str, lines: list[str], indent: int = 0) -> list[str]:
 
 
 def _checker(checks: HealthChecks, service: Service, rs: RealServer) -> list[str]:
-    common = [
-        f"connect_timeout {checks.connect_timeout:g}",
-        f"retry {checks.retry}",
-        f"delay_before_retry {checks.delay_before_retry:g}",
-    ]
+    retries = [f"retry {checks.retry}", f"delay_before_retry {checks.delay_before_retry:g}"]
+    common = [f"connect_timeout {checks.connect_timeout:g}", *retries]
     if checks.checker == "TCP_CHECK":
         return _block("TCP_CHECK", common)
     if checks.checker == "HTTP_GET":
@@ -110,8 +107,7 @@ def _checker(checks: HealthChecks, service: Service, rs: RealServer) -> list[str
     misc = [
         f'misc_path "{checks.misc_path} {rs.ip}"',
         f"misc_timeout {checks.misc_timeout}",
-        f"retry {checks.retry}",
-        f"delay_before_retry {checks.delay_before_retry:g}",
+        *retries,
     ]
     if checks.misc_dynamic:
         misc.append("misc_dynamic")
@@ -174,14 +170,8 @@ def render(
         ]
         if not vrrp.preempt:
             inst.append("nopreempt")
-        # the VIP faces clients; the DIP is the NAT real servers' gateway
-        inst += _block(
-            "virtual_ipaddress",
-            [
-                f"{spec.service.vip}/32 dev {d}-eth0",
-                f"{spec.service.dip}/{spec.inside.prefixlen} dev {d}-eth1",
-            ],
-        )
+        addresses = spec.service_addresses(d)
+        inst += _block("virtual_ipaddress", [f"{a} dev {i}" for a, i in addresses])
         if notify:
             inst.append(f'notify "{notify}"')
         out += _block(f"vrrp_instance {INSTANCE}", inst)

@@ -229,6 +229,14 @@ class ClusterSpec:
         """The director that holds the VIP (the first one)."""
         return self.directors[0]
 
+    def service_addresses(self, director: str) -> list[tuple[str, str]]:
+        """(address/prefix, interface) a director holds while it serves: the VIP,
+        facing clients, and the DIP, the NAT real servers' gateway."""
+        return [
+            (f"{self.service.vip}/32", f"{director}-eth0"),
+            (f"{self.service.dip}/{self.inside.prefixlen}", f"{director}-eth1"),
+        ]
+
     def real_server(self, name: str) -> RealServer:
         for r in self.real_servers:
             if r.name == name:
