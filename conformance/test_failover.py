@@ -35,9 +35,7 @@ PACED_BUG = "keepalived#1760: vrrp_garp_interval > 0 sends 2 GARPs per burst, no
 
 def _case_id(case: tuple[Vrrp, str]) -> str:
     vrrp, fault = case
-    garp = "" if vrrp.garp_repeat == 5 else f"-garp{vrrp.garp_repeat}x{vrrp.garp_delay}s"
-    paced = f"-every{vrrp.garp_interval:g}s" if vrrp.garp_interval else ""
-    return f"v{vrrp.version}-{vrrp.advert_int:g}s{garp}{paced}-{fault}"
+    return f"{vrrp.label}-{fault}"
 
 
 @pytest.fixture(scope="module")

@@ -269,14 +269,7 @@ class HaPair(DirectorPair):
 
     @property
     def label(self) -> str:
-        v = self.vrrp
-        garp = (
-            ""
-            if (v.garp_repeat, v.garp_delay) == (5, 5)
-            else f"-garp{v.garp_repeat}x{v.garp_delay}s"
-        )
-        paced = f"-every{v.garp_interval:g}s" if v.garp_interval else ""
-        return f"keepalived-v{v.version}-{v.advert_int:g}s{garp}{paced}"
+        return f"keepalived-{self.vrrp.label}"
 
     @property
     def garp(self) -> GarpExpectation:

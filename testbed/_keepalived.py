@@ -45,6 +45,17 @@ class Vrrp:
     sync_daemon: bool = False  # keepalived's lvs_sync_daemon on the inside interface
     sync_id: int = 7
 
+    @property
+    def label(self) -> str:
+        """Short name of the settings, e.g. ``v3-0.3s-garp3x2s-every0.2s``."""
+        garp = (
+            ""
+            if (self.garp_repeat, self.garp_delay) == (5, 5)
+            else f"-garp{self.garp_repeat}x{self.garp_delay}s"
+        )
+        paced = f"-every{self.garp_interval:g}s" if self.garp_interval else ""
+        return f"v{self.version}-{self.advert_int:g}s{garp}{paced}"
+
     def __post_init__(self) -> None:
         if self.version not in (2, 3):
             raise TestbedError(f"VRRP version must be 2 or 3, not {self.version!r}")
