@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import resource
 import signal
 
 PR_SET_PDEATHSIG = 1
@@ -16,3 +17,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return it."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def mark_ready(path: str | None) -> None:
+    """Write the ready file the testbed waits for (all ports listen)."""
+    if path:
+        with open(path, "w") as f:
+            f.write("ready\n")

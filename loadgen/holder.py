@@ -38,7 +38,6 @@ import argparse
 import errno
 import json
 import multiprocessing
-import resource
 import select
 import signal
 import socket
@@ -51,7 +50,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadgen._proc import die_with_parent
+from loadgen._proc import die_with_parent, raise_fd_limit
 from loadgen.stats import merge_results
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -109,10 +108,9 @@ def split(plan: Plan, workers: int) -> list[Plan]:
     ]
 
 
-def raise_fd_limit(needed: int) -> int:
+def ensure_fd_limit(needed: int) -> int:
     """Raise the soft open-files limit to the hard one; refuse if still too small."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_fd_limit()
     if needed > hard:
         raise HolderError(
             f"{needed} open files needed but the hard limit is {hard} "
@@ -302,7 +300,7 @@ def run(
 ) -> dict[str, Any]:
     """Open, hold and close as planned; print the two JSON events; return the result."""
     plans = split(plan, workers)
-    raise_fd_limit(max(p.count for p in plans) + plan.concurrency + SPARE_FDS)
+    ensure_fd_limit(max(p.count for p in plans) + plan.concurrency + SPARE_FDS)
     ctx = multiprocessing.get_context("fork")
     t0 = time.monotonic()
     pipes, procs = [], []

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import select
 import signal
 import socket
 import sys
 
-from loadgen._proc import die_with_parent
+from loadgen._proc import die_with_parent, mark_ready, raise_fd_limit
 
 BACKLOG = 65535  # capped by net.core.somaxconn, which the scale setup raises
 MAX_REQUEST = 8192
@@ -102,11 +101,6 @@ def serve(name: str, listeners: list[socket.socket]) -> None:
                 drop(fd)
 
 
-def _raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--name", required=True)
@@ -116,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    _raise_fd_limit()
+    raise_fd_limit()
     children = []
     for _ in range(args.workers - 1):
         listeners = listen(args.port)  # each worker its own sockets: the kernel balances
@@ -142,9 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     listeners = listen(args.port)
-    if args.ready_file:
-        with open(args.ready_file, "w") as f:
-            f.write("ready\n")
+    mark_ready(args.ready_file)
     try:
         serve(args.name, listeners)
     except KeyboardInterrupt:

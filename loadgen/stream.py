@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
 import socket
 import struct
+
+from loadgen._proc import mark_ready, raise_fd_limit
 
 
 def pattern(offset: int, n: int) -> bytes:
@@ -90,9 +91,7 @@ async def _main(args: argparse.Namespace) -> None:
     ):
         sock = socket.create_server(("0.0.0.0", port), backlog=4096, reuse_port=True)
         servers.append(await asyncio.start_server(handler, sock=sock))
-    if args.ready_file:
-        with open(args.ready_file, "w") as f:
-            f.write("ready\n")
+    mark_ready(args.ready_file)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
@@ -105,8 +104,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between writes")
     parser.add_argument("--ready-file", help="written once all ports listen")
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args))
 

@@ -109,7 +109,7 @@ def test_holder_splits_sources_and_count_over_workers() -> None:
 
 def test_holder_refuses_more_connections_than_open_files() -> None:
     with pytest.raises(holder.HolderError, match="hard limit"):
-        holder.raise_fd_limit(10**9)
+        holder.ensure_fd_limit(10**9)
 
 
 def _holder(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
