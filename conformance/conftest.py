@@ -1,32 +1,63 @@
-"""Fixtures of the conformance suite: one cluster per session, one exchange per mode.
+"""Fixtures of the conformance suite: one cluster per session, tests parametrized by the registry.
 
 The network is built once (software emulation makes building slow) and
-reconfigured per forwarding mode. Each mode's traffic is sent once, captured
-at every interface, and the tests of that mode each check one promise
-against the same capture.
+reconfigured per test. Tests that take ``shape`` run once per selected
+(mode, protocol, family) combination, tests that take ``mode`` once per
+selected forwarding mode, ``state_table_mode`` once per kind of connection
+table: a new registry entry is exercised by every test that applies to it,
+and a test that does not apply says why in its skip.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from scapy.layers.inet import IP, TCP
 
-from conformance.paths import Flow, Site
-from testbed import Cluster, Frame, RealServer, ServiceState, load_topology
-from testbed._kernel import modprobe, running_kernel_has_ipvs
-from testbed._results import record_observation, record_timings
-
-ROUNDS = 2  # requests per real server in an exchange
+from testbed import FAMILIES, MODES, PROTOCOLS, Cluster, load_topology
+from testbed.kernel import missing_module, running_kernel_has_ipvs
+from testbed.observe import Exchange, record_timings, send_exchange, unservable
+from testbed.registry import POLICIES, Combination, Mode, combinations
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--topology", default=None, help="cluster TOML (default topology)")
+    group = parser.getgroup("lvs-testbed")
+    group.addoption("--topology", default=None, help="cluster .toml/.py or name (default)")
+    group.addoption("--mode", default=None, help="forwarding modes, comma-separated")
+    group.addoption("--protocol", default=None, help="protocols, comma-separated")
+    group.addoption("--family", default=None, help="address families, comma-separated")
+    group.addoption("--combinations", default="pairwise", choices=POLICIES,
+                    help="which mode x protocol x family combinations")  # fmt: skip
+
+
+def _selected_modes(config: pytest.Config) -> tuple[Mode, ...]:
+    return MODES.select(config.getoption("--mode"))
+
+
+def _shapes(config: pytest.Config) -> list[Combination]:
+    return combinations(
+        config.getoption("--combinations"),
+        modes=_selected_modes(config),
+        protocols=PROTOCOLS.select(config.getoption("--protocol")),
+        families=FAMILIES.select(config.getoption("--family")),
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize over the registry: shapes, modes, one mode per connection table."""
+    config = metafunc.config
+    if "shape" in metafunc.fixturenames:
+        shapes = _shapes(config)
+        metafunc.parametrize("shape", shapes, ids=[s.id for s in shapes], scope="module")
+    if "mode" in metafunc.fixturenames:
+        modes = _selected_modes(config)
+        metafunc.parametrize("mode", modes, ids=[m.name for m in modes], scope="module")
+    if "state_table_mode" in metafunc.fixturenames:
+        chosen = {m.name for m in _selected_modes(config)}
+        modes = tuple(m for m in MODES.first_per(lambda m: m.connection_table) if m.name in chosen)
+        metafunc.parametrize("state_table_mode", modes, ids=[m.name for m in modes],
+                             scope="module")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -57,176 +88,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
-@dataclass
-class Exchange:
-    """Traffic sent once in one mode, and everything observed about it."""
-
-    mode: str
-    cluster: Cluster
-    site: Site
-    responses: list[str]
-    frames: list[Frame]
-    flows: list[Flow]
-    state: ServiceState
-    ipvsadm: str
-    seconds: float = 0.0
-
-    def frames_at(self, point: str) -> list[Frame]:
-        return [f for f in self.frames if f.point == point]
-
-    def tcp_frames(self, point: str, direction: str, **ip: str) -> list[Frame]:
-        """TCP frames at a point in a direction whose (outer) IP fields match."""
-        out = []
-        for f in self.frames_at(point):
-            pkt = f.packet
-            if f.direction != direction or IP not in pkt or TCP not in pkt:
-                continue
-            if all(str(getattr(pkt[IP], k)) == v for k, v in ip.items()):
-                out.append(f)
-        return out
-
-
-def site_of(cluster: Cluster) -> Site:
-    spec = cluster.spec
-    d, gw = spec.active.name, spec.router.name
-    intfs = [f"{d}-eth0", f"{d}-eth1", f"{gw}-eth0", f"{gw}-eth1"]
-    intfs += [f"{c.name}-eth0" for c in spec.clients]
-    intfs += [f"{r.name}-eth0" for r in spec.real_servers]
-    return Site(
-        vip=str(spec.service.vip),
-        port=spec.service.port,
-        real_port=spec.service.real_port,
-        director=d,
-        director_inside_ip=str(spec.active.inside),
-        router=gw,
-        macs={i: cluster.mac(i) for i in intfs},
-    )
-
-
-def capture_points(cluster: Cluster) -> list[str]:
-    spec = cluster.spec
-    d, gw = spec.active.name, spec.router.name
-    return [
-        f"{spec.clients[0].name}-eth0",
-        f"{d}-eth0",
-        f"{d}-eth1",
-        f"{gw}-eth0",
-        f"{gw}-eth1",
-        *(f"{r.name}-eth0" for r in spec.real_servers),
-    ]
-
-
-def curl_sequence(cluster: Cluster, client: str, count: int) -> list[str]:
-    """``count`` HTTP requests to the VIP from one curl process, one connection each.
-
-    Returns the body of each response (the real server's name; "" on failure).
-    """
-    s = cluster.spec.service
-    url = f"http://{s.vip}:{s.port}/"
-    out = cluster.run(
-        client, f"curl -s --max-time 5 -w '\\n' {' '.join([url] * count)}", check=False
-    )
-    return [line.strip() for line in out.splitlines()][:count]
-
-
-def send_exchange(cluster: Cluster, mode: str) -> Exchange:
-    spec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
-    cluster.configure(spec)
-    site = site_of(cluster)
-    client = spec.clients[0]
-    count = ROUNDS * len(spec.real_servers)
-    started = time.monotonic()
-    with cluster.capture(*capture_points(cluster)) as cap:
-        responses = curl_sequence(cluster, client.name, count)
-        time.sleep(1.0)  # let the last ACKs and FINs cross every hop
-    seconds = time.monotonic() - started
-    frames = cap.frames()
-    # each connection: the client's SYN, and the real server whose SYN it reached
-    by_point = {f"{r.name}-eth0": r for r in spec.real_servers}
-    reached: dict[int, RealServer] = {}
-    client_syns: list[int] = []
-    for f in frames:
-        pkt = f.packet
-        if TCP not in pkt or pkt[TCP].flags != "S":
-            continue
-        sport = int(pkt[TCP].sport)
-        if f.point == f"{client.name}-eth0" and f.direction == "out" and pkt[IP].dst == site.vip:
-            client_syns.append(sport)
-        elif f.point in by_point and f.direction == "in":
-            reached.setdefault(sport, by_point[f.point])
-    flows = [
-        Flow(
-            client=client.name,
-            client_ip=str(client.ip),
-            sport=sport,
-            rs=reached[sport].name if sport in reached else "?",
-            rs_ip=str(reached[sport].ip) if sport in reached else "?",
-        )
-        for sport in client_syns
-    ]
-    state = cluster.service_state()
-    ipvsadm = cluster.run(spec.active.name, "ipvsadm -Ln")
-    record_observation(
-        f"forwarding.{mode}",
-        {
-            "requests": count,
-            "responses_per_server": dict(Counter(responses)),
-            "kernel_order": [d.addr for d in state.dests],
-            "service_counters": vars(state.stats),
-            "frames_captured": len(frames),
-            "exchange_s": round(seconds, 2),
-            "handshake_trace": _handshake_trace(frames, flows[0].sport) if flows else [],
-        },
-    )
-    return Exchange(
-        mode=mode,
-        cluster=cluster,
-        site=site,
-        responses=responses,
-        frames=frames,
-        flows=flows,
-        state=state,
-        ipvsadm=ipvsadm,
-        seconds=seconds,
-    )
-
-
-def _handshake_trace(frames: list[Frame], sport: int) -> list[dict[str, str]]:
-    """SYN and SYN-ACK of one connection at every interface, in capture order."""
-    trace = []
-    for f in frames:
-        pkt = f.packet
-        if (
-            TCP in pkt
-            and sport in (pkt[TCP].sport, pkt[TCP].dport)
-            and pkt[TCP].flags
-            in (
-                "S",
-                "SA",
-            )
-        ):
-            trace.append({"point": f.point, "direction": f.direction, "packet": pkt.summary()})
-    return trace
-
-
-def missing_module(*modules: str, needed_by: str) -> str | None:
-    """The skip reason naming the first module this kernel cannot load, or None."""
-    for module in modules:
-        if not modprobe(module):
-            return f"kernel lacks module {module} (needed by {needed_by})"
-    return None
-
-
-def mode_available(mode: str) -> str | None:
-    """The reason a mode cannot run on this kernel, or None."""
-    from testbed import MODES
-
-    return missing_module(*MODES[mode].needs_modules, needed_by=mode.upper())
-
-
-@pytest.fixture(scope="module", params=["nat", "dr", "tun"])
-def exchange(request: pytest.FixtureRequest, cluster: Cluster) -> Exchange:
-    mode = request.param
-    if reason := mode_available(mode):
+def skip_unless_available(cluster: Cluster, *, needed_by: str, **service: object) -> None:
+    """Skip, naming the module, if this kernel lacks one the service would need."""
+    spec = cluster.base_spec.with_service(**service)
+    if reason := missing_module(*spec.modules(), needed_by=needed_by):
         pytest.skip(reason)
-    return send_exchange(cluster, mode)
+
+
+def skip_unless_topology(cluster: Cluster, **counts: int) -> None:
+    """Skip in one line if the topology has fewer hosts than the test needs."""
+    if reason := cluster.base_spec.needs(**counts):
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def exchange(shape: Combination, cluster: Cluster) -> Exchange:
+    """Traffic of one service shape, sent once and captured at every hop."""
+    if reason := unservable(cluster.base_spec, shape):
+        pytest.skip(reason)
+    skip_unless_available(cluster, needed_by=shape.id, mode=shape.mode.name,
+                          protocol=shape.protocol.name)  # fmt: skip
+    return send_exchange(cluster, shape)

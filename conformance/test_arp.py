@@ -1,5 +1,7 @@
 """The ARP problem of DR and TUN: real servers hold the VIP but must not claim it.
 
+Runs for every forwarding mode whose real servers hold the VIP
+(``Mode.vip_on_real_servers``); the others skip, saying why.
 Source: LVS HOWTO "The ARP problem"; Documentation/networking/ip-sysctl.rst
 (arp_ignore=1: reply only if the target IP is configured on the incoming
 interface; arp_announce=2: always use the best local address as ARP source).
@@ -13,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
-from conformance.conftest import mode_available
-from testbed import Cluster, Frame
-from testbed._capture import send_frames
+from conformance.conftest import skip_unless_available
+from testbed import Cluster
+from testbed.net import Frame, send_frames
+from testbed.registry import Mode
 
 PROBES = 3
 
@@ -41,11 +44,12 @@ def arp_replies_for_vip(cluster: Cluster) -> list[Frame]:
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["dr", "tun"])
-def vip_on_real_servers(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Cluster]:
-    if reason := mode_available(request.param):
-        pytest.skip(reason)
-    cluster.configure(cluster.base_spec.with_service(mode=request.param, scheduler="rr"))
+@pytest.fixture(scope="module")
+def vip_on_real_servers(mode: Mode, cluster: Cluster) -> Iterator[Cluster]:
+    if not mode.vip_on_real_servers:
+        pytest.skip(f"{mode.title}: real servers do not hold the VIP, so there is no ARP problem")
+    skip_unless_available(cluster, needed_by=mode.title, mode=mode.name)
+    cluster.configure(cluster.base_spec.with_service(mode=mode.name, scheduler="rr"))
     yield cluster
 
 
@@ -75,9 +79,7 @@ def test_arp_problem_is_real_without_the_sysctls(vip_on_real_servers: Cluster) -
     """
     cluster = vip_on_real_servers
     rs = cluster.spec.real_servers[0]
-    keys = [f"net.ipv4.conf.{i}.{k}" for i in ("all", f"{rs.name}-eth0")
-            for k in ("arp_ignore", "arp_announce")]  # fmt: skip
-    cluster.run(rs.name, "sysctl -qw " + " ".join(f"{k}=0" for k in keys))
+    cluster.run(rs.name, *cluster.spec.service.family.claim_defaults(f"{rs.name}-eth0"))
     try:
         replies = arp_replies_for_vip(cluster)
     finally:

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.ha_harness import Failover, observe_failover
+from conformance import failover_promises as promise
+from conformance.conftest import skip_unless_topology
 from testbed import Cluster
-from testbed._failover import FAULTS, master_down_interval
-from testbed._ha import HaPair
-from testbed._keepalived import Vrrp
+from testbed.ha import FAULTS, HaPair, Vrrp, master_down_interval
+from testbed.observe import Failover, observe_failover
 
 V2 = Vrrp(version=2, advert_int=1.0)
 V3 = Vrrp(version=3, advert_int=0.3)
@@ -40,7 +40,8 @@ def _case_id(case: tuple[Vrrp, str]) -> str:
 
 @pytest.fixture(scope="module")
 def ha(cluster: Cluster) -> Iterator[HaPair]:
-    with HaPair(cluster, vrrp=V2, mode="dr") as pair:
+    skip_unless_topology(cluster, directors=2)
+    with HaPair(cluster, vrrp=V2) as pair:  # VRRP does not look at the forwarding mode
         yield pair
 
 
@@ -55,20 +56,20 @@ def test_vip_moves_to_backup(failover: Failover) -> None:
     """The backup adds the VIP when the master fails; a master that stopped or lost its
     link drops it (keepalived.conf(5), RFC 5798 6.4.3). A killed keepalived cannot
     clean up, so its VIP stays behind: clients must then follow the gratuitous ARP."""
-    failover.check_vip_moved()
+    promise.vip_moved(failover)
 
 
 def test_takeover_time_matches_vrrp_formula(failover: Failover) -> None:
     """Backup becomes master Master_Down_Interval = 3 x advert_int + skew after the last
     advertisement of a silent master, or skew after a priority-0 advertisement
     (RFC 3768 / RFC 5798 6.4.2, 6.4.3)."""
-    failover.check_takeover_time()
+    promise.takeover_in_window(failover)
 
 
 def test_service_restored_through_backup(failover: Failover) -> None:
     """The first client connection that succeeds through the backup comes right after the
     takeover: gratuitous ARP moves clients at once (keepalived.conf(5))."""
-    failover.check_service_restored()
+    promise.service_restored(failover)
 
 
 def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
@@ -77,7 +78,7 @@ def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
     (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
     if failover.garp.interval > 0 and _merged_bursts(failover):
         pytest.xfail(PACED_BUG)
-    failover.check_garp()
+    promise.garp_as_promised(failover)
 
 
 def _merged_bursts(failover: Failover) -> bool:
@@ -90,14 +91,14 @@ def test_client_arp_cache_points_at_backup(failover: Failover) -> None:
     """After the gratuitous ARP the client's neighbour entry for the VIP carries the
     backup's MAC, even when the killed master still holds the address (RFC 5798 8.1.2:
     the ARP update is what moves traffic)."""
-    failover.check_client_follows()
+    promise.client_follows(failover)
 
 
 def test_preempting_master_takes_vip_back(failover: Failover) -> None:
     """With preemption (the default) the higher-priority director becomes master again
     within one master-down interval of returning, and the VIP is on it alone
     (keepalived.conf(5) preempt, RFC 5798 6.4.2)."""
-    failover.check_failback()
+    promise.failback(failover)
 
 
 def test_nopreempt_keeps_the_new_master(ha: HaPair) -> None:
@@ -105,14 +106,16 @@ def test_nopreempt_keeps_the_new_master(ha: HaPair) -> None:
     the director that took over (keepalived.conf(5): nopreempt, initial state BACKUP)."""
     vrrp = Vrrp(version=3, advert_int=0.3, preempt=False)
     ha.reconfigure(vrrp)
-    d1, d2 = (ha.keepalived[n] for n in ha.names)
+    first, second = (ha.keepalived[n] for n in ha.names)
     fault_at = ha.fail("stop")
-    d2.wait_state("MASTER", timeout=10, after=fault_at)
+    second.wait_state("MASTER", timeout=10, after=fault_at)
     back_at = ha.recover("stop")
-    d1.wait_state("BACKUP", timeout=20, after=back_at)
-    wait = 3 * master_down_interval(priority=150, advert_int=vrrp.advert_int, version=3)
+    first.wait_state("BACKUP", timeout=20, after=back_at)
+    wait = 3 * master_down_interval(
+        priority=vrrp.priorities[0], advert_int=vrrp.advert_int, version=vrrp.version
+    )
     time.sleep(wait)
-    assert d1.state == "BACKUP" and d2.state == "MASTER", (d1.states(), d2.states())
-    assert ha.holders() == ["d2"]
-    # leave the pair as the other tests expect it: d1 master
+    assert first.state == "BACKUP" and second.state == "MASTER", (first.states(), second.states())
+    assert ha.holders() == [ha.names[1]]
+    # leave the pair as the other tests expect it: the preferred director master
     ha.reconfigure(V2)

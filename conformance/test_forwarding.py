@@ -1,8 +1,10 @@
-"""Forwarding modes NAT, DR and TUN, hop by hop, on real kernel IPVS.
+"""Forwarding modes, hop by hop, on real kernel IPVS: one exchange per service shape.
 
-Every test runs once per mode against the same captured exchange: a real
-client (curl) makes 2 x N requests to the VIP, one connection each, while
-every interface on the path is captured.
+Every test runs once per selected (mode, protocol, family) combination
+against the same captured exchange: a real client makes 2 x N requests to the
+VIP, one connection each, while every interface on the path is captured. The
+expected packets come from the registry entries' declared parameters
+(testbed.net's oracle), never from a mode's name.
 """
 
 from __future__ import annotations
@@ -10,23 +12,28 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from scapy.layers.inet import IP, TCP
+from scapy.packet import Packet
 
-from conformance.conftest import Exchange
-from conformance.paths import Flow, Site, forbidden_hops, reply_hops, request_hops
-from testbed import (
+from testbed.ipvs import parse_ipvsadm, rows_from_netlink
+from testbed.net import (
     PacketMismatch,
+    as_forwarded,
+    carried,
+    comparable,
+    datagram_summary,
     expect_absent,
     expect_hop,
-    parse_ipvsadm,
-    rows_from_netlink,
+    forbidden_hops,
+    reply_hops,
+    request_hops,
 )
+from testbed.observe import Exchange
 
 COUNTER_SETTLE_S = 30
 
 
 def _flows_ok(ex: Exchange) -> None:
-    assert ex.flows, f"no client SYN was captured ({len(ex.frames)} frames seen)"
+    assert ex.flows, f"no client opening packet was captured ({len(ex.frames)} frames seen)"
     lost = [f for f in ex.flows if f.rs == "?"]
     if lost:
         raise PacketMismatch(
@@ -58,33 +65,16 @@ def test_request_is_rewritten_as_the_mode_specifies(exchange: Exchange) -> None:
     """Client -> director packet goes to the VIP; director -> real server is rewritten per mode.
 
     NAT rewrites destination IP and port to the real server's; DR keeps the
-    IP packet and changes only the destination MAC; TUN wraps it in IP-in-IP
-    with outer source = director, outer destination = real server.
+    IP packet and changes only the destination MAC; TUN wraps it in the real
+    server's tunnel (IP-in-IP: outer source = director, outer destination =
+    real server).
     Source: ipvsadm(8) -m/-g/-i; net/netfilter/ipvs/ip_vs_xmit.c
     (ip_vs_nat_xmit, ip_vs_dr_xmit, ip_vs_tunnel_xmit).
     """
     _flows_ok(exchange)
     for flow in exchange.flows:
-        for hop in request_hops(exchange.mode, exchange.site, flow):
+        for hop in request_hops(exchange.site, flow):
             expect_hop(hop, exchange.frames)
-
-
-def _comparable(ip: IP) -> bytes:
-    """The datagram with the TCP checksum zeroed: senders on veth may leave it
-    partial (checksum offload), so it is the one field not compared."""
-    pkt = IP(bytes(ip))
-    pkt[TCP].chksum = 0
-    return bytes(pkt)
-
-
-def _as_forwarded(received: IP, mode: str, flow: Flow, site: Site) -> IP:
-    """What the mode allows the director to change, applied to the received datagram."""
-    pkt = IP(bytes(received))
-    pkt.ttl -= 1  # a forwarding hop: ip_vs_xmit.c decrement_ttl()
-    if mode == "nat":
-        pkt.dst, pkt[TCP].dport = flow.rs_ip, site.real_port
-    del pkt.chksum  # recomputed for the new header
-    return IP(bytes(pkt))
 
 
 def test_director_changes_only_what_the_mode_allows(exchange: Exchange) -> None:
@@ -92,36 +82,38 @@ def test_director_changes_only_what_the_mode_allows(exchange: Exchange) -> None:
 
     NAT: destination address and port become the real server's. DR: the IP
     datagram is kept (only the Ethernet frame is readdressed). TUN: the
-    datagram is carried unchanged inside IP-in-IP. In every mode the director
+    datagram is carried unchanged inside the tunnel. In every mode the director
     is a forwarding hop and decrements the TTL (and fixes the IP checksum).
     Source: ipvsadm(8) -m/-g/-i; net/netfilter/ipvs/ip_vs_xmit.c
     (ip_vs_nat_xmit, ip_vs_dr_xmit, ip_vs_tunnel_xmit, decrement_ttl).
-    The TCP checksum is not compared (see _comparable).
+    The transport checksum is not compared (checksum offload on veth).
     """
     _flows_ok(exchange)
-    site, mode = exchange.site, exchange.mode
-    for flow in exchange.flows:
-        received = [
-            f.packet[IP]
-            for f in exchange.tcp_frames(f"{site.director}-eth0", "in", dst=site.vip)
-            if f.packet[TCP].sport == flow.sport and f.packet[TCP].flags == "S"
+    site, shape = exchange.site, exchange.shape
+    net, proto = shape.family.layer, shape.protocol
+
+    def opening(sport: int, point: str, direction: str, **ip: str) -> list[Packet]:
+        return [
+            f.packet[net]
+            for f in exchange.transport_frames(point, direction, **ip)
+            if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == sport
         ]
-        sent = [
-            f.packet[IP]
-            for f in exchange.frames_at(f"{site.director}-eth1")
-            if f.direction == "out" and TCP in f.packet and f.packet[TCP].sport == flow.sport
-            and f.packet[TCP].flags == "S"
-        ]  # fmt: skip
-        assert received and sent, f"SYN of client port {flow.sport} not seen on both sides"
-        forwarded = sent[0].payload if mode == "tun" else sent[0]
-        expected = _as_forwarded(received[0], mode, flow, site)
-        assert _comparable(forwarded) == _comparable(expected), (
-            f"{mode.upper()}: the director changed more (or less) than the mode allows\n"
-            f"  received:  {received[0].summary()} ttl={received[0].ttl} id={received[0].id}\n"
-            f"  expected:  {expected.summary()} ttl={expected.ttl} id={expected.id}\n"
-            f"  forwarded: {forwarded.summary()} ttl={forwarded.ttl} id={forwarded.id}\n"
-            f"  expected bytes:  {_comparable(expected).hex()}\n"
-            f"  forwarded bytes: {_comparable(forwarded).hex()}"
+
+    for flow in exchange.flows:
+        received = opening(flow.sport, f"{site.director}-eth0", "in", dst=site.vip)
+        sent = opening(flow.sport, f"{site.director}-eth1", "out")
+        assert received and sent, (
+            f"opening packet of client port {flow.sport} not seen on both sides"
+        )
+        forwarded = carried(site, flow, sent[0])
+        expected = as_forwarded(site, flow, received[0])
+        assert comparable(site, forwarded) == comparable(site, expected), (
+            f"{shape.mode.title}: the director changed more (or less) than the mode allows\n"
+            f"  received:  {datagram_summary(site, received[0])}\n"
+            f"  expected:  {datagram_summary(site, expected)}\n"
+            f"  forwarded: {datagram_summary(site, forwarded)}\n"
+            f"  expected bytes:  {comparable(site, expected).hex()}\n"
+            f"  forwarded bytes: {comparable(site, forwarded).hex()}"
         )
 
 
@@ -134,9 +126,9 @@ def test_reply_takes_the_mode_specific_path(exchange: Exchange) -> None:
     """
     _flows_ok(exchange)
     for flow in exchange.flows:
-        for hop in reply_hops(exchange.mode, exchange.site, flow):
+        for hop in reply_hops(exchange.site, flow):
             expect_hop(hop, exchange.frames)
-        for hop in forbidden_hops(exchange.mode, exchange.site, flow):
+        for hop in forbidden_hops(exchange.site, flow):
             expect_absent(hop, exchange.frames)
 
 
@@ -144,25 +136,29 @@ def test_ipvs_counters_match_the_traffic(exchange: Exchange) -> None:
     """The director's IPVS counters equal what the captures saw.
 
     conns = connections scheduled; inpkts/inbytes = client packets (IP length)
-    that reached the director for the VIP; outpkts = replies it handled (NAT
-    only; DR/TUN replies bypass it). Per real server: conns = flows it got.
+    that reached the director for the VIP; outpkts = replies it handled (only
+    where replies pass the director, as in NAT; DR/TUN replies bypass it). Per
+    real server: conns = flows it got.
     Source: ipvsadm(8) --stats; include/uapi/linux/ip_vs.h IPVS_STATS_ATTR_*;
     net/netfilter/ipvs/ip_vs_core.c ip_vs_in_stats/ip_vs_out_stats. The dump
     shows kstats, refreshed by the estimator (ip_vs_ctl.c ip_vs_copy_stats,
     ip_vs_est.c), so the kernel side is polled for up to 30 s.
     """
     _flows_ok(exchange)
-    site = exchange.site
-    inbound = exchange.tcp_frames(f"{site.director}-eth0", "in", dst=site.vip)
-    inbound = [f for f in inbound if f.packet[TCP].dport == site.port]
-    replies = exchange.tcp_frames(f"{site.director}-eth1", "in") if exchange.mode == "nat" else []
-    replies = [f for f in replies if f.packet[TCP].sport == site.real_port]
+    site, shape = exchange.site, exchange.shape
+    proto = shape.protocol
+    inbound = exchange.transport_frames(f"{site.director}-eth0", "in", dst=site.vip)
+    inbound = [f for f in inbound if proto.ports(f.packet)[1] == site.port]
+    replies = []
+    if shape.mode.reply_via_director:
+        replies = exchange.transport_frames(f"{site.director}-eth1", "in")
+        replies = [f for f in replies if proto.ports(f.packet)[0] == site.real_port]
     observed = {
         "conns": len(exchange.flows),
         "inpkts": len(inbound),
-        "inbytes": sum(f.packet[IP].len for f in inbound),
+        "inbytes": sum(shape.family.length(f.packet) for f in inbound),
         "outpkts": len(replies),
-        "outbytes": sum(f.packet[IP].len for f in replies),
+        "outbytes": sum(shape.family.length(f.packet) for f in replies),
     }
     # The exported counters are sums the estimator refreshes (every 2 s; since
     # Linux 6.2 in kthreads that start after a calibration phase): poll.
@@ -198,4 +194,6 @@ def test_ipvsadm_agrees_with_netlink(exchange: Exchange) -> None:
         f"ipvsadm:\n{exchange.ipvsadm}\nnetlink rows: {from_netlink}"
     )
     methods = {d.method for d in exchange.state.dests}
-    assert methods == {exchange.mode}, f"forwarding method {methods} != {exchange.mode}"
+    assert methods == {exchange.shape.mode.name}, (
+        f"forwarding method {methods} != {exchange.shape.mode.name}"
+    )

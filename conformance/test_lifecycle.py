@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from testbed import Cluster
-from testbed._cleanup import MARK_ENV, _marked_processes, _our_bridges, clean_native
-from testbed._cluster import PREFIX_ENV
-from testbed._process import wait_for_line
+from testbed.cluster import MARK_ENV, PREFIX_ENV, clean_native, marked_processes, our_bridges
+from testbed.observe import request_sequence
+from testbed.util import wait_for_line
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "lvt"
@@ -34,15 +34,16 @@ def _start_nested_run(tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def _leftovers(owner: int) -> tuple[list[int], list[str]]:
-    pids = [p for p, o in _marked_processes().items() if o == owner]
-    bridges = [b for b, o in _our_bridges().items() if b.startswith(PREFIX)]
+    pids = [p for p, o in marked_processes().items() if o == owner]
+    bridges = [b for b, o in our_bridges().items() if b.startswith(PREFIX)]
     return pids, bridges
 
 
 def test_ctrl_c_mid_run_removes_network_and_processes(cluster: Cluster, tmp_path: Path) -> None:
     """SIGINT while the cluster is up: the run tears its network down and exits non-zero.
 
-    Source: DEVELOPERS.md "Clean up always ... even after Ctrl-C".
+    Source: the README's clean-up guarantees ("A run removes its network,
+    processes and guest on exit, on Ctrl-C and on SIGTERM").
     """
     proc = _start_nested_run(tmp_path)
     wait_for_line(proc, "[cluster] configured", timeout=600)  # network, servers, IPVS up
@@ -57,7 +58,9 @@ def test_ctrl_c_mid_run_removes_network_and_processes(cluster: Cluster, tmp_path
 def test_sigkill_leftovers_are_removed_by_the_next_run(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL leaves orphans; orphan cleanup (run at every start) removes exactly those.
 
-    The session's own, live cluster must survive that cleanup.
+    The session's own, live cluster must survive that cleanup. Source: the
+    README's clean-up guarantees ("After SIGKILL, the next run removes the
+    orphans before it starts").
     """
     proc = _start_nested_run(tmp_path)
     wait_for_line(proc, "[cluster] configured", timeout=600)  # network, servers, IPVS up
@@ -71,8 +74,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(cluster: Cluster, tmp_pat
     clean_native(orphans_only=True, quiet=True)
     pids, bridges = _leftovers(proc.pid)
     assert not pids and not bridges, f"orphans left: processes {pids}, bridges {bridges}"
-    vip = cluster.spec.service.vip
-    reply = cluster.run(cluster.spec.clients[0].name, f"curl -s --max-time 5 http://{vip}/")
-    assert reply.strip() in {r.name for r in cluster.spec.real_servers}, (
+    reply = request_sequence(cluster, cluster.spec.clients[0].name, 1)
+    assert reply and reply[0] in {r.name for r in cluster.spec.real_servers}, (
         f"the session cluster broke after orphan cleanup: {reply!r}"
     )

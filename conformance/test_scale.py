@@ -1,9 +1,11 @@
 """Scale: 20,000 simultaneous connections through the VIP, held, counted, closed.
 
 The CI-sized version of the bench's 100,000-connection check (``lvs-testbed
-bench``): ``loadgen.holder`` processes on both clients open the connections
+bench``): ``loadgen.holder`` processes on every client open the connections
 from several source addresses each, hold them idle, and report every
 failure and reset; the director's ActiveConn must equal the client's count.
+It runs once per kind of connection table the director keeps (one mode that
+sees both directions, NAT; one that sees the input only, DR).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from testbed import Cluster
-from testbed._flows import wait_until
-from testbed._load import Holders, prepare_for_scale, spread_sources, strip_samples
-from testbed._results import record_observation
+from testbed.load import prepare_for_scale
+from testbed.observe import hold_through_vip
+from testbed.registry import Mode
 
 CONNECTIONS = 20_000
 HOLD_S = 5.0
@@ -28,12 +30,7 @@ def scale_cluster(cluster: Cluster) -> Iterator[Cluster]:
     cluster.configure(cluster.base_spec)
 
 
-def _active(cluster: Cluster) -> list[int]:
-    return [d.active for d in cluster.service_state().dests]
-
-
-@pytest.mark.parametrize("mode", ["nat", "dr"])
-def test_scale_holds_connections(scale_cluster: Cluster, mode: str) -> None:
+def test_scale_holds_connections(scale_cluster: Cluster, state_table_mode: Mode) -> None:
     """20,000 idle connections through the VIP all open, stay open and are counted exactly.
 
     IPVS creates one connection entry per new client connection and counts it
@@ -45,24 +42,9 @@ def test_scale_holds_connections(scale_cluster: Cluster, mode: str) -> None:
     (``ip_vs_rr.c``).
     """
     cluster = scale_cluster
-    cluster.configure(cluster.base_spec.with_service(mode=mode, scheduler="rr"))
-    vip = cluster.spec.service
-    with Holders(
-        cluster,
-        targets=[f"{vip.vip}:{vip.port}"],
-        plan=spread_sources(cluster, CONNECTIONS),
-        hold=HOLD_S,
-    ) as holders:
-        ramped = holders.wait_ramped(timeout=1200)
-        # the client's last ACKs may still be on their way to the director
-        wait_until(lambda: sum(_active(cluster)) >= ramped["held"], timeout=30, interval=0.5)
-        active = _active(cluster)
-        result = holders.release(timeout=600)
-    record_observation(
-        f"scale.{mode}",
-        {"ipvs_active": active, "ramped": strip_samples(ramped) | {"ramp": []},
-         "result": strip_samples(result) | {"ramp": []}},
-    )  # fmt: skip
+    cluster.configure(cluster.base_spec.with_service(mode=state_table_mode.name, scheduler="rr"))
+    run = hold_through_vip(cluster, connections=CONNECTIONS, hold=HOLD_S)
+    ramped, result, active = run.ramped, run.result, run.ipvs_active
     assert ramped["failed"] == 0, f"connects failed: {ramped['failures']}"
     assert ramped["held"] == CONNECTIONS
     assert result["resets"] == 0, f"{result['resets']} connections reset while held"

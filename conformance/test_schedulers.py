@@ -1,29 +1,38 @@
 """Every IPVS scheduler the kernel offers, against its reference model.
 
-Each test configures a fresh service on the shared cluster (NAT, three real
-servers), opens real TCP connections from the client's namespace with
-controlled source addresses and ports, reads where the director sent each
-one, and compares with testbed.sched's model of the kernel file. Models of
-schedulers that look at counters are fed the kernel's own counters, read
-just before each decision. A scheduler the kernel lacks is skipped, naming
-the module.
+Each test configures a fresh service on the shared cluster (NAT, every real
+server of the topology), opens real TCP connections from the client's
+namespace with controlled source addresses and ports, reads where the
+director sent each one, and compares with testbed.sched's model of the
+kernel file. Models of schedulers that look at counters are fed the kernel's
+own counters, read just before each decision. Weights and loads are patterns
+laid over however many real servers the topology has. A scheduler the kernel
+lacks is skipped, naming the module.
 """
 
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
-from conformance.conftest import missing_module
-from conformance.sched_harness import Decision, Harness
+from conformance.conftest import skip_unless_topology
 from testbed import Cluster
-from testbed._results import record_observation
-from testbed.sched import MODELS, disruption, slot_shares
-from testbed.sched._base import Flow, Model
+from testbed.kernel import missing_module
+from testbed.observe import (
+    Comparison,
+    Decision,
+    Harness,
+    SchedulerRecord,
+    ThresholdRecord,
+    record,
+    spread_over,
+)
+from testbed.sched import MODELS, Flow, Model, disruption, slot_shares
 
 FLOWS = 300  # per sequence check
 CLOSE_TIMEOUT_S = 11  # IPVS TCP CLOSE state lasts 10 s before the entry is unbound
@@ -39,6 +48,11 @@ def harness(cluster: Cluster) -> Iterator[Harness]:
 def need(scheduler: str) -> None:
     if reason := missing_module(f"ip_vs_{scheduler}", needed_by=f"scheduler {scheduler}"):
         pytest.skip(reason)
+
+
+def check(result: Comparison) -> None:
+    """Every kernel choice equals the model's."""
+    assert not result.wrong, result.explain()
 
 
 def model_for(harness: Harness, scheduler: str, flags: tuple[str, ...] = ()) -> Model:
@@ -88,7 +102,7 @@ def test_rr_sequence_matches_the_model(harness: Harness) -> None:
     harness.configure("rr", weights=(1, 1, 1))
     model = model_for(harness, "rr")
     flows = [harness.flow() for _ in range(FLOWS)]
-    harness.check("rr", harness.sequence(model, flows))
+    check(harness.compare("rr", harness.sequence(model, flows)))
 
 
 @pytest.mark.parametrize("weights", [(4, 3, 2), (4, 2, 6), (3, 0, 1)], ids=str)
@@ -102,19 +116,21 @@ def test_wrr_sequence_matches_the_kernel_interleaving(harness: Harness, weights)
     harness.configure("wrr", weights=weights)
     model = model_for(harness, "wrr")
     flows = [harness.flow() for _ in range(FLOWS)]
-    harness.check(f"wrr{list(weights)}", harness.sequence(model, flows), weights=list(weights))
+    check(harness.compare(f"wrr{list(weights)}", harness.sequence(model, flows),
+                          weights=list(weights)))  # fmt: skip
 
 
 # -- counter-driven ---------------------------------------------------------------------------
 
-LOADS = {"r1": 3, "r2": 0, "r3": 1}
+LOADS = (3, 0, 1)  # connections held per real server, laid over the topology's servers
 
 
 @pytest.mark.parametrize("scheduler", ["lc", "wlc", "sed", "nq"])
 def test_least_connection_family_follows_the_counters(harness: Harness, scheduler: str) -> None:
     """lc / wlc / sed / nq: each new connection goes where the kernel's formula says.
 
-    From a built state (held connections: r1 3, r2 0, r3 1; weights 1, 2, 3),
+    From a built state (held connections 3, 0, 1 on the first, second, third real
+    server, the pattern repeated over more; weights 1, 2, 3 likewise),
     60 more held connections; before each, the model is given the director's
     own ActiveConn/InActConn. lc: least (active*256 + inactive); wlc: least
     overhead/weight; sed: least (active+1)/weight; nq: an idle server first,
@@ -124,9 +140,11 @@ def test_least_connection_family_follows_the_counters(harness: Harness, schedule
     """
     need(scheduler)
     harness.configure(scheduler, weights=(1, 2, 3))
-    hold_on(harness, LOADS)
+    loads = dict(zip(harness.server_names, spread_over(LOADS, len(harness.server_names)),
+                     strict=True))  # fmt: skip
+    hold_on(harness, loads)
     decisions = harness.stepwise(MODELS[scheduler], 60)
-    harness.check(scheduler, decisions, initial_load=LOADS)
+    check(harness.compare(scheduler, decisions, initial_load=loads))
 
 
 def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None:
@@ -136,14 +154,20 @@ def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None
     """
     need("fo")
     harness.configure("fo", weights=(1, 3, 2))
+    weights = {d.name: d.weight for d in harness.dests()}
     first = harness.stepwise(MODELS["fo"], 30)
-    harness.set_weight("r2", 0)  # the heaviest goes quiescent
-    second = harness.stepwise(MODELS["fo"], 30)
-    assert {d.got for d in first} == {"r2"} and {d.got for d in second} == {"r3"}, (
-        f"fo: first {Counter(d.got for d in first)}, after quiescing r2 "
-        f"{Counter(d.got for d in second)}"
+    top = str(Counter(d.got for d in first).most_common(1)[0][0])
+    assert {d.got for d in first} == {top} and weights.get(top) == max(weights.values()), (
+        f"fo: {Counter(d.got for d in first)}, weights {weights}"
     )
-    harness.check("fo", first + second)
+    harness.set_weight(top, 0)  # the heaviest goes quiescent
+    second = harness.stepwise(MODELS["fo"], 30)
+    rest = {n: w for n, w in weights.items() if n != top}
+    nxt = str(Counter(d.got for d in second).most_common(1)[0][0])
+    assert {d.got for d in second} == {nxt} and rest.get(nxt) == max(rest.values()), (
+        f"fo: after quiescing {top}: {Counter(d.got for d in second)}, weights {weights}"
+    )
+    check(harness.compare("fo", first + second))
 
 
 def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
@@ -154,10 +178,10 @@ def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
     """
     need("ovf")
     harness.configure("ovf", weights=(2, 1, 3))
-    capacity = sum(w + 1 for w in (2, 1, 3))
+    capacity = sum(d.weight + 1 for d in harness.dests())
     decisions = harness.stepwise(MODELS["ovf"], capacity + 1)
     assert decisions[-1].got is None, "a full ovf service must refuse the next connection"
-    harness.check("ovf", decisions)
+    check(harness.compare("ovf", decisions))
 
 
 def test_twos_distribution_within_bounds(harness: Harness) -> None:
@@ -185,11 +209,11 @@ def test_twos_distribution_within_bounds(harness: Harness) -> None:
         held += 1
         harness.wait_active(held)
     bounds = {n: 4.5 * math.sqrt(variance[n]) for n in expected}
-    record_observation("scheduler.twos", {
-        "flows": 200, "observed": dict(got), "expected": {k: round(v, 1) for k, v in
-                                                          expected.items()},
-        "check": "within 4.5 sigma of the model's summed probabilities",
-    })  # fmt: skip
+    record(SchedulerRecord(
+        key="twos", flows=200, observed=dict(got),
+        expected={k: round(v, 1) for k, v in expected.items()},
+        check="within 4.5 sigma of the model's summed probabilities",
+    ))  # fmt: skip
     off = {n: (got[n], round(expected[n], 1)) for n in expected if
            abs(got[n] - expected[n]) > bounds[n]}  # fmt: skip
     assert not off, f"twos: observed vs expected outside 4.5 sigma: {off}"
@@ -232,15 +256,15 @@ def test_hashing_scheduler_choice_per_flow(
     # a server added with weight 0 has last_weight 0 too: mh gives it no slots
     model = model_for(harness, scheduler, flags)
     decisions = harness.sequence(model, hashed_flows(harness, 4))
-    harness.check(f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}",
-                     decisions)  # fmt: skip
+    name = f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}"
+    check(harness.compare(name, decisions))
 
 
 def test_mh_imbalance_and_disruption(harness: Harness) -> None:
     """Maglev: slots spread evenly, and removing 1 of N servers moves about 1/N of flows.
 
     The kernel's per-flow choices are first checked against the model's table
-    (before and after removing r3, 256 flows each), which makes the table's
+    (before and after removing the last real server, 256 flows each), which makes the table's
     figures the kernel's: imbalance = max share / mean share - 1, compared
     with the Maglev paper's "about 1%" (bound used: 3%); disruption = share of
     table slots whose server changes, compared with 1/N (bound: 1/N to 1.5/N).
@@ -252,17 +276,17 @@ def test_mh_imbalance_and_disruption(harness: Harness) -> None:
     before_model = model_for(harness, "mh", ("mh-port",))
     before = harness.sequence(before_model, hashed_flows(harness, 4))
     table_before = before_model.table()  # type: ignore[attr-defined]
-    r3 = harness.real_server("r3")
-    harness.cluster.ipvs.remove_real_server(harness.cluster.spec.service, r3)
+    last = harness.real_server(harness.server_names[-1])
+    harness.cluster.ipvs.remove_real_server(harness.cluster.spec.service, last)
     after_model = model_for(harness, "mh", ("mh-port",))
     after = harness.sequence(after_model, hashed_flows(harness, 4))
     table_after = after_model.table()  # type: ignore[attr-defined]
     shares = slot_shares(table_before)
     imbalance = max(shares.values()) / (1 / len(shares)) - 1
     moved = disruption(table_before, table_after)
-    n = 3
-    harness.check("mh-disruption", before + after, imbalance_pct=round(100 * imbalance, 2),
-                     disruption=round(moved, 4), one_over_n=round(1 / n, 4))  # fmt: skip
+    n = len(harness.server_names)
+    check(harness.compare("mh-disruption", before + after, imbalance_pct=round(100 * imbalance, 2),
+                          disruption=round(moved, 4), one_over_n=round(1 / n, 4)))  # fmt: skip
     assert imbalance <= 0.03, f"Maglev imbalance {imbalance:.2%} > 3%"
     assert 1 / n - 1e-9 <= moved <= 1.5 / n, f"disruption {moved:.3f} not within [1/N, 1.5/N]"
 
@@ -276,7 +300,7 @@ def test_dh_sends_a_destination_to_its_bucket(harness: Harness) -> None:
     need("dh")
     harness.configure("dh", weights=(1, 1, 1))
     model = model_for(harness, "dh")
-    harness.check("dh", harness.sequence(model, [harness.flow() for _ in range(60)]))
+    check(harness.compare("dh", harness.sequence(model, [harness.flow() for _ in range(60)])))
 
 
 @pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
@@ -301,7 +325,7 @@ def test_locality_schedulers_are_sticky_per_destination(harness: Harness, schedu
                                   got=harness.connect(f)))  # fmt: skip
         held += 1
         harness.wait_active(held)
-    harness.check(scheduler, decisions)
+    check(harness.compare(scheduler, decisions))
 
 
 # -- weights and thresholds at runtime ------------------------------------------------------------
@@ -313,33 +337,37 @@ def test_weight_zero_is_quiescent(harness: Harness) -> None:
     Source: ipvsadm(8) -w "a weight of 0 ... will not accept new jobs ...
     existing connections" (quiescent server).
     """
-    harness.configure("rr", weights=(1, 1, 1))
+    harness.configure("rr", weights=(1,))
+    quiet = harness.server_names[0]
     held = {}
-    for _ in range(3):
+    for _ in harness.server_names:  # rr: one connection reaches each server
         name = harness.connect(harness.flow())
         assert name, f"connection failed: {harness.errors[-1:]}"
         held[name] = harness.connector.held[-1]
-    harness.set_weight("r1", 0)
+    harness.set_weight(quiet, 0)
     newer = [harness.connect(harness.flow()) for _ in range(30)]
-    assert "r1" not in newer, f"a quiesced server got new connections: {Counter(newer)}"
-    sock = held["r1"]
+    assert quiet not in newer, f"a quiesced server got new connections: {Counter(newer)}"
+    sock = held[quiet]
     sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
     reply = sock.recv(4096)
-    assert reply.rstrip().endswith(b"r1"), (
-        f"established connection to r1 stopped working: {reply!r}"
+    assert reply.rstrip().endswith(quiet.encode()), (
+        f"established connection to {quiet} stopped working: {reply!r}"
     )
 
 
 def test_upper_threshold_and_three_quarter_hysteresis(harness: Harness) -> None:
-    """-x 4 on r1: overloaded at 4 connections, usable again only below 3/4 of 4.
+    """-x 4 on the first real server: overloaded at 4 connections, usable again only below
+    3/4 of 4.
 
     Source: ipvsadm(8) -x/-y ("... when the lower threshold is 0 it is 3/4
     of the upper"); net/netfilter/ipvs/ip_vs_conn.c ip_vs_bind_dest /
     ip_vs_unbind_dest. An RST-closed connection is unbound when its CLOSE
     state expires (10 s).
     """
-    harness.configure("rr", weights=(1, 1, 1), upper=(4, 0, 0))
-    socks: dict[str, list] = {"r1": [], "r2": [], "r3": []}  # type: ignore[type-arg]
+    names = harness.server_names
+    limited = names[0]
+    harness.configure("rr", weights=(1,), upper=(4,) + (0,) * (len(names) - 1))
+    socks: dict[str, list[socket.socket]] = {n: [] for n in names}
 
     def open_some(n: int) -> Counter[str]:
         got: Counter[str] = Counter()
@@ -349,20 +377,20 @@ def test_upper_threshold_and_three_quarter_hysteresis(harness: Harness) -> None:
             got[str(name)] += 1
         return got
 
-    first = open_some(12)
-    assert first["r1"] == 4, f"r1 should take exactly 4 before overload: {first}"
-    assert open_some(6)["r1"] == 0, "r1 overloaded at 4 must be skipped"
+    first = open_some(4 * len(names))  # rr: 4 each, the limited one overloaded at its 4th
+    assert first[limited] == 4, f"{limited} should take exactly 4 before overload: {first}"
+    assert open_some(6)[limited] == 0, f"{limited} overloaded at 4 must be skipped"
     stages = []
     for expect_usable in (False, True):  # 3 left: 3 >= 3/4*4 keeps it; 2 left: usable
-        socks["r1"].pop().close()
+        socks[limited].pop().close()
         time.sleep(CLOSE_TIMEOUT_S)
         got = open_some(6)
         stages.append(dict(got))
-        assert (got["r1"] > 0) == expect_usable, (
-            f"after closing to {len(socks['r1'])} on r1: r1 "
+        assert (got[limited] > 0) == expect_usable, (
+            f"after closing to {len(socks[limited])} on {limited}: it "
             f"{'should' if expect_usable else 'must not'} get connections; got {dict(got)}"
         )
-    record_observation("scheduler.thresholds", {"first": dict(first), "stages": stages})
+    record(ThresholdRecord(key="upper-4-hysteresis", first=dict(first), stages=stages))
 
 
 def test_removing_and_adding_a_real_server_at_runtime(harness: Harness) -> None:
@@ -371,17 +399,19 @@ def test_removing_and_adding_a_real_server_at_runtime(harness: Harness) -> None:
     Re-adding puts it at the head of the kernel list (list_add_rcu).
     Source: ipvsadm(8) -d/-a; net/netfilter/ipvs/ip_vs_ctl.c, ip_vs_rr.c.
     """
-    harness.configure("rr", weights=(1, 1, 1))
-    svc, r2 = harness.cluster.spec.service, harness.real_server("r2")
+    skip_unless_topology(harness.cluster, real_servers=2)
+    harness.configure("rr", weights=(1,))
+    moved = harness.server_names[1]
+    svc, rs = harness.cluster.spec.service, harness.real_server(moved)
     model = model_for(harness, "rr")  # one model, told of each change as the kernel is
     start = harness.sequence(model, [harness.flow() for _ in range(10)])
-    harness.cluster.ipvs.remove_real_server(svc, r2)
+    harness.cluster.ipvs.remove_real_server(svc, rs)
     model.update(harness.dests())
     without = harness.sequence(model, [harness.flow() for _ in range(30)])
-    assert "r2" not in {d.got for d in without}, "a removed server got new connections"
-    harness.cluster.ipvs.add_real_server(svc, r2)
-    assert harness.dests()[0].name == "r2", "a re-added server must head the kernel list"
+    assert moved not in {d.got for d in without}, "a removed server got new connections"
+    harness.cluster.ipvs.add_real_server(svc, rs)
+    assert harness.dests()[0].name == moved, "a re-added server must head the kernel list"
     model.update(harness.dests())
     back = harness.sequence(model, [harness.flow() for _ in range(30)])
-    assert "r2" in {d.got for d in back}, "a re-added server got no connections"
-    harness.check("rr-runtime", start + without + back)
+    assert moved in {d.got for d in back}, "a re-added server got no connections"
+    check(harness.compare("rr-runtime", start + without + back))

@@ -1,6 +1,27 @@
-"""LVS testbed: a Mininet cluster on real kernel IPVS, and tools to check it.
+"""LVS testbed: a Mininet cluster on real kernel IPVS, and the tools to check it.
 
-The public API is small; everything else lives in private modules::
+The package is layered; each subpackage has a small public API (its
+``__all__``) and keeps the rest in private modules:
+
+    util      errors, start/stop scopes, waits
+    registry  one declaration per forwarding mode, protocol, address family,
+              tunnel type and scheduler; the combination policy
+    topology  the cluster as a validated declaration (TOML, or Python)
+    kernel    probes of the running kernel (modules, /proc)
+    guest     choosing, fetching and booting a guest kernel that has IPVS
+    ipvs      the system under test's table: netlink, ipvsadm, /proc
+    net       captures, the expected-packet oracle, traffic from a host
+    cluster   the running Mininet cluster, and clean-up after any crash
+    load      the load tools of loadgen/ driven on a cluster
+    ha        keepalived and heartbeat pairs, VRRP rules, faults
+    checks    health checkers (keepalived, ldirectord) behind one interface
+    observe   experiments and their typed results
+    sched     reference models of the kernel's schedulers
+    bench     the performance bench
+    report    results.json, summary and HTML report
+    cli       the lvs-testbed command
+
+The short way in::
 
     from testbed import Cluster, load_topology
 
@@ -13,43 +34,24 @@ On a kernel without IPVS, run through the CLI (``lvs-testbed run``), which
 boots a guest kernel that has it.
 """
 
-from ._capture import Capture, Frame
-from ._cluster import Cluster
-from ._errors import TestbedError
-from ._ipvs import Ipvs, ServiceState, parse_ipvsadm, rows_from_netlink
-from ._modes import MODES
-from ._packets import Hop, PacketMismatch, describe_template, expect_absent, expect_hop, matches
-from ._spec import (
-    SCHEDULERS,
-    Client,
-    ClusterSpec,
-    RealServer,
-    Service,
-    TwoLegged,
-    load_topology,
-)
+from .cluster import Cluster
+from .registry import FAMILIES, MODES, PROTOCOLS, SCHEDULERS, TUNNELS, combinations
+from .topology import Client, ClusterSpec, RealServer, Service, TwoLegged, load_topology
+from .util import TestbedError
 
 __all__ = [
+    "FAMILIES",
     "MODES",
+    "PROTOCOLS",
     "SCHEDULERS",
-    "Capture",
+    "TUNNELS",
     "Client",
     "Cluster",
     "ClusterSpec",
-    "Frame",
-    "Hop",
-    "Ipvs",
-    "PacketMismatch",
     "RealServer",
     "Service",
-    "ServiceState",
     "TestbedError",
     "TwoLegged",
-    "describe_template",
-    "expect_absent",
-    "expect_hop",
+    "combinations",
     "load_topology",
-    "matches",
-    "parse_ipvsadm",
-    "rows_from_netlink",
 ]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed._bench import Bench, BenchOptions
-from testbed._errors import TestbedError
-from testbed._report import bench_summary, render
+from testbed import TestbedError
+from testbed.bench import Bench, BenchOptions
+from testbed.report import bench_summary, render
 
 
 def _runs(direct: list[float], **modes: list[float]) -> dict[str, list[dict[str, float]]]:

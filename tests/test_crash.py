@@ -1,4 +1,4 @@
-"""A crash fault leaves no process a chance to clean up (testbed._cleanup.crash)."""
+"""A crash fault leaves no process a chance to clean up (testbed.cluster.crash)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from testbed._cleanup import crash
+from testbed.cluster import crash
 
 # a parent and a child that, like keepalived's VRRP child, is sent SIGTERM when its
 # parent dies and then shuts down "cleanly" (here: writes a file)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from testbed import TestbedError
-from testbed._debian import fetch_kernel, host_mirror
+from testbed.guest import fetch_kernel, host_mirror
 
 MIRROR = "http://mirror.example/debian"
 

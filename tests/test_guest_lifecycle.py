@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed._cleanup import _guest_processes
-from testbed._process import wait_for_line
+from testbed.cluster import guest_processes
+from testbed.util import wait_for_line
 
 pytestmark = pytest.mark.vm
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ CLI = [sys.executable, "-m", "testbed.cli"]
 def _root_and_no_guest() -> None:
     if os.geteuid() != 0:
         pytest.fail("guest life-cycle tests need root (run them via `lvs-testbed test`)")
-    assert not _guest_processes(), "a testbed guest is already running"
+    assert not guest_processes(), "a testbed guest is already running"
 
 
 def _start_run(tmp_path: Path) -> subprocess.Popen[str]:
@@ -40,12 +40,12 @@ def test_ctrl_c_kills_the_guest(tmp_path: Path) -> None:
     """SIGINT to `lvs-testbed run` ends the guest and exits 130, leaving no qemu."""
     proc = _start_run(tmp_path)
     wait_for_line(proc, "test session starts", timeout=600)  # the guest is fully up
-    assert _guest_processes(), "the guest should be running"
+    assert guest_processes(), "the guest should be running"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-2000:]}"
     assert "interrupted" in out
-    assert not _guest_processes(), "a guest survived Ctrl-C"
+    assert not guest_processes(), "a guest survived Ctrl-C"
 
 
 def test_clean_removes_the_guest_of_a_killed_run(tmp_path: Path) -> None:
@@ -54,8 +54,8 @@ def test_clean_removes_the_guest_of_a_killed_run(tmp_path: Path) -> None:
     wait_for_line(proc, "test session starts", timeout=600)  # the guest is fully up
     proc.kill()
     proc.wait(30)
-    assert _guest_processes(), "expected the killed run's guest to be left over"
+    assert guest_processes(), "expected the killed run's guest to be left over"
     done = subprocess.run([*CLI, "clean"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "removed" in done.stdout
-    assert not _guest_processes(), "clean left a guest running"
+    assert not guest_processes(), "clean left a guest running"

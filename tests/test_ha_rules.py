@@ -1,4 +1,4 @@
-"""VRRP timing rules, GARP burst checks, keepalived.conf rendering, the stream pattern."""
+"""VRRP timing rules, GARP burst checks, keepalived.conf and heartbeat files."""
 
 from __future__ import annotations
 
@@ -6,23 +6,20 @@ import subprocess
 
 import pytest
 
-from loadgen.stream import pattern
 from testbed import TestbedError, load_topology
-from testbed._failover import (
+from testbed.checks import KeepalivedChecks
+from testbed.ha import (
     GarpExpectation,
+    HeartbeatTiming,
+    Vrrp,
     bursts,
     master_down_interval,
+    render,
+    render_ha_cf,
+    render_haresources,
     skew_time,
     takeover_window,
 )
-from testbed._heartbeat import (
-    HeartbeatTiming,
-    Ldirectord,
-    render_ha_cf,
-    render_haresources,
-    render_ldirectord,
-)
-from testbed._keepalived import HealthChecks, Vrrp, render
 
 SPEC = load_topology()
 D1, D2 = SPEC.directors
@@ -117,27 +114,18 @@ def test_render_nopreempt_starts_both_as_backup_and_sync_daemon() -> None:
     assert "lvs_sync_daemon d1-eth1 VI_LVS id 7" in one
 
 
-@pytest.mark.parametrize("checker", ["TCP_CHECK", "HTTP_GET", "MISC_CHECK"])
-def test_render_virtual_server(checker: str) -> None:
-    checks = HealthChecks(
-        checker=checker, misc_path="/x/feedback.sh", misc_dynamic=True, inhibit_on_failure=True,
-        sorry_server=SPEC.real_server("r3"),
-    )  # fmt: skip
-    conf = render(SPEC.with_service(mode="dr", scheduler="wlc"), D1, checks=checks)
-    assert "virtual_server 203.0.113.100 80 {" in conf
-    assert "lb_algo wlc" in conf and "lb_kind DR" in conf and "inhibit_on_failure" in conf
-    assert "sorry_server 198.51.100.13 80" in conf
-    assert conf.count(f"{checker} {{") == 3
-    assert "vrrp_instance" not in conf
-    if checker == "MISC_CHECK":
-        assert 'misc_path "/x/feedback.sh 198.51.100.11"' in conf and "misc_dynamic" in conf
-
-
 def test_rendered_config_passes_keepalived_config_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """keepalived itself accepts what we render (keepalived --config-test)."""
     conf = tmp_path / "k.conf"
     conf.write_text(
-        render(SPEC, D2, vrrp=Vrrp(sync_daemon=True), checks=HealthChecks(checker="HTTP_GET"))
+        render(
+            SPEC,
+            D2,
+            vrrp=Vrrp(sync_daemon=True),
+            virtual_server=KeepalivedChecks(checker="HTTP_GET").virtual_server(
+                SPEC.service, SPEC.real_servers
+            ),
+        )
     )
     try:
         out = subprocess.run(
@@ -154,19 +142,12 @@ def test_rendered_config_passes_keepalived_config_test(tmp_path) -> None:  # typ
     assert not problems, out.stderr
 
 
-def test_removal_bound_follows_the_man_page() -> None:
-    c = HealthChecks(delay_loop=2, connect_timeout=1, retry=2, delay_before_retry=1)
-    assert c.removal_bound() == 2 + 3 * 1 + 2 * 1
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda: Vrrp(version=4), "VRRP version"),
         (lambda: Vrrp(version=2, advert_int=0.5), "whole seconds"),
         (lambda: Vrrp(priorities=(255, 100)), "priorities"),
-        (lambda: HealthChecks(checker="SMTP_CHECK"), "unknown checker"),
-        (lambda: HealthChecks(checker="MISC_CHECK"), "misc_path"),
     ],
 )
 def test_bad_settings_are_one_line_errors(make, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -175,32 +156,7 @@ def test_bad_settings_are_one_line_errors(make, message: str) -> None:  # type: 
     assert "\n" not in str(err.value)
 
 
-# -- stream pattern ---------------------------------------------------------------------
-def test_pattern_is_continuous_across_chunks() -> None:
-    whole = pattern(0, 4096)
-    assert b"".join(pattern(o, 100) for o in range(0, 4096, 100))[:4096] == whole
-    assert pattern(13, 7) == whole[13:20]
-    assert whole[8:16] == (1).to_bytes(8, "big")
-
-
-def test_pattern_detects_a_lost_chunk() -> None:
-    assert pattern(0, 512) + pattern(1024, 512) != pattern(0, 1024)
-
-
-# -- heartbeat and ldirectord -----------------------------------------------------------
-def test_render_ldirectord_service() -> None:
-    spec = SPEC.with_service(mode="dr", scheduler="wlc")
-    conf = render_ldirectord(
-        spec, Ldirectord(quiescent=True, fallback=SPEC.real_server("r3")), logfile="/x/log"
-    )
-    assert "virtual=203.0.113.100:80" in conf and "quiescent=yes" in conf
-    assert "\treal=198.51.100.11:80 gate 1" in conf
-    assert "\tfallback=198.51.100.13:80 gate" in conf
-    assert "\tscheduler=wlc" in conf and "\tchecktype=negotiate" in conf
-    nat = render_ldirectord(load_topology(mode="nat"), Ldirectord(), logfile="/x/log")
-    assert "\treal=198.51.100.11:8080 masq 1" in nat  # NAT may rewrite the port
-
-
+# -- heartbeat -----------------------------------------------------------
 def test_render_heartbeat_files() -> None:
     cf = render_ha_cf(
         HeartbeatTiming(), interface="d1-eth0", peer="203.0.113.3", logfile="/l", nodes=["d1", "d2"]
@@ -215,25 +171,8 @@ def test_render_heartbeat_files() -> None:
     ("make", "message"),
     [
         (lambda: HeartbeatTiming(keepalive=2, warntime=2), "keepalive < warntime"),
-        (lambda: Ldirectord(checktype="ping"), "checktype"),
     ],
 )
 def test_bad_heartbeat_settings(make, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TestbedError, match=message):
         make()
-
-
-# -- failover under load: the stream-throughput timeline ---------------------------------
-def test_throughput_timeline_and_gap() -> None:
-    from testbed._streams import Tracked
-    from testbed._survival import BUCKET, longest_silence, throughput_timeline
-
-    t = Tracked(kind="stream", sock=None, sport=1, opened=0.0)  # type: ignore[arg-type]
-    # 100 bytes every 0.1 s, silent from 1.0 s to 2.0 s
-    t.arrivals = [(i / 10, 100 * (i + 1)) for i in range(10)]
-    t.arrivals += [(2.0 + i / 10, 1000 + 100 * (i + 1)) for i in range(10)]
-    line = throughput_timeline([t], start=0.0, end=3.0)
-    assert line[0] == (0.0, 300 / BUCKET)  # arrivals at 0.0, 0.1 and 0.2 s
-    assert longest_silence(line, after=0.0) == pytest.approx(1.0)
-    assert longest_silence(line, after=2.5) == pytest.approx(BUCKET)  # the bucket at 3.0 s
-    assert sum(r for _, r in line) * BUCKET == 2000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from testbed._ipvs import DestState, ServiceState, Stats, parse_ipvsadm, rows_from_netlink
+from testbed.ipvs import DestState, ServiceState, Stats, parse_ipvsadm, rows_from_netlink
 
 IPVSADM = """IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
@@ -49,3 +49,35 @@ def test_a_differing_weight_is_detected() -> None:
                      timeout=0, stats=Stats(), dests=(_dest("198.51.100.11", 8080, "nat", 2),))
     ]  # fmt: skip
     assert rows_from_netlink(states) != parse_ipvsadm(IPVSADM)[:2]
+
+
+def test_declared_protocols_agree_with_the_kernels_names() -> None:
+    from testbed.ipvs import KERNEL_PROTOCOLS
+    from testbed.registry import PROTOCOLS
+
+    for proto in PROTOCOLS.values():
+        assert KERNEL_PROTOCOLS[proto.number] == proto.title
+
+
+def test_ipv6_endpoints_in_brackets() -> None:
+    text = (
+        "TCP  [2001:db8::100]:80 rr\n"
+        "  -> [2001:db8:1::11]:80          Route   1      0          0\n"
+    )
+    rows = parse_ipvsadm(text)
+    assert [(r.service, r.dest) for r in rows] == [
+        ("TCP [2001:db8::100]:80 rr", None),
+        ("TCP [2001:db8::100]:80 rr", "[2001:db8:1::11]:80 dr w=1"),
+    ]
+
+
+def test_ipvsadm_commands_build_the_service() -> None:
+    from testbed import load_topology
+    from testbed.ipvs import ipvsadm_commands
+
+    spec = load_topology(scheduler="sh", sched_flags=["sh-port"])
+    cmds = ipvsadm_commands(spec.service, spec.real_servers[:1])
+    assert cmds == [
+        "ipvsadm -A -t 203.0.113.100:80 -s sh -b sh-port",
+        "ipvsadm -a -t 203.0.113.100:80 -r 198.51.100.11:8080 -m -w 1",
+    ]

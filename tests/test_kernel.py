@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from testbed import TestbedError
-from testbed._kernel import _from_vmlinuz, installed_kernels, kernel_from_tree, resolve_kernel
+from testbed.guest import from_vmlinuz, installed_kernels, kernel_from_tree, resolve_kernel
 
 
 def _kernel_tree(root: Path, version: str, *, ipvs: bool = True) -> Path:
@@ -22,7 +22,7 @@ def _kernel_tree(root: Path, version: str, *, ipvs: bool = True) -> Path:
 
 def test_unpacked_package_pairs_image_with_its_modules(tmp_path: Path) -> None:
     image = _kernel_tree(tmp_path, "6.12.9+deb13-amd64")
-    kernel = _from_vmlinuz(image, origin="path")
+    kernel = from_vmlinuz(image, origin="path")
     assert kernel.version == "6.12.9+deb13-amd64"
     assert kernel.modules_dir == tmp_path / "lib" / "modules" / "6.12.9+deb13-amd64"
 
@@ -38,7 +38,7 @@ def test_merged_usr_layout_of_newer_packages(tmp_path: Path) -> None:
 def test_kernel_without_ipvs_is_refused_with_one_line(tmp_path: Path) -> None:
     image = _kernel_tree(tmp_path, "6.6.0-custom", ipvs=False)
     with pytest.raises(TestbedError, match=r"kernel 6\.6\.0-custom lacks IPVS modules"):
-        _from_vmlinuz(image, origin="path")
+        from_vmlinuz(image, origin="path")
 
 
 def test_newest_installed_kernel_first(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from loadgen.stats import (
     percentile,
     spread,
 )
-from testbed._errors import TestbedError
-from testbed._load import parse_iperf
+from loadgen.stream import pattern
+from testbed import TestbedError
+from testbed.load import parse_iperf
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -246,3 +247,14 @@ def test_parse_iperf_reads_the_receiver() -> None:
 def test_parse_iperf_errors_are_one_line(text: str, message: str) -> None:
     with pytest.raises(TestbedError, match=message):
         parse_iperf(text)
+
+
+def test_pattern_is_continuous_across_chunks() -> None:
+    whole = pattern(0, 4096)
+    assert b"".join(pattern(o, 100) for o in range(0, 4096, 100))[:4096] == whole
+    assert pattern(13, 7) == whole[13:20]
+    assert whole[8:16] == (1).to_bytes(8, "big")
+
+
+def test_pattern_detects_a_lost_chunk() -> None:
+    assert pattern(0, 512) + pattern(1024, 512) != pattern(0, 1024)

@@ -6,7 +6,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from testbed import (
+from testbed.net import (
     Frame,
     Hop,
     PacketMismatch,
@@ -15,7 +15,7 @@ from testbed import (
     expect_hop,
     matches,
 )
-from testbed._capture import PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING
+from testbed.net._capture import PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING
 
 SYN = (
     Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")

@@ -48,7 +48,7 @@ def test_overrides_and_with_service_revalidate() -> None:
         ({"scheduler": "bogus"}, "unknown scheduler 'bogus'"),
         ({"mode": "snat"}, "unknown forwarding mode 'snat'"),
         ({"protocol": "icmp"}, "unknown protocol 'icmp'"),
-        ({"vip": "300.1.1.1"}, "is not an IPv4 address"),
+        ({"vip": "300.1.1.1"}, "is not an IP address"),
         ({"vip": "192.0.2.1"}, "is not a host address of 203.0.113.0/24"),
         ({"vip": "203.0.113.11"}, "already used by c1"),
         ({"port": 0}, "is not a port"),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed._kernel import GuestKernel
-from testbed._vm import GUEST_ENV, GUEST_NAME, GuestOptions, vng_command
+from testbed.guest import GUEST_ENV, GUEST_NAME, GuestKernel, GuestOptions, vng_command
 
 HOST_KERNEL = GuestKernel(version="6.1.0-56-amd64", vmlinuz=Path("/boot/vmlinuz-6.1.0-56-amd64"),
                           modules_dir=Path("/lib/modules/6.1.0-56-amd64"),

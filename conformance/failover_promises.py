@@ -1,0 +1,49 @@
+"""The promises every HA backend is held to after a failover (each test module cites its source).
+
+test_failover.py (keepalived) and test_heartbeat.py (heartbeat) observe the
+same kind of failover (testbed.observe.observe_failover) and assert these.
+"""
+
+from __future__ import annotations
+
+from testbed.observe import Failover
+
+
+def vip_moved(fo: Failover) -> None:
+    assert fo.backup in fo.holders_after, fo.timeline()
+    if fo.fault not in fo.keeps_vip:
+        assert fo.holders_after == [fo.backup], fo.timeline()
+
+
+def takeover_in_window(fo: Failover) -> None:
+    w, measured = fo.window, fo.window_measured_s
+    since = "the release" if fo.from_release else "the fault"
+    assert measured is not None, f"{fo.fault}: {fo.master} never released the VIP\n{fo.timeline()}"
+    assert w.contains(measured, slack=fo.slack), (
+        f"takeover {measured:.3f} s after {since}; the rule allows "
+        f"[{w.earliest:.3f}, {w.latest:.3f}] s ({w.formula}), late slack {fo.slack} s"
+    )
+
+
+def service_restored(fo: Failover) -> None:
+    assert fo.restored_s is not None, "no probe succeeded through the backup"
+    assert fo.restored_s <= fo.takeover_s + fo.slack + 0.5, fo.timeline()
+
+
+def garp_as_promised(fo: Failover) -> None:
+    problems = fo.garp.check(fo.garp_times, slack=0.6, lower_prio=fo.lower_prio_adverts)
+    rel = [round(t - fo.takeover_at, 3) for t in fo.garp_times]
+    assert not problems, f"{problems}; GARPs at {rel} s after takeover"
+
+
+def client_follows(fo: Failover) -> None:
+    assert fo.macs[fo.backup] in fo.client_neigh, (
+        f"client: {fo.client_neigh!r}; {fo.master} {fo.macs[fo.master]}, "
+        f"{fo.backup} {fo.macs[fo.backup]}"
+    )
+
+
+def failback(fo: Failover) -> None:
+    bound = fo.failback_bound + fo.slack + 10  # + daemon start under emulation
+    assert fo.failback_s <= bound, f"failback took {fo.failback_s:.2f} s"
+    assert fo.holders_after_failback == [fo.master], fo.holders_after_failback

@@ -1,0 +1,229 @@
+"""What each command does where kernel IPVS is (natively, or inside the guest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..registry import FAMILIES, MODES, PROTOCOLS, SCHEDULERS
+from ..topology import load_topology
+from ..util import TestbedError
+from ._dispatch import Command, commit, dispatch, install_signal_handlers, say
+from ._parser import REPO, parse
+
+# What `test` runs on real IPVS: the whole suite on the default topology, then the
+# checks that must hold on any topology, on a second one with other names and counts
+TEST_RUNS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("--topology", "wide", "-k", "forwarding or schedulers or arp"),
+)
+
+
+def check_suite(args: argparse.Namespace) -> None:
+    """Registry selections and the topology: one line each, before anything is built."""
+    MODES.select(args.mode)
+    PROTOCOLS.select(args.protocol)
+    FAMILIES.select(args.family)
+    load_topology(args.topology)
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
+    """The conformance suite, natively or inside the guest."""
+    import pytest
+
+    from ..report import ResultsPlugin
+
+    assert run_dir is not None
+    pytest_args = [
+        str(REPO / "conformance"), "-v", "-p", "no:cacheprovider", "--rootdir", str(REPO),
+        f"--junitxml={run_dir / 'junit.xml'}", "-o", "junit_family=xunit2",
+        "-o", "console_output_style=classic",
+        "--capture=tee-sys",  # progress (topology build, ...) shows live, and in reports
+        f"--combinations={args.combinations}",
+    ]  # fmt: skip
+    for option in ("topology", "mode", "protocol", "family"):
+        if value := getattr(args, option):
+            pytest_args.append(f"--{option}={value}")
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    meta = {"run_id": run_dir.name, "command": "run", "commit": args.commit or commit(),
+            "topology": args.topology or "default", "combinations": args.combinations}  # fmt: skip
+    say(f"running the conformance suite; results in {run_dir}")
+    code = pytest.main(pytest_args, plugins=[ResultsPlugin(run_dir, meta)])
+    return 1 if code == pytest.ExitCode.NO_TESTS_COLLECTED else int(code)
+
+
+RUN = Command(name="run", here=run_here, check=check_suite, writes_results=True)
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+def bench_options(args: argparse.Namespace) -> Any:
+    from ..bench import BenchOptions
+
+    chosen = {
+        "modes": tuple(m.name for m in MODES.select(args.mode)),
+        "scale_modes": tuple(m.name for m in MODES.select(args.scale_mode))
+        if args.scale_mode else None,
+    }  # fmt: skip
+    return BenchOptions(
+        repetitions=args.repetitions,
+        connections=args.connections,
+        hold=args.hold,
+        iperf_seconds=args.iperf_seconds,
+        rate_connections=args.rate_connections,
+        failover_streams=args.failover_streams,
+        failover_fault=args.failover_fault,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+
+
+def check_bench(args: argparse.Namespace) -> None:
+    bench_options(args)
+    load_topology(args.topology)
+
+
+def bench_here(args: argparse.Namespace, run_dir: Path | None) -> int:
+    """Bring up the cluster and measure, natively or inside the guest."""
+    from ..bench import Bench
+    from ..cluster import Cluster
+    from ..report import environment
+
+    assert run_dir is not None
+    opts = bench_options(args)
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    started = time.monotonic()
+    meta = {"run_id": run_dir.name, "command": "bench", "commit": args.commit or commit(),
+            "environment": environment(uptime=uptime)}  # fmt: skip
+    say(f"bench: {opts}; results in {run_dir}")
+    with Cluster(load_topology(args.topology)) as cluster:
+
+        def save(data: dict[str, Any]) -> None:
+            timings = cluster.timings | data["timings"]
+            timings["bench_s"] = time.monotonic() - started
+            out = meta | data | {"timings": {k: round(v, 2) for k, v in timings.items()}}
+            (run_dir / "bench.json").write_text(json.dumps(out, indent=2))
+
+        Bench(cluster, opts, say).run(save)
+    return 0
+
+
+BENCH = Command(name="bench", here=bench_here, check=check_bench, writes_results=True)
+
+
+# -- test -----------------------------------------------------------------------------------
+
+
+def host_tests(marker: str) -> int:
+    """pytest over tests/ in a fresh interpreter, selected by marker expression."""
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-q", "-m", marker,
+           "-p", "no:cacheprovider"]  # fmt: skip
+    return subprocess.run(cmd, cwd=REPO).returncode
+
+
+def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    """Unit tests, the conformance runs (each dispatched like `run`), life-cycle tests."""
+    say("unit tests (no root, no guest needed)")
+    results = [("unit tests", host_tests("not vm"))]
+    for extra in TEST_RUNS:
+        argv = ["run", *args.argv[1:], *extra]
+        say(f"conformance suite on real IPVS: lvs-testbed {' '.join(argv)}")
+        results.append((" ".join(argv), dispatch(RUN, parse(argv), argv)))
+    say("integration tests (guest life cycle, interrupts)")
+    results.append(("integration", host_tests("vm")))
+    failed = [name for name, code in results if code != 0]
+    if failed:
+        say(f"FAILED: {'; '.join(failed)}")
+        return 1
+    say("all passed")
+    return 0
+
+
+TEST = Command(name="test", here=test_here, check=check_suite, needs_ipvs=False)
+
+
+# -- lab ------------------------------------------------------------------------------------
+
+_LAB_GUIDE = """
+LVS lab: {mode} ({summary})
+  VIP {endpoint} on {director}; real servers {servers}; scheduler {scheduler}
+  The table, as you would build it by hand:
+{commands}
+  Try:
+    {client} {request}    # which real server answered?
+    {director} ipvsadm -Ln --stats      # the director's table and counters
+    {director} ipvsadm -Lnc             # its connection table
+    {rs} tcpdump -ni {rs}-eth0 -c 6 &       # then ask again: what does {rs} receive?
+    {client} {holder} >/tmp/h.json &
+    {director} ipvsadm -Ln              # while {client} holds 1000 connections 30 s: ActiveConn
+  Type exit (or Ctrl-D) to tear everything down.
+"""
+
+
+def check_lab(args: argparse.Namespace) -> None:
+    load_topology(args.topology, mode=MODES[args.mode.lower()].name, scheduler=args.scheduler)
+
+
+def lab_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    from mininet.cli import CLI
+    from mininet.log import setLogLevel
+
+    from ..cluster import Cluster
+    from ..ipvs import ipvsadm_commands
+
+    spec = load_topology(args.topology, mode=args.mode.lower(), scheduler=args.scheduler)
+    install_signal_handlers(exit_instead=True)
+    with Cluster(spec) as cluster:
+        s, client = spec.service, spec.clients[0]
+        print(
+            _LAB_GUIDE.format(
+                mode=s.forwarding.title,
+                summary=s.forwarding.summary,
+                endpoint=s.endpoint,
+                director=spec.active.name,
+                servers=", ".join(f"{r.name} {r.ip}" for r in spec.real_servers),
+                scheduler=SCHEDULERS[s.scheduler].name,
+                commands="\n".join(
+                    f"    {spec.active.name} {c}" for c in ipvsadm_commands(s, spec.real_servers)
+                ),
+                client=client.name,
+                rs=spec.real_servers[0].name,
+                request=s.transport.client(s.endpoint, 1),
+                holder=f"{sys.executable} -m loadgen.holder --target {s.endpoint} "
+                f"--source {client.ip} --count 1000 --hold 30",
+            )
+        )
+        setLogLevel("output")  # the CLI prints command output at this level
+        CLI(cluster.net)
+    return 0
+
+
+LAB = Command(name="lab", here=lab_here, check=check_lab, interactive=True)
+
+
+# -- clean ----------------------------------------------------------------------------------
+
+
+def clean_here(_args: argparse.Namespace, _run_dir: Path | None) -> int:
+    from ..cluster import clean_guests, clean_native
+
+    if os.geteuid() != 0:
+        raise TestbedError("clean needs root")
+    removed = clean_guests() + clean_native()
+    say(f"clean: removed {len(removed)} item(s)" if removed else "clean: nothing to remove")
+    return 0
+
+
+CLEAN = Command(name="clean", here=clean_here, needs_ipvs=False)
+
+COMMANDS = {c.name: c for c in (RUN, TEST, LAB, BENCH, CLEAN)}

@@ -1,0 +1,181 @@
+"""Where a command runs: natively when this kernel has IPVS, else in a guest that has it.
+
+One decision for every command that needs IPVS. A guest gets the whole
+command line as the user typed it (host paths made absolute, the run id and
+commit appended), so a new option reaches the guest without being listed
+anywhere; afterwards the host renders the results once, in ``finish``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..guest import (
+    GuestOptions,
+    choose_emulation,
+    in_guest,
+    resolve_kernel,
+    run_in_guest,
+    run_interactive,
+)
+from ..kernel import running_kernel_has_ipvs
+from ..util import TestbedError
+from ._parser import PATH_OPTIONS, REPO
+
+CACHE = REPO / ".cache"
+
+
+def say(msg: str) -> None:
+    print(f"[lvs-testbed] {msg}", flush=True)
+
+
+class GuestRunner:
+    """The host side of a guest run: the seam unit tests replace."""
+
+    def options(self, args: argparse.Namespace, results: Path | None) -> GuestOptions:
+        if os.geteuid() != 0:
+            raise TestbedError("the testbed needs root (Mininet and the guest both do)")
+        kernel = resolve_kernel(args.kernel, cache=CACHE / "kernels")
+        emulation = choose_emulation(args.emulation, kernel, CACHE)
+        extra = ()
+        if results is not None and not results.resolve().is_relative_to(REPO):
+            extra = (results.resolve(),)
+        label = "KVM" if emulation == "kvm" else "TCG software emulation (slow: expect minutes)"
+        say(f"this kernel lacks IPVS: booting guest kernel {kernel.version} ({kernel.origin}) "
+            f"with {label}")  # fmt: skip
+        return GuestOptions(
+            kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra
+        )
+
+    def run(self, opts: GuestOptions, argv: list[str]) -> int:
+        return run_in_guest(opts, argv)
+
+    def interactive(self, opts: GuestOptions, argv: list[str]) -> int:
+        return run_interactive(opts, argv)
+
+
+GUEST = GuestRunner()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """One subcommand: how its input is checked and what it does where IPVS is."""
+
+    name: str
+    here: Callable[[argparse.Namespace, Path | None], int]  # natively or inside the guest
+    check: Callable[[argparse.Namespace], None] = lambda args: None  # bad input: one line
+    needs_ipvs: bool = True
+    writes_results: bool = False  # a results/<run-id>/ directory
+    interactive: bool = False  # the terminal attached (lab)
+
+
+def native(args: argparse.Namespace) -> bool:
+    """True if this process uses kernel IPVS directly (``--kernel`` always means a guest)."""
+    if in_guest():
+        return True
+    return not getattr(args, "kernel", None) and os.geteuid() == 0 and running_kernel_has_ipvs()
+
+
+def commit() -> str:
+    """HEAD of the checkout, marked +dirty when it has uncommitted changes."""
+
+    def git(*a: str) -> str:
+        done = subprocess.run(["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *a],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_dir_of(args: argparse.Namespace) -> Path:
+    """results/<run-id>/, created: a results directory that does not exist yet is made;
+    one that cannot be (a file in the way, no permission) is refused in one line."""
+    results = Path(args.results)
+    if not args.run_id:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-")
+        args.run_id = stamp + secrets.token_hex(2)
+    run_dir = results / args.run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TestbedError(f"results directory {results}: {exc.strerror}") from None
+    return run_dir
+
+
+def guest_argv(argv: list[str], args: argparse.Namespace) -> list[str]:
+    """The user's command line for the guest: host paths absolute, run id and commit added
+    (argparse keeps the last of a repeated option)."""
+    extra: list[str] = []
+    for dest in PATH_OPTIONS:
+        value = getattr(args, dest, None)
+        if value and Path(value).exists():
+            extra += [f"--{dest}", str(Path(value).resolve())]
+    if getattr(args, "run_id", None):
+        extra += ["--run-id", args.run_id, "--commit", args.commit or commit()]
+    return [*argv, *extra]
+
+
+def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int:
+    """Check the input, then run the command natively or in a guest; render results."""
+    command.check(args)
+    run_dir = run_dir_of(args) if command.writes_results else None
+    if not command.needs_ipvs or native(args):
+        code = command.here(args, run_dir)
+        if run_dir is not None and not in_guest():
+            finish(run_dir, {})
+        return code
+    opts = GUEST.options(args, run_dir.parent if run_dir else None)
+    started = time.monotonic()
+    boot = GUEST.interactive if command.interactive else GUEST.run
+    code = boot(opts, guest_argv(argv, args))
+    if run_dir is not None:
+        finish(run_dir, {"vm_total_s": time.monotonic() - started})
+    return code
+
+
+def finish(run_dir: Path, host_timings: dict[str, float]) -> None:
+    """Merge host-side timings into what the run wrote, render summaries and the report."""
+    from ..report import bench_summary, render
+
+    written = [f for f in (run_dir / "results.json", run_dir / "bench.json") if f.exists()]
+    if not written:
+        say(f"no results were written to {run_dir}")
+        return
+    for path in written:
+        data = json.loads(path.read_text())
+        data.setdefault("timings", {}).update({k: round(v, 2) for k, v in host_timings.items()})
+        path.write_text(json.dumps(data, indent=2))
+    report = render(run_dir)
+    if (run_dir / "results.json").exists():
+        print((run_dir / "summary.txt").read_text(), end="", flush=True)
+    if (run_dir / "bench.json").exists():
+        print(bench_summary(json.loads((run_dir / "bench.json").read_text())), end="", flush=True)
+    say(f"report: {report}")
+
+
+def install_signal_handlers(*, exit_instead: bool = False) -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so every finally: cleans up.
+
+    ``exit_instead``: raise SystemExit, for Mininet's CLI, which swallows
+    KeyboardInterrupt (there Ctrl-C interrupts a command, not the lab).
+    """
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        if exit_instead:
+            raise SystemExit(128 + signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)

@@ -1,0 +1,98 @@
+"""The command line: every command and option, declared in one place."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..ha import FAULTS
+from ..registry import POLICIES
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DESCRIPTION = "bring up an LVS cluster on real kernel IPVS and check it"
+# options naming a path on the host: made absolute before a guest sees them (its
+# working directory is the checkout)
+PATH_OPTIONS = ("results", "topology")
+
+
+def _guest_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--kernel",
+        help="guest kernel: vmlinuz path, installed version, or Debian release "
+        "(trixie, sid) / version (6.12, 7) to download (default: installed linux-image-amd64)",
+    )
+    sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
+    sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
+    sp.add_argument(
+        "--topology", help="cluster .toml or .py, or a name in topologies/ (default: default)"
+    )
+
+
+def _suite_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--mode", help="forwarding modes for the mode-parametrized tests (nat,dr)")
+    sp.add_argument("--protocol", help="protocols for the protocol-parametrized tests")
+    sp.add_argument("--family", help="address families for the family-parametrized tests")
+    sp.add_argument(
+        "--combinations", choices=POLICIES, default="pairwise",
+        help="mode x protocol x family: every pair covered (default), or the full product",
+    )  # fmt: skip
+
+
+def _results_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--results", default=str(REPO / "results"), help="results directory")
+    sp.add_argument("--run-id", help=argparse.SUPPRESS)
+    sp.add_argument("--commit", help=argparse.SUPPRESS)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lvs-testbed", description=DESCRIPTION)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="bring up, run the conformance suite, write results")
+    _guest_options(run)
+    _suite_options(run)
+    run.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
+    _results_options(run)
+
+    test = sub.add_parser(
+        "test", help="unit tests here, then the conformance runs, then guest life-cycle tests"
+    )
+    _guest_options(test)
+    _suite_options(test)
+    _results_options(test)
+
+    lab = sub.add_parser("lab", help="bring up a forwarding mode and open the Mininet CLI")
+    _guest_options(lab)
+    lab.add_argument("mode", help="a forwarding mode (nat, dr, tun)")
+    lab.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+
+    bench = sub.add_parser(
+        "bench", help="throughput, connection rate and 100k held connections, VIP vs direct"
+    )
+    _guest_options(bench)
+    bench.add_argument("--repetitions", type=int, default=5, help="per figure (default 5)")
+    bench.add_argument("--connections", type=int, default=100_000,
+                       help="simultaneous connections held (default 100000)")  # fmt: skip
+    bench.add_argument("--hold", type=float, default=60.0, help="seconds to hold (default 60)")
+    bench.add_argument("--mode", help="modes for throughput and rate (default: all)")
+    bench.add_argument(
+        "--scale-mode", help="modes for the held connections (default: one per state table)"
+    )
+    bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
+    bench.add_argument("--rate-connections", type=int, default=2000,
+                       help="connections per connection-rate measurement")  # fmt: skip
+    bench.add_argument("--failover-streams", type=int, default=60,
+                       help="streams through a director failure (0: skip)")  # fmt: skip
+    bench.add_argument("--failover-fault", default="kill",
+                       help=f"how the master fails: {', '.join(FAULTS)} (kill: its "
+                            "keepalived SIGKILLed)")  # fmt: skip
+    _results_options(bench)
+
+    sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(argv)
+    args.argv = list(argv)
+    return args

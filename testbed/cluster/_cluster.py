@@ -1,0 +1,381 @@
+"""A running LVS cluster: a Mininet network on Linux bridges plus kernel IPVS.
+
+The network is built once; ``configure()`` switches forwarding mode,
+scheduler or real servers in place (real-server setup and the IPVS table),
+so one topology serves a whole test session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..ipvs import Ipvs, ServiceState, ipvsadm_commands
+from ..kernel import require_modules
+from ..net import Capture
+from ..registry import (
+    PROTOCOLS,
+    DirectorHost,
+    Family,
+    RealServerHost,
+    family_of,
+    neutral_baseline,
+)
+from ..topology import ClusterSpec, RealServer
+from ..util import Scoped, TestbedError
+from ._cleanup import MARK_ENV, clean_native, mark_bridge
+
+# Bridge names start with this prefix; a second cluster in the same kernel
+# (the life-cycle tests) uses another one.
+PREFIX_ENV = "LVS_TESTBED_PREFIX"
+REPO = Path(__file__).resolve().parent.parent
+SERVER = "loadgen.server"  # the HTTP real-server program
+# Extra client addresses: client i owns host numbers 128+64*i .. 191+64*i of
+# the outside network (clipped to it), disjoint from every declared address.
+EXTRA_FIRST_HOST = 128
+EXTRA_PER_CLIENT = 64
+# Mininet names interfaces <host>-eth<N>: a real server and a client have one,
+# a director and the router eth0 outside and eth1 inside
+RS_IF = "eth0"
+
+
+def real_server_host(spec: ClusterSpec, rs: RealServer) -> RealServerHost:
+    """One real server as the registry's setup hooks see it."""
+    return RealServerHost(
+        name=rs.name,
+        interface=f"{rs.name}-{RS_IF}",
+        address=str(rs.ip),
+        vip=str(spec.service.vip),
+        family=spec.service.family,
+        dip=str(spec.service.dip),
+        router=str(spec.router.inside),
+        tunnel=spec.tunnel_of(rs),
+    )
+
+
+def director_host(spec: ClusterSpec, name: str) -> DirectorHost:
+    return DirectorHost(
+        name=name, outside=f"{name}-eth0", inside=f"{name}-eth1", family=spec.service.family
+    )
+
+
+def _say(msg: str) -> None:
+    print(f"[cluster] {msg}", flush=True)
+
+
+class Cluster(Scoped):
+    """Build, reconfigure and tear down an LVS cluster from a ClusterSpec.
+
+    >>> with Cluster(load_topology(mode="dr")) as cluster:
+    ...     cluster.run("c1", "curl -s http://203.0.113.100/")
+    """
+
+    def __init__(self, spec: ClusterSpec, *, progress: Callable[[str], None] = _say) -> None:
+        self.spec = spec
+        self.base_spec = spec  # as declared; configure() changes self.spec
+        self._say = progress
+        self.net: Any = None
+        self._programs: dict[tuple[str, str], Any] = {}  # (host, module) -> Popen
+        self._ipvs: dict[str, Ipvs] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
+        self.timings: dict[str, float] = {}
+        # extra sections for describe(), e.g. the HA daemons' state while they run
+        self.diagnostics: list[Callable[[], str]] = []
+
+    # -- life cycle -------------------------------------------------------------------
+    def start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+
+        if os.geteuid() != 0:
+            raise TestbedError("building the network needs root (Mininet)")
+        require_modules(*self.spec.modules())
+        setLogLevel("warning")
+        # every process Mininet starts inherits the marker: how cleanup finds them
+        os.environ[MARK_ENV] = str(os.getpid())
+        clean_native(orphans_only=True, quiet=True)  # leftovers of a crashed earlier run
+        started = time.monotonic()
+        self._say(f"building topology {self.spec.name!r} ({len(self.spec.hosts)} hosts)")
+        net = Mininet(
+            topo=None, build=False, switch=LinuxBridge, controller=None, waitConnected=False
+        )
+        self.net = net
+        prefix = os.environ.get(PREFIX_ENV, "lvs")
+        outside = net.addSwitch(f"{prefix}out0")
+        inside = net.addSwitch(f"{prefix}in0")
+        for c in self.spec.clients:
+            net.addLink(net.addHost(c.name, ip=None), outside, intfName1=f"{c.name}-eth0")
+        for h in (self.spec.router, *self.spec.directors):
+            node = net.addHost(h.name, ip=None)
+            net.addLink(node, outside, intfName1=f"{h.name}-eth0")
+            net.addLink(node, inside, intfName1=f"{h.name}-eth1")
+        for r in self.spec.real_servers:
+            net.addLink(net.addHost(r.name, ip=None), inside, intfName1=f"{r.name}-{RS_IF}")
+        net.build()
+        net.start()
+        for bridge in (outside, inside):
+            mark_bridge(bridge.name, os.getpid())
+        self._address_hosts()
+        self.timings["topology_build_s"] = time.monotonic() - started
+        self._say(f"network up in {self.timings['topology_build_s']:.1f} s")
+        self._start_real_servers()
+        self.configure(self.spec)
+        self.timings["cluster_ready_s"] = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Stop servers, IPVS socket and network. Safe to call twice."""
+        for ipvs in self._ipvs.values():
+            with contextlib.suppress(Exception):
+                ipvs.close()
+        self._ipvs.clear()
+        for host, module in list(self._programs):
+            self.stop_program(host, module)
+        if self.net is not None:
+            self._say("tearing down the network")
+            with contextlib.suppress(Exception):
+                self.net.stop()
+            self.net = None
+        clean_native(owner=os.getpid(), quiet=True)
+
+    # -- building blocks ----------------------------------------------------------------
+    @property
+    def family(self) -> Family:
+        """The family of the cluster's own networks."""
+        return family_of(self.spec.outside.network_address)
+
+    def _address_hosts(self) -> None:
+        s = self.spec
+        olen, ilen = s.outside.prefixlen, s.inside.prefixlen
+        for c in s.clients:
+            self.run(c.name, f"ip addr add {c.ip}/{olen} dev {c.name}-eth0")
+        for h in (s.router, *s.directors):
+            self.run(
+                h.name,
+                f"ip addr add {h.outside}/{olen} dev {h.name}-eth0",
+                f"ip addr add {h.inside}/{ilen} dev {h.name}-eth1",
+                f"sysctl -qw {self.family.sysctl}.ip_forward=1",
+            )
+        for r in s.real_servers:
+            self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
+        self.claim_service_addresses()
+
+    def claim_service_addresses(self) -> None:
+        """Put VIP and DIP statically on the active director (no VRRP)."""
+        d = self.spec.active.name
+        self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self.spec.service_addresses(d)))
+
+    def release_service_addresses(self, director: str | None = None) -> None:
+        """Take VIP and DIP off a director (default: the active one; VRRP will own them)."""
+        d = director or self.spec.active.name
+        addresses = self.spec.service_addresses(d)
+        self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in addresses))
+
+    def _start_real_servers(self) -> None:
+        for r in self.spec.real_servers:
+            self.start_real_server(r.name, wait=False)
+        for r in self.spec.real_servers:
+            self.wait_program(r.name, SERVER)
+
+    def start_program(self, host: str, module: str, *args: str, wait: bool = True) -> Any:
+        """Start ``python -m module args --ready-file F`` in a host, one per (host, module)."""
+        self.stop_program(host, module)
+        ready = self.workdir / f"{host}.{module}.ready"
+        ready.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", module, *args, "--ready-file", str(ready)]
+        proc = self.node(host).popen(cmd, cwd=str(REPO))
+        self._programs[host, module] = proc
+        if wait:
+            self.wait_program(host, module)
+        return proc
+
+    def ensure_program(self, host: str, module: str, *args: str, wait: bool = True) -> Any:
+        """Like start_program, unless it already runs."""
+        proc = self._programs.get((host, module))
+        if proc is not None and proc.poll() is None:
+            return proc
+        return self.start_program(host, module, *args, wait=wait)
+
+    def wait_program(self, host: str, module: str) -> None:
+        proc = self._programs[host, module]
+        ready = self.workdir / f"{host}.{module}.ready"
+        deadline = time.monotonic() + 120  # Python start-up is slow under emulation
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise TestbedError(f"{module} on {host} exited at start")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{module} on {host} did not start")
+            time.sleep(0.2)
+
+    def stop_program(self, host: str, module: str) -> None:
+        proc = self._programs.pop((host, module), None)
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(5)
+
+    def server_args(self, name: str) -> list[str]:
+        """Arguments of one real server's program: its name, and every protocol served on
+        the service's ports."""
+        ports = sorted({self.spec.service.port, self.spec.service.nat_port or 0} - {0})
+        args = ["--name", name]
+        for proto in PROTOCOLS.values():
+            args += [a for p in ports for a in (proto.server_option, str(p))]
+        return args
+
+    def start_real_server(self, name: str, *, wait: bool = True) -> None:
+        """(Re)start the HTTP real-server program of one real server."""
+        self.start_program(name, SERVER, *self.server_args(name), wait=wait)
+
+    def stop_real_server(self, name: str) -> None:
+        """Stop one real server's program: its ports refuse connections (a service failure)."""
+        self.stop_program(name, SERVER)
+
+    def configure(self, spec: ClusterSpec) -> None:
+        """Switch mode, scheduler, weights or real servers without a rebuild."""
+        # the network has the declared hosts: any subset of them may serve
+        if {r.name for r in spec.real_servers} - {r.name for r in self.base_spec.real_servers}:
+            raise TestbedError("configure() can change real servers, not add new hosts")
+        mode = spec.service.forwarding
+        require_modules(*spec.modules())
+        self.spec = spec
+        for rs in spec.real_servers:
+            host = real_server_host(spec, rs)
+            self.run(rs.name, *neutral_baseline(host), *mode.real_server_setup(host))
+        for d in spec.directors:
+            setup = mode.director_setup(director_host(spec, d.name))
+            if setup:
+                self.run(d.name, *setup)
+        self.forget_neighbours()  # learned under the previous mode or a failover
+        self.ipvs.apply(spec.service, spec.real_servers)
+        self._say(
+            f"configured {mode.title} {spec.service.transport.title} {spec.service.scheduler} "
+            f"{spec.service.endpoint} -> {len(spec.real_servers)} real servers"
+        )
+
+    def forget_neighbours(self) -> None:
+        """Flush every host's ARP cache: after VIP or DIP moved, a client's entry for
+        the VIP or a real server's for the DIP may still name the other director."""
+        for h in self.base_spec.hosts:
+            self.run(h.name, "ip neigh flush all")
+
+    # -- access -------------------------------------------------------------------------
+    def node(self, name: str) -> Any:
+        if self.net is None:
+            raise TestbedError("the cluster is not running")
+        return self.net.get(name)
+
+    def pid(self, name: str) -> int:
+        return int(self.node(name).pid)
+
+    def run(self, host: str, *commands: str, check: bool = True) -> str:
+        """Run shell commands in a host (joined with &&); raise on failure."""
+        script = " && ".join(f"( {c} )" for c in commands)
+        out = self.node(host).cmd(f"{script}; echo __rc=$?")
+        body, _, rc = out.rpartition("__rc=")
+        if check and rc.strip() != "0":
+            raise TestbedError(f"{host}: command failed ({rc.strip()}): {script}\n{body.strip()}")
+        return body
+
+    @property
+    def ipvs(self) -> Ipvs:
+        """Netlink IPVS control of the active director."""
+        return self.ipvs_of(self.spec.active.name)
+
+    def ipvs_of(self, director: str) -> Ipvs:
+        """Netlink IPVS control of any director."""
+        if director not in self._ipvs:
+            self._ipvs[director] = Ipvs(netns=f"/proc/{self.pid(director)}/ns/net")
+        return self._ipvs[director]
+
+    def switch_port(self, intf: str) -> str:
+        """The bridge-side end of a host interface: setting it down cuts the cable."""
+        link = self.node(intf.split("-", 1)[0]).intf(intf).link
+        return str(link.intf2.name if link.intf1.name == intf else link.intf1.name)
+
+    def service_state(self) -> ServiceState:
+        return self.ipvs.service()
+
+    def client_addresses(self, client: str, count: int) -> list[str]:
+        """``count`` extra source addresses on a client, added once and kept.
+
+        For many source addresses (hashing schedulers) or many connections to
+        one VIP:port (each address has its own 64k ports).
+        """
+        names = [c.name for c in self.spec.clients]
+        if client not in names:
+            raise TestbedError(f"{client!r} is not a client (clients: {', '.join(names)})")
+        s = self.spec
+        net = s.outside
+        declared = {c.ip for c in s.clients} | {h.outside for h in (s.router, *s.directors)}
+        declared.add(s.service.vip)
+        first = EXTRA_FIRST_HOST + EXTRA_PER_CLIENT * names.index(client)
+        hosts = [
+            h
+            for h in range(first, first + EXTRA_PER_CLIENT)
+            if h < net.num_addresses - 1 and net.network_address + h not in declared
+        ]
+        if count > len(hosts):
+            raise TestbedError(f"{client} has room for {len(hosts)} extra addresses, not {count}")
+        addrs = [str(net.network_address + h) for h in hosts[:count]]
+        dev = f"{client}-eth0"
+        present = set(
+            self.run(client, f"ip {self.family.ip_option} -o addr show dev {dev}").split()
+        )
+        missing = [a for a in addrs if f"{a}/{net.prefixlen}" not in present]
+        if missing:
+            self.run(client, *(f"ip addr add {a}/{net.prefixlen} dev {dev}" for a in missing))
+        return addrs
+
+    def mac(self, intf: str) -> str:
+        host = intf.split("-", 1)[0]
+        return self.run(host, f"cat /sys/class/net/{intf}/address").strip()
+
+    def capture(self, *points: str) -> Capture:
+        """Capture on interfaces named ``<host>-eth<N>``."""
+        return Capture({p: self.pid(p.split("-", 1)[0]) for p in points})
+
+    # -- diagnostics --------------------------------------------------------------------
+    def describe(self) -> str:
+        """Director IPVS table, counters and the sysctls that decide forwarding."""
+        if self.net is None:
+            return "(cluster not running)"
+        s = self.spec
+        d = s.active.name
+        fam = self.family.sysctl
+        sections = [
+            (f"{d}: ipvsadm -Ln --stats", "ipvsadm -Ln --stats"),
+            (f"{d}: ipvsadm -Lnc (connections)", "ipvsadm -Lnc | head -40"),
+            (f"{d}: sysctls", f"sysctl {fam}.ip_forward; sysctl net.ipv4.vs 2>/dev/null"),
+            (f"{d}: addresses", "ip -br addr"),
+        ]
+        out = [
+            "--- the table the testbed set, as ipvsadm commands\n"
+            + "\n".join(ipvsadm_commands(s.service, s.real_servers))
+        ]
+        for title, cmd in sections:
+            out.append(f"--- {title}\n{self.run(d, cmd, check=False).strip()}")
+        for extra in self.diagnostics:
+            with contextlib.suppress(Exception):
+                out.append(extra())
+        for r in s.real_servers:
+            dev = f"{r.name}-{RS_IF}"
+            keys = " ".join(
+                shlex.quote(f"{fam}.conf.{i}.{k}")
+                for i in ("all", "lo", dev)
+                for k in ("arp_ignore", "arp_announce", "rp_filter")
+            )
+            out.append(
+                f"--- {r.name}: addresses, routes, sysctls\n"
+                + self.run(
+                    r.name, f"ip -br addr; ip route; sysctl {keys} 2>/dev/null", check=False
+                ).strip()
+            )
+        return "\n".join(out)

@@ -1,0 +1,44 @@
+"""Where kernel IPVS comes from when the running kernel lacks it: a virtme-ng guest.
+
+Choose a kernel (installed, an image path, or a Debian release fetched into
+the cache), pick the emulation (KVM only if it really boots a guest here),
+and run a testbed command line inside::
+
+    kernel = resolve_kernel("trixie", cache=Path(".cache/kernels"))
+    opts = GuestOptions(kernel=kernel, checkout=REPO, emulation=choose_emulation("auto", ...))
+    exit_status = run_in_guest(opts, ["run", "-k", "forwarding"])
+"""
+
+from ._choice import resolve_kernel
+from ._debian import fetch_kernel, host_mirror
+from ._image import GuestKernel, from_vmlinuz, installed_kernels, kernel_from_tree
+from ._vm import (
+    GUEST_ENV,
+    GUEST_NAME,
+    GuestOptions,
+    choose_emulation,
+    in_guest,
+    kvm_boots,
+    run_in_guest,
+    run_interactive,
+    vng_command,
+)
+
+__all__ = [
+    "GUEST_ENV",
+    "GUEST_NAME",
+    "GuestKernel",
+    "GuestOptions",
+    "choose_emulation",
+    "fetch_kernel",
+    "from_vmlinuz",
+    "host_mirror",
+    "in_guest",
+    "installed_kernels",
+    "kernel_from_tree",
+    "kvm_boots",
+    "resolve_kernel",
+    "run_in_guest",
+    "run_interactive",
+    "vng_command",
+]

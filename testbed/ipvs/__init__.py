@@ -1,0 +1,37 @@
+"""The system under test's table: IPVS over netlink, ipvsadm's view, the /proc tables.
+
+The testbed configures IPVS only through generic netlink, the API ipvsadm
+itself uses; ``ipvsadm -Ln`` is parsed separately as an independent reader::
+
+    with Ipvs(netns=f"/proc/{director_pid}/ns/net") as ipvs:
+        ipvs.apply(spec.service, spec.real_servers)
+        state = ipvs.service()               # ServiceState, counters included
+    read_connections(director_pid)           # [Conn(client=..., dest=..., state=...)]
+"""
+
+from ._conntable import Conn, DestCounters, read_connections, read_dest_counters
+from ._ipvsadm import (
+    KERNEL_PROTOCOLS,
+    IpvsadmRow,
+    ipvsadm_commands,
+    parse_ipvsadm,
+    rows_from_netlink,
+)
+from ._netlink import DestState, Ipvs, ServiceState, Stats, method_name
+
+__all__ = [
+    "KERNEL_PROTOCOLS",
+    "Conn",
+    "DestCounters",
+    "DestState",
+    "Ipvs",
+    "IpvsadmRow",
+    "ServiceState",
+    "Stats",
+    "ipvsadm_commands",
+    "method_name",
+    "parse_ipvsadm",
+    "read_connections",
+    "read_dest_counters",
+    "rows_from_netlink",
+]

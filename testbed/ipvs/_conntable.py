@@ -1,0 +1,96 @@
+"""The director's connection table and real-server counters, read from /proc.
+
+``/proc/<pid>/net/ip_vs_conn`` and ``/proc/<pid>/net/ip_vs`` of a process in
+the director's namespace: cheap enough to read before every scheduling
+decision, which the netlink dump is not (net/netfilter/ipvs/ip_vs_conn.c
+ip_vs_conn_seq_show, ip_vs_ctl.c ip_vs_info_seq_show).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._ipvsadm import KERNEL_PROTOCOLS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conn:
+    """One entry of the director's IPVS connection table."""
+
+    protocol: str  # "TCP"
+    client: tuple[str, int]
+    virtual: tuple[str, int]
+    dest: tuple[str, int]
+    state: str
+    expires: int
+
+
+def _hex_addr(text: str) -> str | None:
+    """An address as /proc prints it: IPv4 as 8 hex digits (%08X), IPv6 as %pI6
+    (eight groups of four hex digits, colon-separated); None for anything else."""
+    try:
+        if ":" in text:
+            return str(ipaddress.IPv6Address(text))
+        if len(text) == 8:
+            return str(ipaddress.IPv4Address(bytes.fromhex(text)))
+    except ValueError:
+        pass
+    return None
+
+
+def read_connections(director_pid: int) -> list[Conn]:
+    """Parse ``/proc/<pid>/net/ip_vs_conn`` of the director's namespace."""
+    lines = Path(f"/proc/{director_pid}/net/ip_vs_conn").read_text().splitlines()[1:]
+    titles = set(KERNEL_PROTOCOLS.values())
+    conns = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 9 or parts[0] not in titles:
+            continue
+        client, virtual, dest = (_hex_addr(parts[i]) for i in (1, 3, 5))
+        if client is None or virtual is None or dest is None:
+            continue
+        conns.append(
+            Conn(
+                protocol=parts[0],
+                client=(client, int(parts[2], 16)),
+                virtual=(virtual, int(parts[4], 16)),
+                dest=(dest, int(parts[6], 16)),
+                state=parts[7],
+                expires=int(parts[8]),
+            )
+        )
+    return conns
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestCounters:
+    """ActiveConn / InActConn of one real server, from ``/proc/<pid>/net/ip_vs``."""
+
+    addr: str
+    port: int
+    weight: int
+    active: int
+    inactive: int
+
+
+def read_dest_counters(director_pid: int) -> dict[str, DestCounters]:
+    """Real-server counters of every service (keyed by address), cheap enough per flow."""
+    out = {}
+    for line in Path(f"/proc/{director_pid}/net/ip_vs").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0] == "->" and ":" in parts[1]:
+            hexaddr, _, hexport = parts[1].rpartition(":")
+            addr = _hex_addr(hexaddr.strip("[]"))
+            if addr is None:
+                continue
+            out[addr] = DestCounters(
+                addr=addr,
+                port=int(hexport, 16),
+                weight=int(parts[3]),
+                active=int(parts[4]),
+                inactive=int(parts[5]),
+            )
+    return out

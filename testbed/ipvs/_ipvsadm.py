@@ -1,0 +1,106 @@
+"""ipvsadm as an independent reader and as the commands a person would type.
+
+``parse_ipvsadm`` reads ``ipvsadm -Ln`` into rows comparable with the
+netlink dump (``rows_from_netlink``): two readers of one kernel table.
+``ipvsadm_commands`` writes a service as the ipvsadm(8) commands that build
+it, for guides and failure reports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..registry import MODES
+from ..topology import RealServer, Service
+from ._netlink import ServiceState
+
+# What ipvsadm and /proc/net/ip_vs* call the protocols IPVS supports, whether or not
+# the testbed has declared them yet: an independent reader must see every service
+# (include/uapi/linux/in.h numbers; ipvsadm.c and ip_vs_proto_*.c names)
+KERNEL_PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP"}
+
+_ENDPOINT = r"(?:\[(?P<{0}6>[0-9a-fA-F:]+)\]|(?P<{0}4>[\d.]+)):(?P<{0}port>\d+)"
+_IPVSADM_SERVICE = re.compile(
+    rf"^(?P<proto>[A-Z]+)\s+{_ENDPOINT.format('s')}\s+(?P<sched>\S+)(?P<rest>.*)$"
+)
+_IPVSADM_DEST = re.compile(
+    rf"^\s+->\s+{_ENDPOINT.format('d')}\s+(?P<fwd>\w+)\s+(?P<weight>\d+)"
+    r"\s+(?P<active>\d+)\s+(?P<inactive>\d+)\s*$"
+)
+
+
+def _forward_name(column: str) -> str:
+    for mode in MODES.values():
+        if mode.ipvsadm_column == column:
+            return mode.name
+    return {"Local": "local"}.get(column, column)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpvsadmRow:
+    """One line of ``ipvsadm -Ln`` reduced to what both sources report."""
+
+    service: str  # "TCP 203.0.113.100:80 rr"
+    dest: str | None  # "198.51.100.11:8080 nat w=1" (None for the service line)
+
+
+def _endpoint(addr: str, port: object) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def parse_ipvsadm(text: str) -> list[IpvsadmRow]:
+    """Parse ``ipvsadm -Ln`` (numeric) into comparable rows."""
+    rows: list[IpvsadmRow] = []
+    current: str | None = None
+    titles = set(KERNEL_PROTOCOLS.values())
+    for line in text.splitlines():
+        m = _IPVSADM_SERVICE.match(line)
+        if m and m["proto"] in titles:
+            addr = m["s6"] or m["s4"]
+            current = f"{m['proto']} {_endpoint(addr, m['sport'])} {m['sched']}"
+            if "persistent" in m["rest"]:
+                current += " persistent"
+            rows.append(IpvsadmRow(service=current, dest=None))
+        elif (m := _IPVSADM_DEST.match(line)) and current:
+            dest = f"{_endpoint(m['d6'] or m['d4'], m['dport'])} {_forward_name(m['fwd'])}"
+            rows.append(IpvsadmRow(service=current, dest=f"{dest} w={m['weight']}"))
+    return rows
+
+
+def rows_from_netlink(states: Iterable[ServiceState]) -> list[IpvsadmRow]:
+    """The same rows, built from a netlink dump, for comparison with ipvsadm."""
+    names = KERNEL_PROTOCOLS
+    rows = []
+    for s in states:
+        svc = f"{names.get(s.protocol, s.protocol)} {_endpoint(s.addr, s.port)} {s.scheduler}"
+        if s.persistent:
+            svc += " persistent"
+        rows.append(IpvsadmRow(service=svc, dest=None))
+        rows += [
+            IpvsadmRow(service=svc, dest=f"{_endpoint(d.addr, d.port)} {d.method} w={d.weight}")
+            for d in s.dests
+        ]
+    return rows
+
+
+def ipvsadm_commands(service: Service, real_servers: Iterable[RealServer]) -> list[str]:
+    """The ipvsadm(8) commands that build this service and its real servers."""
+    proto = service.transport.ipvsadm_flag
+    add = f"ipvsadm -A {proto} {service.endpoint} -s {service.scheduler}"
+    if service.sched_flags:
+        add += f" -b {','.join(service.sched_flags)}"
+    if service.persistence:
+        add += f" -p {service.persistence}"
+    out = [add]
+    mode = service.forwarding
+    for rs in real_servers:
+        dest = service.family.endpoint(rs.ip, service.real_port)
+        cmd = f"ipvsadm -a {proto} {service.endpoint} -r {dest} {mode.ipvsadm_flag} -w {rs.weight}"
+        if rs.upper_threshold:
+            cmd += f" -x {rs.upper_threshold}"
+        if rs.lower_threshold:
+            cmd += f" -y {rs.lower_threshold}"
+        out.append(cmd)
+    return out

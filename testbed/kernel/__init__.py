@@ -1,0 +1,10 @@
+"""Feature probes of the running kernel (modules, /proc files), for choices and skips.
+
+>>> from testbed.kernel import missing_module
+>>> missing_module("ip_vs_twos", needed_by="scheduler twos")   # on Debian's 6.1
+'kernel lacks module ip_vs_twos (needed by scheduler twos)'
+"""
+
+from ._probe import PROC_IPVS, missing_module, modprobe, require_modules, running_kernel_has_ipvs
+
+__all__ = ["PROC_IPVS", "missing_module", "modprobe", "require_modules", "running_kernel_has_ipvs"]

@@ -1,0 +1,49 @@
+"""Probes of the running kernel: what it has, found by trying, never by version.
+
+``modprobe`` then ``/proc/net/ip_vs`` is how an administrator checks for
+IPVS; the same probes decide between native and guest runs and name the
+missing piece in a test's skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..util import TestbedError
+
+PROC_IPVS = Path("/proc/net/ip_vs")
+
+
+def modprobe(module: str) -> bool:
+    """Load a module; True if it is now available (built in or loaded)."""
+    if not shutil.which("modprobe"):
+        return False
+    done = subprocess.run(["modprobe", "-q", module], capture_output=True)
+    return done.returncode == 0
+
+
+def running_kernel_has_ipvs() -> bool:
+    """True if this kernel provides IPVS (possibly after loading ip_vs)."""
+    if PROC_IPVS.exists():
+        return True
+    return os.geteuid() == 0 and modprobe("ip_vs") and PROC_IPVS.exists()
+
+
+def missing_module(*modules: str, needed_by: str) -> str | None:
+    """The skip reason naming the first module this kernel cannot load, or None."""
+    for module in modules:
+        if not modprobe(module):
+            return f"kernel lacks module {module} (needed by {needed_by})"
+    return None
+
+
+def require_modules(*modules: str) -> None:
+    """Load modules or fail with one line naming the first one missing."""
+    for module in modules:
+        if not modprobe(module):
+            raise TestbedError(
+                f"kernel {os.uname().release} lacks module {module} (modprobe {module} failed)"
+            )

@@ -1,0 +1,57 @@
+"""On the wire: captures at every hop, expected packets, and real traffic from a host.
+
+    with Capture({"d1-eth0": d1_pid, "r1-eth0": r1_pid}) as cap:
+        ...                                      # traffic
+    hops = request_hops(site, flow)              # the oracle: scapy templates per hop
+    for hop in hops:
+        expect_hop(hop, cap.frames())            # PacketMismatch: expected vs got
+
+Connections come from a thread inside a client's namespace (``Connector``,
+``StreamSet``, ``Prober``), so hundreds of them cost no process each.
+"""
+
+from ._capture import Capture, Frame, send_frames
+from ._connector import LINGER_RST, Connector
+from ._netns import enter_netns, run_in_netns
+from ._packets import Hop, PacketMismatch, describe_template, expect_absent, expect_hop, matches
+from ._paths import (
+    Site,
+    TracedFlow,
+    as_forwarded,
+    carried,
+    comparable,
+    datagram_summary,
+    forbidden_hops,
+    reply_hops,
+    request_hops,
+)
+from ._streams import Probe, Prober, StreamSet, Tracked
+
+__all__ = [
+    "LINGER_RST",
+    "Capture",
+    "Connector",
+    "Frame",
+    "Hop",
+    "PacketMismatch",
+    "Probe",
+    "Prober",
+    "Site",
+    "StreamSet",
+    "TracedFlow",
+    "Tracked",
+    "as_forwarded",
+    "carried",
+    "comparable",
+    "datagram_summary",
+    "describe_template",
+    "enter_netns",
+    "expect_absent",
+    "expect_hop",
+    "forbidden_hops",
+    "matches",
+    "reply_hops",
+    "request_hops",
+    "run_in_netns",
+    "send_frames",
+]

@@ -1,0 +1,92 @@
+"""What the suite measures: experiments on a running cluster, and their typed results.
+
+Each experiment drives real traffic or real daemons and returns a typed
+value; the conformance tests assert on it, and ``record()``-ed results reach
+results.json and the report as the same dataclasses::
+
+    ex = send_exchange(cluster, combinations()[0])       # Exchange; records a ForwardingRecord
+    run = run_sync(ha)                                   # SyncRun
+    fo = observe_failover(pair, "kill")                  # Failover; records a FailoverRecord
+"""
+
+from ._decisions import Comparison, Decision, Harness, compare, spread_over
+from ._exchange import (
+    ROUNDS,
+    Exchange,
+    capture_points,
+    request_sequence,
+    send_exchange,
+    site_of,
+    unservable,
+)
+from ._failover import Failover, observe_failover
+from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
+from ._records import (
+    RECORD_KINDS,
+    FailoverRecord,
+    FeedbackRecord,
+    ForwardingRecord,
+    HealthRecord,
+    ScaleRecord,
+    SchedulerRecord,
+    ThresholdRecord,
+    TraceHop,
+    from_json,
+    load_records,
+    of_kind,
+    record,
+    record_kind,
+    record_timings,
+    recorded,
+    recorded_timings,
+    to_json,
+)
+from ._scale import active_per_server, hold_through_vip
+from ._sync import SyncRun, longest_silence, run_sync, throughput_timeline
+
+__all__ = [
+    "RECORD_KINDS",
+    "ROUNDS",
+    "SLACK",
+    "Comparison",
+    "Decision",
+    "Exchange",
+    "Failover",
+    "FailoverRecord",
+    "FeedbackRecord",
+    "ForwardingRecord",
+    "Harness",
+    "HealthRecord",
+    "ScaleRecord",
+    "SchedulerRecord",
+    "SyncRun",
+    "ThresholdRecord",
+    "TraceHop",
+    "active_per_server",
+    "capture_points",
+    "compare",
+    "from_json",
+    "hold_through_vip",
+    "kernel_weights",
+    "load_feedback",
+    "load_records",
+    "longest_silence",
+    "observe_failover",
+    "of_kind",
+    "record",
+    "record_kind",
+    "record_timings",
+    "recorded",
+    "recorded_timings",
+    "removal_and_return",
+    "request_sequence",
+    "run_sync",
+    "send_exchange",
+    "served_by",
+    "site_of",
+    "spread_over",
+    "throughput_timeline",
+    "time_until",
+    "to_json",
+    "unservable",
+]

@@ -1,0 +1,254 @@
+"""Drive one IPVS service with a chosen scheduler and observe every decision.
+
+Connections come from the first client's namespace (in-process, with chosen
+source addresses and ports); which real server got each one is read from
+the director's connection table; the kernel state a decision depended on
+(weights, ActiveConn, InActConn, in list order) is read just before it. The
+comparison with the model is a typed record; the test asserts on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..cluster import Cluster
+from ..ipvs import read_connections, read_dest_counters
+from ..net import Connector
+from ..sched import Dest, Flow, Model
+from ..topology import RealServer
+from ..util import wait_until
+from ._records import SchedulerRecord, record
+
+# Extra client addresses for hashing schedulers: our own, on the outside segment
+SOURCE_COUNT = 64
+
+
+@dataclass
+class Decision:
+    flow: Flow
+    expected: str | None
+    got: str | None
+    state: list[Dest] = field(default_factory=list)
+
+    def describe(self) -> str:
+        load = ", ".join(f"{d.name}(w={d.weight} a={d.active} i={d.inactive})" for d in self.state)
+        return f"{self.flow.saddr}:{self.flow.sport}: expected {self.expected}, got {self.got}" + (
+            f" [state {load}]" if load else ""
+        )
+
+
+class Harness:
+    """One scheduler service on the shared cluster, plus a client that records choices.
+
+    The service uses one forwarding mode throughout (``mode``): schedulers pick
+    a real server before the packet is transmitted and never look at the
+    method (ip_vs_core.c ip_vs_schedule).
+    """
+
+    def __init__(self, cluster: Cluster, *, mode: str = "nat") -> None:
+        self.cluster = cluster
+        self.mode = mode
+        spec = cluster.spec
+        self.client = spec.clients[0]
+        self.director_pid = cluster.pid(spec.active.name)
+        self.sources = cluster.client_addresses(self.client.name, SOURCE_COUNT)
+        # refused flows (no server) are answered with ICMP port unreachable:
+        # no rate limit, or the client would wait for a timeout instead
+        cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")
+        self._ports = itertools.count(20000)
+        # every configure() gets a new virtual port: the kernel may revive a
+        # deleted real server of the same VIP:port from its trash
+        # (ip_vs_trash_get_dest), with connections lingering from an earlier test
+        self._vports = itertools.count(81)
+        self.connector = Connector(cluster.pid(self.client.name), timeout=10.0)
+        self.names = {str(r.ip): r.name for r in spec.real_servers}
+        self.errors: list[str] = []  # failed connects, for failure messages
+
+    def close(self) -> None:
+        self.connector.close()
+        self.cluster.configure(self.cluster.base_spec)  # as other suites expect it
+
+    @property
+    def server_names(self) -> list[str]:
+        """The real servers, in the topology's order."""
+        return [r.name for r in self.cluster.base_spec.real_servers]
+
+    # -- configuration -------------------------------------------------------------------
+    def configure(
+        self,
+        scheduler: str,
+        *,
+        weights: Sequence[int] | None = None,
+        flags: Iterable[str] = (),
+        upper: Sequence[int] | None = None,
+    ) -> None:
+        """A fresh service (scheduler state reset) with the given weights and thresholds."""
+        self.connector.close_all()
+        spec = self.cluster.base_spec  # not the previous test's weights and thresholds
+        n = len(spec.real_servers)
+        servers = []
+        for i, rs in enumerate(spec.real_servers):
+            changes: dict[str, int] = {}
+            if weights is not None:
+                changes["weight"] = spread_over(weights, n)[i]
+            if upper is not None:
+                changes["upper_threshold"] = spread_over(upper, n)[i]
+            servers.append(dataclasses.replace(rs, **changes))
+        new = spec.with_real_servers(*servers).with_service(
+            scheduler=scheduler, sched_flags=tuple(flags), mode=self.mode, port=next(self._vports)
+        )
+        self.cluster.configure(new)
+
+    def set_weight(self, name: str, weight: int) -> None:
+        rs = self.cluster.spec.real_server(name)
+        self.cluster.ipvs.set_weight(self.cluster.spec.service, rs, weight)
+
+    def real_server(self, name: str) -> RealServer:
+        return self.cluster.spec.real_server(name)
+
+    # -- observation -----------------------------------------------------------------------
+    def dests(self) -> list[Dest]:
+        """Real servers in the kernel's list order, with weights and current counters."""
+        state = self.cluster.service_state()
+        return [
+            Dest(
+                name=self.names[d.addr],
+                addr=d.addr,
+                port=d.port,
+                weight=d.weight,
+                active=d.active,
+                inactive=d.inactive,
+                upper=d.upper_threshold,
+                lower=d.lower_threshold,
+            )
+            for d in state.dests
+        ]
+
+    def flow(self, saddr: str | None = None, sport: int | None = None) -> Flow:
+        s = self.cluster.spec.service
+        return Flow(
+            saddr=saddr or str(self.client.ip),
+            sport=sport if sport is not None else next(self._ports),
+            daddr=str(s.vip),
+            dport=s.port,
+        )
+
+    def connect(self, flow: Flow) -> str | None:
+        """Open (and hold) one connection; the real server the director chose.
+
+        The answer is the director's decision, read from its connection
+        table, even if the connection itself then failed somewhere else on
+        the path (the error is kept in ``errors``); None if the director
+        scheduled nothing (no entry: refused, no server available).
+        """
+        s = self.cluster.spec.service
+        established = True
+        try:
+            self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
+        except OSError as exc:
+            established = False
+            self.errors.append(f"{flow.saddr}:{flow.sport} -> {s.vip}:{s.port}: {exc!r}")
+        # /proc/net/ip_vs_conn is read in chunks while the table changes, so a
+        # walk can miss an entry: an established connection must have one
+        deadline = time.monotonic() + (2.0 if established else 0.0)
+        while True:
+            for conn in read_connections(self.director_pid):
+                if conn.client == (flow.saddr, flow.sport) and conn.virtual[1] == s.port:
+                    return self.names.get(conn.dest[0])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def active_total(self) -> int:
+        return sum(c.active for c in read_dest_counters(self.director_pid).values())
+
+    def wait_active(self, total: int) -> bool:
+        """Until the director counts ``total`` ESTABLISHED connections."""
+        return wait_until(lambda: self.active_total() == total, timeout=10)
+
+    def compare(self, name: str, decisions: list[Decision], **figures: object) -> Comparison:
+        """``compare``, with this harness's failed connects for the explanation."""
+        return compare(name, decisions, self.errors, **figures)
+
+    # -- the two kinds of check --------------------------------------------------------------
+    def sequence(self, model: Model, flows: Sequence[Flow]) -> list[Decision]:
+        """Model and kernel pick for the same flows in order (stateful model, e.g. rr)."""
+        out = []
+        for f in flows:
+            want = model.schedule(f)
+            out.append(Decision(flow=f, expected=want.name if want else None, got=self.connect(f)))
+        if out:
+            out[-1].state = self.dests()  # shown if the comparison fails
+        return out
+
+    def stepwise(self, model_cls: type[Model], count: int, **kw: object) -> list[Decision]:
+        """Before each new connection, predict from the kernel's own current counters.
+
+        Connections are held open, so each decision changes the state of the next.
+        """
+        out = []
+        established = self.active_total()
+        for _ in range(count):
+            state = self.dests()
+            f = self.flow()
+            want = model_cls(state, **kw).schedule(f)  # type: ignore[arg-type]
+            got = self.connect(f)
+            out.append(Decision(flow=f, expected=want.name if want else None, got=got, state=state))
+            if got is not None:
+                established += 1
+                self.wait_active(established)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """The kernel's choices against a model's, recorded; ``wrong`` is what differs."""
+
+    record: SchedulerRecord
+    wrong: list[Decision]
+    decisions: list[Decision]
+    errors: list[str]
+
+    def explain(self) -> str:
+        """Expected vs got for the first differing choices, with the kernel's last state."""
+        r, last = self.record, self.decisions[-1] if self.decisions else None
+        return (
+            f"{r.key}: {len(self.wrong)} of {r.flows} choices differ from the model; "
+            "first ones:\n"
+            + "\n".join("  " + d.describe() for d in self.wrong[:10])
+            + f"\n  observed per server {r.observed}, model {r.expected}"
+            + (f"\n  last kernel state: {last.state}" if last and last.state else "")
+            + (f"\n  failed connects (last 5): {self.errors[-5:]}" if self.errors else "")
+        )
+
+
+def compare(
+    name: str, decisions: list[Decision], errors: Sequence[str] = (), **figures: object
+) -> Comparison:
+    """Every kernel choice against the model's, recorded for the report."""
+    got = Counter(str(d.got) for d in decisions)
+    want = Counter(str(d.expected) for d in decisions)
+    wrong = [d for d in decisions if d.expected != d.got]
+    rec = record(
+        SchedulerRecord(
+            key=name,
+            flows=len(decisions),
+            observed=dict(sorted(got.items())),
+            expected={k: float(v) for k, v in sorted(want.items())},
+            mismatches=len(wrong),
+            check="every choice equals the model's",
+            figures=dict(figures),
+        )
+    )
+    return Comparison(record=rec, wrong=wrong, decisions=decisions, errors=list(errors))
+
+
+def spread_over(values: Sequence[int], count: int) -> tuple[int, ...]:
+    """``values`` laid over ``count`` real servers, repeated as needed: a test's pattern of
+    weights (or loads) for any topology; the pattern itself for as many servers as it has."""
+    return tuple(values[i % len(values)] for i in range(count))

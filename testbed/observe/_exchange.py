@@ -1,0 +1,192 @@
+"""One forwarding exchange: real requests through the VIP, captured at every interface.
+
+A real client makes ``rounds`` x N requests to the VIP (one connection
+each, N real servers) in the service shape asked for (mode, protocol,
+family); every interface on the path is captured. The tests of
+conformance/test_forwarding.py each check one promise against the same
+exchange.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..cluster import Cluster
+from ..ipvs import ServiceState
+from ..net import Frame, Site, TracedFlow
+from ..registry import Combination
+from ..topology import ClusterSpec, RealServer
+from ._records import ForwardingRecord, TraceHop, record
+
+ROUNDS = 2  # requests per real server in an exchange
+
+
+def unservable(spec: ClusterSpec, shape: Combination) -> str | None:
+    """Why a topology cannot carry a service of this shape, or None."""
+    if spec.service.family is not shape.family:
+        return f"topology {spec.name!r} has no {shape.family.title} service address"
+    return None
+
+
+def request_sequence(cluster: Cluster, client: str, count: int) -> list[str]:
+    """``count`` requests to the VIP from one client, one connection each, with the
+    service's protocol client. Returns each answering real server's name ("" on failure)."""
+    s = cluster.spec.service
+    out = cluster.run(client, s.transport.client(s.endpoint, count), check=False)
+    return [line.strip() for line in out.splitlines()][:count]
+
+
+def site_of(cluster: Cluster, shape: Combination) -> Site:
+    spec = cluster.spec
+    d, gw = spec.active.name, spec.router.name
+    intfs = [f"{d}-eth0", f"{d}-eth1", f"{gw}-eth0", f"{gw}-eth1"]
+    intfs += [f"{c.name}-eth0" for c in spec.clients]
+    intfs += [f"{r.name}-eth0" for r in spec.real_servers]
+    return Site(
+        shape=shape,
+        vip=str(spec.service.vip),
+        port=spec.service.port,
+        real_port=spec.service.real_port,
+        director=d,
+        director_inside_ip=str(spec.active.inside),
+        router=gw,
+        tunnels={r.name: spec.tunnel_of(r) for r in spec.real_servers},
+        macs={i: cluster.mac(i) for i in intfs},
+    )
+
+
+def capture_points(spec: ClusterSpec) -> list[str]:
+    """Every interface a client connection can cross."""
+    d, gw = spec.active.name, spec.router.name
+    return [
+        f"{spec.clients[0].name}-eth0",
+        f"{d}-eth0",
+        f"{d}-eth1",
+        f"{gw}-eth0",
+        f"{gw}-eth1",
+        *(f"{r.name}-eth0" for r in spec.real_servers),
+    ]
+
+
+@dataclass
+class Exchange:
+    """Traffic sent once in one service shape, and everything observed about it."""
+
+    shape: Combination
+    cluster: Cluster
+    site: Site
+    responses: list[str]
+    frames: list[Frame]
+    flows: list[TracedFlow]
+    state: ServiceState
+    ipvsadm: str
+    seconds: float = 0.0
+    record: ForwardingRecord | None = field(default=None, repr=False)
+
+    def frames_at(self, point: str) -> list[Frame]:
+        return [f for f in self.frames if f.point == point]
+
+    def transport_frames(self, point: str, direction: str, **ip: str) -> list[Frame]:
+        """Frames of the service's protocol at a point, in a direction, whose (outer)
+        network-layer fields match ``ip``."""
+        net, transport = self.shape.family.layer, self.shape.protocol.layer
+        out = []
+        for f in self.frames_at(point):
+            pkt = f.packet
+            if f.direction != direction or net not in pkt or transport not in pkt:
+                continue
+            if all(str(getattr(pkt[net], k)) == v for k, v in ip.items()):
+                out.append(f)
+        return out
+
+
+def _trace_flows(
+    frames: list[Frame], shape: Combination, client: tuple[str, str], site: Site,
+    servers: tuple[RealServer, ...],
+) -> list[TracedFlow]:  # fmt: skip
+    """Each connection: the client's opening packet, and the real server it reached."""
+    name, ip = client
+    net, proto = shape.family.layer, shape.protocol
+    by_point = {f"{r.name}-eth0": r for r in servers}
+    reached: dict[int, RealServer] = {}
+    opened: list[int] = []
+    for f in frames:
+        pkt = f.packet
+        if not proto.is_opening(pkt):
+            continue
+        sport = proto.ports(pkt)[0]
+        if f.point == f"{name}-eth0" and f.direction == "out" and pkt[net].dst == site.vip:
+            opened.append(sport)
+        elif f.point in by_point and f.direction == "in":
+            reached.setdefault(sport, by_point[f.point])
+    return [
+        TracedFlow(
+            client=name,
+            client_ip=ip,
+            sport=sport,
+            rs=reached[sport].name if sport in reached else "?",
+            rs_ip=str(reached[sport].ip) if sport in reached else "?",
+        )
+        for sport in opened
+    ]
+
+
+def _handshake_trace(frames: list[Frame], shape: Combination, sport: int) -> list[TraceHop]:
+    """The opening packet and the answer of one connection at every interface."""
+    proto = shape.protocol
+    return [
+        TraceHop(point=f.point, direction=f.direction, packet=f.packet.summary())
+        for f in frames
+        if (proto.is_opening(f.packet) or proto.is_answer(f.packet))
+        and sport in proto.ports(f.packet)
+    ]
+
+
+def send_exchange(cluster: Cluster, shape: Combination, *, rounds: int = ROUNDS) -> Exchange:
+    """Configure the shape (rr), send the requests, capture, and record what was seen."""
+    spec = cluster.base_spec.with_service(
+        mode=shape.mode.name, protocol=shape.protocol.name, scheduler="rr"
+    )
+    cluster.configure(spec)
+    site = site_of(cluster, shape)
+    client = spec.clients[0]
+    count = rounds * len(spec.real_servers)
+    started = time.monotonic()
+    with cluster.capture(*capture_points(spec)) as cap:
+        responses = request_sequence(cluster, client.name, count)
+        time.sleep(1.0)  # let the last ACKs and FINs cross every hop
+    seconds = time.monotonic() - started
+    frames = cap.frames()
+    flows = _trace_flows(frames, shape, (client.name, str(client.ip)), site, spec.real_servers)
+    state = cluster.service_state()
+    ipvsadm = cluster.run(spec.active.name, "ipvsadm -Ln")
+    rec = record(
+        ForwardingRecord(
+            key=shape.id,
+            mode=shape.mode.name,
+            protocol=shape.protocol.name,
+            family=shape.family.name,
+            requests=count,
+            responses_per_server=dict(Counter(responses)),
+            kernel_order=[d.addr for d in state.dests],
+            service_counters=dataclasses.asdict(state.stats),
+            frames_captured=len(frames),
+            exchange_s=round(seconds, 2),
+            handshake_trace=_handshake_trace(frames, shape, flows[0].sport) if flows else [],
+        )
+    )
+    return Exchange(
+        shape=shape,
+        cluster=cluster,
+        site=site,
+        responses=responses,
+        frames=frames,
+        flows=flows,
+        state=state,
+        ipvsadm=ipvsadm,
+        seconds=seconds,
+        record=rec,
+    )

@@ -1,0 +1,192 @@
+"""One failover, observed from every side: what test_failover.py and test_heartbeat.py check.
+
+A failover run captures the client segment and both directors' outside
+interfaces, probes the VIP with a new connection every 50 ms, inflicts the
+fault, waits for the backup's takeover and its gratuitous-ARP bursts, then
+undoes the fault and watches the preferred director come back. The same
+observation serves every HA backend (keepalived, heartbeat).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import ARP, Ether
+
+from ..ha import DirectorPair, GarpExpectation, TakeoverWindow
+from ..net import Frame, Probe, Prober
+from ._records import FailoverRecord, record
+
+
+@dataclass(kw_only=True)
+class Failover:
+    """Everything seen around one fault of the preferred director."""
+
+    label: str  # backend and settings
+    fault: str
+    master: str  # the preferred director, which fails
+    backup: str
+    window: TakeoverWindow
+    garp: GarpExpectation
+    slack: float
+    failback_bound: float
+    keeps_vip: tuple[str, ...]  # faults after which the failed director still holds the VIP
+    fault_at: float
+    takeover_at: float  # the backup's first gratuitous ARP (or the daemon's report)
+    reported_at: float  # the daemon's own report (keepalived notify, VIP seen on d2)
+    released_at: float | None  # the failed director's VIP seen gone, if it went
+    from_release: bool  # the window counts from the release, not the fault
+    lower_prio_adverts: list[float]  # VRRP adverts below the new master's priority
+    backup_transitions: list[tuple[float, str]]  # as the daemon reported them
+    holders_after: list[str]
+    client_neigh: str
+    macs: dict[str, str]
+    garp_times: list[float]
+    first_via_backup: Probe | None
+    last_via_master: float | None
+    first_frame_via_backup: float | None
+    failback_s: float
+    holders_after_failback: list[str]
+    probes: list[Probe] = field(repr=False)
+
+    @property
+    def takeover_s(self) -> float:
+        return self.takeover_at - self.fault_at
+
+    @property
+    def window_measured_s(self) -> float | None:
+        """Takeover time as the window counts it: from the fault, or from the release."""
+        if not self.from_release:
+            return self.takeover_s
+        return None if self.released_at is None else self.takeover_at - self.released_at
+
+    @property
+    def restored_s(self) -> float | None:
+        p = self.first_via_backup
+        return None if p is None else p.end - self.fault_at
+
+    def timeline(self) -> FailoverRecord:
+        """Times relative to the fault, for results.json and the report."""
+
+        def rel(t: float) -> float:
+            return round(t - self.fault_at, 4)
+
+        def rel_or_none(t: float | None) -> float | None:
+            return None if t is None else rel(t)
+
+        shift = (rel_or_none(self.released_at) or 0.0) if self.from_release else 0.0
+        return FailoverRecord(
+            key=f"{self.label}-{self.fault}",
+            backend=self.label,
+            fault=self.fault,
+            formula=self.window.formula,
+            # the window on the fault's clock: shifted to the release where it counts from it
+            window_s=(
+                round(self.window.earliest + shift, 3),
+                round(self.window.latest + shift, 3),
+            ),
+            takeover_s=round(self.takeover_s, 4),
+            daemon_reported_s=rel(self.reported_at),
+            released_s=rel_or_none(self.released_at),
+            lower_prio_adverts_s=[rel(t) for t in self.lower_prio_adverts],
+            backup_transitions=[(rel(t), s) for t, s in self.backup_transitions],
+            service_restored_s=None if self.restored_s is None else round(self.restored_s, 4),
+            last_via_master_s=rel_or_none(self.last_via_master),
+            first_via_backup_s=rel_or_none(self.first_frame_via_backup),
+            garp_s=[rel(t) for t in self.garp_times],
+            failed_probes=sum(1 for p in self.probes if not p.ok and p.start >= self.fault_at),
+            failback_s=round(self.failback_s, 3),
+            vip_holders_after=self.holders_after,
+        )
+
+
+def _syn_times(frames: list[Frame], vip: str) -> list[tuple[float, int]]:
+    out = []
+    for f in frames:
+        pkt = f.packet
+        if f.direction == "in" and TCP in pkt and pkt[TCP].flags == "S" and pkt[IP].dst == vip:
+            out.append((f.time, int(pkt[TCP].sport)))
+    return out
+
+
+def _lower_prio_adverts(frames: list[Frame], src_mac: str, below: int) -> list[float]:
+    """Times of VRRP advertisements from ``src_mac`` with priority < ``below``."""
+    from scapy.layers.vrrp import VRRP, VRRPv3
+
+    out = []
+    for f in frames:
+        pkt = f.packet
+        layer = VRRPv3 if VRRPv3 in pkt else VRRP if VRRP in pkt else None
+        if layer is not None and pkt[Ether].src == src_mac and pkt[layer].priority < below:
+            out.append(f.time)
+    return out
+
+
+def observe_failover(pair: DirectorPair, fault: str) -> Failover:
+    """Fail the preferred director, observe the takeover, then bring it back."""
+    c, (d1, d2) = pair.cluster, pair.names
+    client = c.spec.clients[0].name
+    vip = str(c.spec.service.vip)
+    macs = {d: c.mac(f"{d}-eth0") for d in (d1, d2)}
+    garp = pair.garp
+    with (
+        c.capture(f"{client}-eth0", f"{d1}-eth0", f"{d2}-eth0") as cap,
+        Prober(c.pid(client), (vip, pair.probe_port)) as prober,
+    ):
+        time.sleep(1.0)  # service through the master first
+        fault_at = pair.fail(fault)
+        reported_at = pair.wait_takeover(fault_at)
+        last_garp = garp.delay + garp.repeat * garp.interval
+        time.sleep(max(2.0, reported_at + last_garp + 1.5 - time.time()))
+    holders = pair.holders()
+    neigh = c.run(client, f"ip neigh show {vip}", check=False).strip()
+    garps = [
+        f.time
+        for f in cap.frames(f"{client}-eth0")
+        if ARP in f.packet
+        and f.packet[ARP].psrc == vip == f.packet[ARP].pdst
+        and f.packet[Ether].src == macs[d2]
+        and f.time >= fault_at
+    ]
+    # the first GARP is sent as the backup takes over; a notify script's own clock
+    # lags by the time to fork and exec it, which emulation stretches
+    takeover_at = min([*garps[:1], reported_at])
+    lower = _lower_prio_adverts(cap.frames(f"{client}-eth0"), macs[d1], pair.backup_priority)
+    lower = [t for t in lower if t >= takeover_at]
+    via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
+    via_master = [t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip) if t >= fault_at - 1]
+    first = prober.first_success_after(fault_at, sports={s for _, s in via_backup})
+    recover_at = pair.recover(fault)
+    failback_at = pair.wait_failback(recover_at)
+    result = Failover(
+        label=pair.label,
+        fault=fault,
+        master=d1,
+        backup=d2,
+        window=pair.window(fault),
+        garp=garp,
+        slack=pair.slack,
+        failback_bound=pair.failback_bound,
+        keeps_vip=pair.keeps_vip,
+        fault_at=fault_at,
+        takeover_at=takeover_at,
+        reported_at=reported_at,
+        released_at=pair.released_at,
+        from_release=fault in pair.counted_from_release,
+        lower_prio_adverts=lower,
+        backup_transitions=[(t, st) for t, st in pair.transitions(d2) if t >= fault_at - 1],
+        holders_after=holders,
+        client_neigh=neigh,
+        macs=macs,
+        garp_times=garps,
+        first_via_backup=first,
+        last_via_master=max((t for t in via_master if t < takeover_at + 5), default=None),
+        first_frame_via_backup=min((t for t, _ in via_backup if t >= fault_at), default=None),
+        failback_s=failback_at - recover_at,
+        holders_after_failback=pair.holders(),
+        probes=list(prober.probes),
+    )
+    record(result.timeline())
+    return result

@@ -1,0 +1,53 @@
+"""The vocabulary of LVS, one declaration per entry: modes, protocols, families, tunnels.
+
+Everything that differs between two forwarding modes (or protocols, address
+families, tunnel types, schedulers) is an attribute or a small hook of one
+entry here; the rest of the testbed reads entries and never branches on a
+name. Adding a mode is registering one more ``Mode``::
+
+    >>> from testbed.registry import MODES, PROTOCOLS, combinations
+    >>> MODES["dr"].reply_via_director
+    False
+    >>> [c.id for c in combinations("full")]
+    ['nat-tcp-ipv4', 'dr-tcp-ipv4', 'tun-tcp-ipv4']
+    >>> MODES["snat"]  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...UnknownEntry: unknown forwarding mode 'snat' (choose from nat, dr, tun)
+"""
+
+from ._combination import POLICIES, Combination, combinations, pairwise
+from ._family import FAMILIES, Address, Family, Network, family_of, parse_address, parse_network
+from ._host import DirectorHost, RealServerHost
+from ._mode import MODES, Mode, neutral_baseline
+from ._protocol import PROTOCOLS, Protocol
+from ._registry import Registry, UnknownEntry
+from ._scheduler import SCHED_FLAGS, SCHEDULERS, Scheduler
+from ._tunnel import TUNNELS, Tunnel
+
+__all__ = [
+    "FAMILIES",
+    "MODES",
+    "POLICIES",
+    "PROTOCOLS",
+    "SCHEDULERS",
+    "SCHED_FLAGS",
+    "TUNNELS",
+    "Address",
+    "Combination",
+    "DirectorHost",
+    "Family",
+    "Mode",
+    "Network",
+    "Protocol",
+    "RealServerHost",
+    "Registry",
+    "Scheduler",
+    "Tunnel",
+    "UnknownEntry",
+    "combinations",
+    "family_of",
+    "neutral_baseline",
+    "pairwise",
+    "parse_address",
+    "parse_network",
+]

@@ -1,0 +1,39 @@
+"""What a mode's or tunnel's setup hook may know about the host it prepares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._family import Family
+    from ._tunnel import Tunnel
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealServerHost:
+    """One real server as the setup hooks see it (built by the cluster from its spec)."""
+
+    name: str
+    interface: str  # its one interface, "<name>-eth0"
+    address: str
+    vip: str  # the virtual service's address
+    family: Family  # the VIP's family
+    dip: str  # the director's inside address: NAT real servers' gateway
+    router: str  # the default gateway otherwise
+    tunnel: Tunnel  # how TUN reaches this real server
+
+    @property
+    def vip_prefix(self) -> str:
+        """The VIP as a single-address prefix, as it is put on a device."""
+        return f"{self.vip}/{self.family.host_prefix}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectorHost:
+    """One director as a mode's setup hook sees it."""
+
+    name: str
+    outside: str  # "<name>-eth0", facing clients
+    inside: str  # "<name>-eth1", facing real servers
+    family: Family

@@ -1,0 +1,71 @@
+"""Transport protocols of IPVS services: numbers, names, packets and real traffic, once each.
+
+An entry gives what the kernel and the tools call the protocol (IPPROTO_*,
+ipvsadm -t/-u/--sctp-service, keepalived.conf "protocol"), the scapy layer
+and the packets that open a connection and answer it (the oracle's
+templates), and how the testbed makes real traffic of it: the real-server
+program's option that serves it and a client command that makes one
+connection per request. Sources: ipvsadm(8), keepalived.conf(5), RFC 9293.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scapy.layers.inet import TCP
+from scapy.packet import Packet
+
+from ._registry import Registry
+
+
+@dataclass(frozen=True, kw_only=True)
+class Protocol:
+    """One transport protocol, declared once."""
+
+    name: str  # "tcp": topologies, test ids, ldirectord
+    title: str  # "TCP": ipvsadm -Ln, keepalived.conf
+    number: int  # IPPROTO_* (netlink IPVS_SVC_ATTR_PROTOCOL)
+    ipvsadm_flag: str  # ipvsadm -A -t ...
+    layer: type[Packet]  # scapy transport layer
+    checksum: str  # its checksum field (left to offload on veth: not compared)
+    opening: Callable[[int, int], Packet]  # (sport, dport) -> a connection's first packet
+    answer: Callable[[int, int], Packet]  # the server's first packet back
+    is_opening: Callable[[Packet], bool]
+    is_answer: Callable[[Packet], bool]
+    server_option: str  # loadgen.server option serving it on a port
+    # shell command: ``count`` requests to endpoint, one connection each, printing
+    # the answering real server's name per line ("" for a failed one)
+    client: Callable[[str, int], str]
+
+    def ports(self, pkt: Packet) -> tuple[int, int]:
+        """(sport, dport) of a packet of this protocol."""
+        layer = pkt[self.layer]
+        return int(layer.sport), int(layer.dport)
+
+
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
+
+
+def _curl(endpoint: str, count: int) -> str:
+    url = f"http://{endpoint}/"
+    return f"curl -s --max-time 5 -w '\\n' {' '.join([url] * count)}"
+
+
+PROTOCOLS.register(
+    Protocol(
+        name="tcp",
+        title="TCP",
+        number=socket.IPPROTO_TCP,
+        ipvsadm_flag="-t",
+        layer=TCP,
+        checksum="chksum",
+        opening=lambda sport, dport: TCP(sport=sport, dport=dport, flags="S"),
+        answer=lambda sport, dport: TCP(sport=sport, dport=dport, flags="SA"),
+        is_opening=lambda pkt: TCP in pkt and pkt[TCP].flags == "S",
+        is_answer=lambda pkt: TCP in pkt and pkt[TCP].flags == "SA",
+        server_option="--port",
+        client=_curl,
+    )
+)

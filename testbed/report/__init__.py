@@ -1,0 +1,20 @@
+"""Results of a run: results.json (written by a pytest plugin), summary.txt, report.html.
+
+Rendering happens where the run was started (on the host after a guest run),
+so the guest never pays for importing matplotlib under emulation::
+
+    pytest.main(args, plugins=[ResultsPlugin(run_dir, {"run_id": run_dir.name})])
+    render(run_dir)          # summary.txt, report.html and its plots
+"""
+
+from ._html import bench_summary, render, summary_text
+from ._results import ResultsPlugin, environment, tool_versions
+
+__all__ = [
+    "ResultsPlugin",
+    "bench_summary",
+    "environment",
+    "render",
+    "summary_text",
+    "tool_versions",
+]

@@ -1,0 +1,413 @@
+"""Turn results.json into summary.txt and a readable report.html with plots.
+
+Rendering happens where the run was started (on the host after a guest run),
+so the guest never pays for importing matplotlib under emulation.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..observe import (
+    FailoverRecord,
+    FeedbackRecord,
+    ForwardingRecord,
+    HealthRecord,
+    ScaleRecord,
+    SchedulerRecord,
+    SyncRun,
+    ThresholdRecord,
+    load_records,
+    of_kind,
+)
+from ._format import fmt, save_figure, table
+from ._ha import bench_failover_lines, bench_failover_plot, failover_plot, failover_tables
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    env = data.get("environment", {})
+    counts = data.get("counts", {})
+    t = data.get("timings", {})
+    lines = [
+        f"LVS testbed run {data.get('run_id', '?')}",
+        f"kernel:    {env.get('kernel', '?')} ({env.get('kernel_origin', '?')})",
+        f"where:     {env.get('where', '?')}, emulation: {env.get('emulation', '?')}",
+        "versions:  " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+        "timings:   " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()),
+        "result:    " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+    ]
+    for test in data.get("tests", []):
+        if test["outcome"] in ("failed", "error"):
+            lines.append(f"  FAILED {test['nodeid']}")
+        elif test["outcome"] in ("skipped", "xfailed"):
+            lines.append(f"  {test['outcome']} {test['nodeid']}: {test.get('skip_reason', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(data: dict[str, Any], records: list[Any], out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    timings = data.get("timings", {})
+    if timings:
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        names = list(timings)
+        ax.barh(names, [timings[n] for n in names], color="#4c72b0")
+        ax.set_xlabel("seconds")
+        ax.set_title("Where the time went")
+        made.append(
+            save_figure(fig, out, "timings.png", "Phase timings (VM boot, topology build, suite)")
+        )
+    shapes = sorted(of_kind(records, ForwardingRecord), key=lambda r: r.key)
+    if shapes:
+        servers = sorted({s for r in shapes for s in r.responses_per_server})
+        fig, ax = plt.subplots(figsize=(7, 3))
+        width = 0.8 / len(shapes)
+        for i, rec in enumerate(shapes):
+            xs = [j + i * width for j in range(len(servers))]
+            ax.bar(xs, [rec.responses_per_server.get(s, 0) for s in servers], width,
+                   label=rec.key)  # fmt: skip
+        ax.set_xticks([j + width * (len(shapes) - 1) / 2 for j in range(len(servers))])
+        ax.set_xticklabels(servers)
+        ax.set_ylabel("connections served")
+        ax.set_title("rr: connections per real server, by service shape")
+        ax.legend(loc="lower right", fontsize=7)
+        made.append(
+            save_figure(fig, out, "forwarding.png", "Connections per real server (rr) per shape")
+        )
+    sched = _scheduler_records(records)
+    if sched:
+        rows = (len(sched) + 3) // 4
+        fig, axes = plt.subplots(rows, 4, figsize=(11, 2.2 * rows), squeeze=False)
+        for ax in axes.flat[len(sched) :]:
+            ax.axis("off")
+        for ax, rec in zip(axes.flat, sched, strict=False):
+            servers = sorted(set(rec.observed) | set(rec.expected))
+            xs = range(len(servers))
+            ax.bar([x - 0.2 for x in xs], [rec.expected.get(s, 0) for s in servers], 0.4,
+                   label="model", color="#bbbbbb")  # fmt: skip
+            ax.bar([x + 0.2 for x in xs], [rec.observed.get(s, 0) for s in servers], 0.4,
+                   label="kernel", color="#4c72b0")  # fmt: skip
+            ax.set_xticks(list(xs))
+            ax.set_xticklabels(servers, fontsize=7)
+            ax.set_title(rec.key, fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle("Schedulers: connections per real server, model vs kernel")
+        made.append(
+            save_figure(
+                fig,
+                out,
+                "schedulers.png",
+                "Per scheduler: model's expected vs kernel's observed",
+                dpi=100,
+            )
+        )
+    made += failover_plot(_failovers(records), out)
+    return made
+
+
+def _scheduler_records(records: list[Any]) -> list[SchedulerRecord]:
+    return sorted(of_kind(records, SchedulerRecord), key=lambda r: r.key)
+
+
+def _failovers(records: list[Any]) -> list[FailoverRecord]:
+    return sorted(of_kind(records, FailoverRecord), key=lambda r: r.key)
+
+
+def _per_server(rec: SchedulerRecord) -> str:
+    """``r1 60/60 · r2 30/30``: kernel/model per real server."""
+    servers = sorted(set(rec.observed) | set(rec.expected))
+    return " · ".join(
+        f"{s} {rec.observed.get(s, 0)}/{fmt(rec.expected.get(s, 0))}" for s in servers
+    )
+
+
+def _record_tables(records: list[Any]) -> str:
+    """Every kind of observation as a readable table."""
+    return "".join(
+        [
+            table(
+                "Schedulers: model vs kernel",
+                "Per real server: connections the kernel gave it / what the model predicts.",
+                _scheduler_records(records),
+                [
+                    ("scheduler", lambda r: r.key),
+                    ("flows", lambda r: r.flows),
+                    ("kernel / model per real server", _per_server),
+                    ("mismatches", lambda r: r.mismatches),
+                    ("check", lambda r: r.check),
+                    ("figures", lambda r: r.figures),
+                ],
+            ),
+            table(
+                "Upper threshold and hysteresis",
+                "Connections per real server: the first batch, then after each close.",
+                of_kind(records, ThresholdRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("first", lambda r: r.first),
+                    ("stages", lambda r: " | ".join(fmt(s) for s in r.stages)),
+                ],
+            ),
+            failover_tables(
+                _failovers(records), sorted(of_kind(records, SyncRun), key=lambda r: r.key)
+            ),
+            table(
+                "Health checks: a failed real server removed and returned",
+                "Seconds from the server's failure to its removal (against the checker's "
+                "bound) and from its recovery to its return; requests per server meanwhile.",
+                of_kind(records, HealthRecord),
+                [
+                    ("checker", lambda r: r.key),
+                    ("removed s", lambda r: r.removed_s),
+                    ("bound s", lambda r: r.bound_s),
+                    ("restored s", lambda r: r.restored_s),
+                    ("while down", lambda r: r.during),
+                    ("after", lambda r: r.after),
+                ],
+            ),
+            table(
+                "Load feedback",
+                "A real server loaded directly: its weight before and under load, how fast "
+                "the checker changed it, and new connections per real-server address.",
+                of_kind(records, FeedbackRecord),
+                [
+                    ("checker", lambda r: r.key),
+                    ("load", lambda r: r.load),
+                    ("weight", lambda r: f"{r.weight_before} -> {r.weight_loaded}"),
+                    ("lowered s", lambda r: r.lowered_s),
+                    ("raised s", lambda r: r.raised_s),
+                    ("new connections", lambda r: r.new_connections),
+                ],
+            ),
+            table(
+                "Simultaneous connections",
+                "Held through the VIP: what the clients opened and the director counted.",
+                of_kind(records, ScaleRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("connections", lambda r: r.connections),
+                    ("held", lambda r: r.ramped.get("held")),
+                    ("failed", lambda r: r.ramped.get("failed")),
+                    ("connect p99 ms", lambda r: r.ramped.get("connect_ms", {}).get("p99")),
+                    ("resets", lambda r: r.result.get("resets")),
+                    ("ActiveConn per real server", lambda r: r.ipvs_active),
+                ],
+            ),
+        ]
+    )
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+def _fmt_spread(s: dict[str, Any], unit: str = "") -> str:
+    if not s.get("n"):
+        return "-"
+    return f"{s['median']:.4g}{unit} [{s['min']:.4g}..{s['max']:.4g}]"
+
+
+def bench_summary(data: dict[str, Any]) -> str:
+    """The bench's figures against the issue's goals, as text: median [min..max] of reps."""
+    env = data.get("environment", {})
+    goals = data.get("goals", {})
+    lines = [
+        f"LVS testbed bench {data.get('run_id', '?')} (commit {data.get('commit', '?')})",
+        f"kernel:    {env.get('kernel', '?')} ({env.get('kernel_origin', '?')}), "
+        f"{env.get('where', '?')}, emulation: {env.get('emulation', '?')}",
+        "timings:   " + ", ".join(f"{k} {v:.0f}s" for k, v in data.get("timings", {}).items()),
+    ]
+    for section, unit, goal_key in (("throughput", " Mbit/s", "throughput_ratio"),
+                                    ("connect_rate", " conn/s", "connect_rate_ratio")):  # fmt: skip
+        sec = data.get(section)
+        if not sec:
+            continue
+        drift = "  CONTROL DRIFTED >10%" if sec.get("control_drift") else ""
+        lines.append(f"{section} (median [min..max] of {sec['figures']['direct']['n']}){drift}")
+        for path, fig in sec["figures"].items():
+            row = f"  {path:7s} {_fmt_spread(fig, unit)}"
+            if path in sec["ratios"]:
+                goal = goals.get(goal_key)
+                goal = goal.get(path) if isinstance(goal, dict) else goal
+                row += f"   vs direct {_fmt_spread(sec['ratios'][path])} (goal >= {goal})"
+            if section == "connect_rate":
+                row += f"   max connect {sec['max_connect_ms'][path]:g} ms"
+                failed: Counter[str] = Counter()
+                for run in sec.get("runs", {}).get(path, []):
+                    failed.update(run.get("failures", {}))
+                if failed:  # connects that never completed are not in the times above
+                    row += " + failed: " + ", ".join(f"{n} {k}" for k, n in failed.items())
+            lines.append(row)
+    for mode, sc in data.get("scale", {}).items():
+        ramp = sc["ramped"]
+        lines.append(
+            f"scale {mode}: {ramp['held']}/{sc['connections']} open in {ramp['ramp_s']:.0f} s "
+            f"({ramp['rate_per_s']:.0f}/s, connect p99 {ramp['connect_ms'].get('p99')} ms, "
+            f"max {ramp['connect_ms'].get('max')} ms), {ramp['failed']} failed"
+        )
+        lines.append(
+            f"  held {sc['result']['hold_s']:.0f} s: {sc['resets']} resets, "
+            f"client {sc['client_established_end']} vs IPVS ActiveConn {sc['ipvs_active_end']} "
+            f"({'exact' if sc['exact'] else 'MISMATCH'}; ActiveConn before the ramp "
+            f"{sc.get('ipvs_active_before', '?')})"
+        )
+        lines.append(
+            f"  director memory: {sc['ip_vs_conn_table_bytes'] / 2**20:.1f} MiB of IPVS "
+            f"connection entries ({sc['ip_vs_conn_slab_size']} B each); guest-wide "
+            f"MemAvailable fell {sc['guest_mem_used_kB'] / 1024:.0f} MiB (clients and servers too)"
+        )
+        lines.append(
+            f"  new connections with the table empty {sc['rate_empty']['rate_per_s']:.0f}/s, "
+            f"full {sc['rate_full']['rate_per_s']:.0f}/s (ratio {sc['rate_full_vs_empty']})"
+        )
+    lines += bench_failover_lines(data)
+    return "\n".join(lines) + "\n"
+
+
+def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    for section, unit, title in (
+        ("throughput", "Mbit/s", "Throughput: one TCP stream, direct vs through the VIP"),
+        ("connect_rate", "connections/s", "New connections per second, direct vs VIP"),
+    ):
+        figs = data.get(section, {}).get("figures")
+        if not figs:
+            continue
+        paths = list(figs)
+        med = [figs[p]["median"] for p in paths]
+        err = [[m - figs[p]["min"] for p, m in zip(paths, med, strict=True)],
+               [figs[p]["max"] - m for p, m in zip(paths, med, strict=True)]]  # fmt: skip
+        fig, ax = plt.subplots(figsize=(7, 3))
+        colors = ["#999999" if p == "direct" else "#4c72b0" for p in paths]
+        ax.bar([p.upper() if p != "direct" else p for p in paths], med, yerr=err, capsize=6,
+               color=colors)  # fmt: skip
+        for i, p in enumerate(paths):
+            ratio = data[section]["ratios"].get(p)
+            if ratio:  # above the error bar
+                ax.annotate(f"x{ratio['median']:.2f}", (i, figs[p]["max"]), ha="center",
+                            va="bottom", xytext=(0, 4), textcoords="offset points")  # fmt: skip
+        ax.set_ylim(0, max(figs[p]["max"] for p in paths) * 1.2)
+        ax.set_ylabel(unit)
+        ax.set_title(title + " (median, min-max)", fontsize=10)
+        made.append(
+            save_figure(fig, out, f"bench_{section}.png", f"{title}; label: median ratio to direct")
+        )
+    scale = data.get("scale", {})
+    if scale:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for mode, sc in scale.items():
+            ramp = sc["ramped"].get("ramp", [])
+            ax.plot([t for t, _ in ramp], [n for _, n in ramp], label=mode.upper())
+        ax.set_xlabel("seconds since start")
+        ax.set_ylabel("connections open")
+        ax.set_title("Connection ramp through the VIP", fontsize=10)
+        ax.legend()
+        made.append(
+            save_figure(fig, out, "bench_ramp.png", "Connections open over time while ramping up")
+        )
+    made += bench_failover_plot(data, out)
+    return made
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text))
+
+
+def render(run_dir: Path) -> Path:
+    """Write summary.txt and report.html for a run directory; return the report path.
+
+    A bench run has bench.json instead of (or besides) results.json.
+    """
+    bench_file, results_file = run_dir / "bench.json", run_dir / "results.json"
+    bench = json.loads(bench_file.read_text()) if bench_file.exists() else None
+    if results_file.exists():
+        data = json.loads(results_file.read_text())
+    elif bench is not None:
+        data = {k: bench.get(k) for k in ("run_id", "environment", "timings")}
+    else:
+        raise FileNotFoundError(f"{run_dir} has neither results.json nor bench.json")
+    (run_dir / "summary.txt").write_text(summary_text(data))
+    records = load_records(data)
+    plots = _plots(data, records, run_dir)
+    bench_html = ""
+    if bench is not None:
+        text = bench_summary(bench)
+        (run_dir / "bench_summary.txt").write_text(text)
+        plots += _bench_plots(bench, run_dir)
+        bench_html = f"<h2>Bench</h2><pre>{_esc(text)}</pre>"
+    env = data.get("environment", {})
+    rows = []
+    for t in data.get("tests", []):
+        doc = _esc(t.get("doc", "")).replace("\n", "<br>")
+        detail = ""
+        if t["outcome"] in ("failed", "error"):
+            sections = "".join(
+                f"<h4>{_esc(k)}</h4><pre>{_esc(v)}</pre>" for k, v in t.get("sections", {}).items()
+            )
+            detail = f"<details><summary>details</summary><pre>{_esc(t.get('details', ''))}"
+            detail += f"</pre>{sections}</details>"
+        elif t["outcome"] in ("skipped", "xfailed"):
+            detail = _esc(t.get("skip_reason", ""))
+        rows.append(
+            f"<tr class='{t['outcome']}'><td>{_esc(t['nodeid'])}</td><td>{t['outcome']}</td>"
+            f"<td>{t['duration_s']:.1f}s</td><td><small>{doc}</small>{detail}</td></tr>"
+        )
+    versions = "".join(
+        f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in env.get("versions", {}).items()
+    )
+    figures = "".join(
+        f"<figure><img src='{name}' alt='{_esc(cap)}'><figcaption>{_esc(cap)}</figcaption></figure>"
+        for name, cap in plots
+    )
+    traces = ""
+    for rec in sorted(of_kind(records, ForwardingRecord), key=lambda r: r.key):
+        if not rec.handshake_trace:
+            continue
+        hops = "".join(
+            f"<tr><td>{_esc(h.point)}</td><td>{_esc(h.direction)}</td>"
+            f"<td><code>{_esc(h.packet)}</code></td></tr>"
+            for h in rec.handshake_trace
+        )
+        traces += f"<h3>{_esc(rec.key)}</h3><table>{hops}</table>"
+    if traces:
+        traces = (
+            "<h2>One connection's opening, hop by hop</h2><p>The opening packet and the "
+            "answer of the first connection of each service shape, as captured at every "
+            "interface on the path.</p>" + traces
+        )
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>LVS testbed {_esc(data.get("run_id", ""))}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+td{{vertical-align:top;padding:4px 8px;border-bottom:1px solid #ddd}}
+tr.passed td:nth-child(2){{color:#1a7f37}} tr.failed td:nth-child(2),
+tr.error td:nth-child(2){{color:#cf222e;font-weight:bold}}
+tr.skipped td:nth-child(2),tr.xfailed td:nth-child(2){{color:#9a6700}}
+pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></head><body>
+<h1>LVS testbed run {_esc(data.get("run_id", ""))}</h1>
+<p>Kernel <b>{_esc(env.get("kernel"))}</b> ({_esc(env.get("kernel_origin"))}),
+{_esc(env.get("where"))}, emulation: {_esc(env.get("emulation"))}.
+Result: {_esc(", ".join(f"{v} {k}" for k, v in data.get("counts", {}).items() if v))}.</p>
+<pre>{_esc(summary_text(data))}</pre>
+{bench_html}
+{figures}
+{_record_tables(records)}
+{traces}
+<h2>Tests</h2><table>{"".join(rows)}</table>
+<h2>Versions</h2><table>{versions}</table>
+</body></html>"""
+    report = run_dir / "report.html"
+    report.write_text(page)
+    return report

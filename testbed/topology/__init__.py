@@ -1,0 +1,26 @@
+"""Cluster topologies: the whole LVS cluster as one validated declaration.
+
+>>> from testbed.topology import load_topology
+>>> spec = load_topology()                          # topologies/default.toml
+>>> [r.name for r in spec.real_servers]
+['r1', 'r2', 'r3']
+>>> spec.with_service(mode="dr").service.real_port  # only NAT maps the port
+80
+>>> load_topology("wide").name                      # topologies/wide.py, built in Python
+'wide'
+"""
+
+from ._load import DEFAULT_TOPOLOGY, TOPOLOGIES, load_topology
+from ._spec import MAX_WEIGHT, Client, ClusterSpec, RealServer, Service, TwoLegged
+
+__all__ = [
+    "DEFAULT_TOPOLOGY",
+    "MAX_WEIGHT",
+    "TOPOLOGIES",
+    "Client",
+    "ClusterSpec",
+    "RealServer",
+    "Service",
+    "TwoLegged",
+    "load_topology",
+]

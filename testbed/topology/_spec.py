@@ -1,0 +1,283 @@
+"""Declarative cluster specs: what to build, validated before anything is built.
+
+A spec is plain data (frozen, keyword-only dataclasses). Every check that can
+be made without a kernel happens here, so bad input fails with one line
+before a single namespace exists. Names of modes, protocols, schedulers and
+tunnel types are checked against testbed.registry, addresses against its
+address families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..registry import (
+    MODES,
+    PROTOCOLS,
+    SCHED_FLAGS,
+    SCHEDULERS,
+    TUNNELS,
+    Address,
+    Family,
+    Mode,
+    Network,
+    Protocol,
+    Tunnel,
+    family_of,
+    parse_address,
+    parse_network,
+)
+from ..util import TestbedError
+
+MAX_WEIGHT = 2**31 - 1  # ipvsadm(8): weight 0..2147483647
+# Mininet names host interfaces "<host>-eth<N>"; Linux allows 15 characters.
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,8}$")
+
+
+def _port(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise TestbedError(f"{what}: {value!r} is not a port (1..65535)")
+    return value
+
+
+def _name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise TestbedError(
+            f"{what}: {value!r} is not a host name (lowercase letter, then up to 8 "
+            "letters or digits)"
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Client:
+    """A client host on the outside segment."""
+
+    name: str
+    ip: Address
+
+    def __post_init__(self) -> None:
+        _name(self.name, "client name")
+        object.__setattr__(self, "ip", parse_address(self.ip, f"client {self.name} ip"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwoLegged:
+    """A host with one leg on each segment (a director or the router)."""
+
+    name: str
+    outside: Address
+    inside: Address
+
+    def __post_init__(self) -> None:
+        _name(self.name, "host name")
+        object.__setattr__(self, "outside", parse_address(self.outside, f"{self.name} outside"))
+        object.__setattr__(self, "inside", parse_address(self.inside, f"{self.name} inside"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealServer:
+    """A real server on the inside segment with its IPVS weight and thresholds."""
+
+    name: str
+    ip: Address
+    weight: int = 1
+    upper_threshold: int = 0  # ipvsadm -x (0: none)
+    lower_threshold: int = 0  # ipvsadm -y
+    tunnel: str = "ipip"  # how TUN reaches it (ipvsadm --tun-type)
+
+    def __post_init__(self) -> None:
+        _name(self.name, "real server name")
+        object.__setattr__(self, "ip", parse_address(self.ip, f"real server {self.name} ip"))
+        TUNNELS[self.tunnel]  # an unknown tunnel type fails in one line
+        for what in ("weight", "upper_threshold", "lower_threshold"):
+            value = getattr(self, what)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not (0 <= value <= MAX_WEIGHT)
+            ):
+                raise TestbedError(
+                    f"real server {self.name} {what}: {value!r} is not in 0..{MAX_WEIGHT}"
+                )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    """The virtual service: VIP:port, protocol, scheduler and forwarding mode."""
+
+    vip: Address
+    dip: Address
+    port: int = 80
+    protocol: str = "tcp"
+    scheduler: str = "rr"
+    mode: str = "nat"
+    nat_port: int | None = None  # real servers' port in NAT mode
+    persistence: int = 0  # ipvsadm -p seconds (0: off)
+    sched_flags: tuple[str, ...] = ()  # ipvsadm -b
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vip", parse_address(self.vip, "service vip"))
+        object.__setattr__(self, "dip", parse_address(self.dip, "service dip"))
+        _port(self.port, "service port")
+        if self.nat_port is not None:
+            _port(self.nat_port, "service nat_port")
+        # registry lookups: an unknown name fails in one line, listing the known ones
+        PROTOCOLS[self.protocol]
+        SCHEDULERS[self.scheduler]
+        MODES[self.mode]
+        if family_of(self.vip) is not family_of(self.dip):
+            raise TestbedError(f"service vip {self.vip} and dip {self.dip} differ in family")
+        object.__setattr__(self, "sched_flags", tuple(self.sched_flags))
+        for flag in self.sched_flags:
+            if flag not in SCHED_FLAGS:
+                raise TestbedError(
+                    f"unknown scheduler flag {flag!r} (choose from {', '.join(SCHED_FLAGS)})"
+                )
+            if flag not in SCHEDULERS[self.scheduler].flags:
+                raise TestbedError(f"scheduler flag {flag!r} does not apply to {self.scheduler}")
+        if not isinstance(self.persistence, int) or self.persistence < 0:
+            raise TestbedError(f"service persistence: {self.persistence!r} is not >= 0 seconds")
+
+    @property
+    def forwarding(self) -> Mode:
+        return MODES[self.mode]
+
+    @property
+    def transport(self) -> Protocol:
+        return PROTOCOLS[self.protocol]
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.vip)
+
+    @property
+    def real_port(self) -> int:
+        """Port the real servers listen on: only a mode that maps ports can rewrite it."""
+        if self.forwarding.maps_port and self.nat_port is not None:
+            return self.nat_port
+        return self.port
+
+    @property
+    def endpoint(self) -> str:
+        """``vip:port`` as clients and ipvsadm write it."""
+        return self.family.endpoint(self.vip, self.port)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    """A whole LVS cluster, as one declaration.
+
+    >>> spec = load_topology()                      # topologies/default.toml
+    >>> dr = spec.with_service(mode="dr", scheduler="wrr")
+    """
+
+    name: str
+    outside: Network
+    inside: Network
+    service: Service
+    router: TwoLegged
+    clients: tuple[Client, ...]
+    directors: tuple[TwoLegged, ...]
+    real_servers: tuple[RealServer, ...]
+    source: str = field(default="<python>", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outside", parse_network(self.outside, "outside"))
+        object.__setattr__(self, "inside", parse_network(self.inside, "inside"))
+        if self.outside.overlaps(self.inside):
+            raise TestbedError(f"outside {self.outside} and inside {self.inside} overlap")
+        if not self.clients:
+            raise TestbedError("a cluster needs at least one client")
+        if not self.directors:
+            raise TestbedError("a cluster needs at least one director")
+        if not self.real_servers:
+            raise TestbedError("a cluster needs at least one real server")
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        names: set[str] = set()
+        addrs: dict[Address, str] = {}
+
+        def claim(owner: str, addr: Address, net: Network) -> None:
+            if addr not in net or addr in (net.network_address, net.broadcast_address):
+                raise TestbedError(f"{owner}: {addr} is not a host address of {net}")
+            if addr in addrs:
+                raise TestbedError(f"{owner}: {addr} is already used by {addrs[addr]}")
+            addrs[addr] = owner
+
+        for host in self.hosts:
+            if host.name in names:
+                raise TestbedError(f"host name {host.name!r} is used twice")
+            names.add(host.name)
+        for c in self.clients:
+            claim(c.name, c.ip, self.outside)
+        for h in (self.router, *self.directors):
+            claim(f"{h.name} outside", h.outside, self.outside)
+            claim(f"{h.name} inside", h.inside, self.inside)
+        for r in self.real_servers:
+            claim(r.name, r.ip, self.inside)
+        claim("service vip", self.service.vip, self.outside)
+        claim("service dip", self.service.dip, self.inside)
+
+    @property
+    def hosts(self) -> tuple[Client | TwoLegged | RealServer, ...]:
+        return (*self.clients, self.router, *self.directors, *self.real_servers)
+
+    @property
+    def active(self) -> TwoLegged:
+        """The director that holds the VIP (the first one)."""
+        return self.directors[0]
+
+    def service_addresses(self, director: str) -> list[tuple[str, str]]:
+        """(address/prefix, interface) a director holds while it serves: the VIP,
+        facing clients, and the DIP, the NAT real servers' gateway."""
+        return [
+            (f"{self.service.vip}/{self.service.family.host_prefix}", f"{director}-eth0"),
+            (f"{self.service.dip}/{self.inside.prefixlen}", f"{director}-eth1"),
+        ]
+
+    def real_server(self, name: str) -> RealServer:
+        for r in self.real_servers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def director(self, name: str) -> TwoLegged:
+        for d in self.directors:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def tunnel_of(self, rs: RealServer) -> Tunnel:
+        return TUNNELS[rs.tunnel]
+
+    def modules(self) -> tuple[str, ...]:
+        """Kernel modules this spec's service needs: IPVS, its scheduler, its mode's
+        (and, for an encapsulating mode, each real server's tunnel's)."""
+        service = self.service
+        needed = ["ip_vs", SCHEDULERS[service.scheduler].module, *service.forwarding.modules]
+        if service.forwarding.encapsulates:
+            needed += [m for r in self.real_servers for m in self.tunnel_of(r).modules]
+        return tuple(dict.fromkeys(needed))
+
+    def needs(self, *, clients: int = 1, directors: int = 1, real_servers: int = 1) -> str | None:
+        """Why this topology cannot serve a test needing these counts, or None."""
+        for what, want, have in (
+            ("clients", clients, len(self.clients)),
+            ("directors", directors, len(self.directors)),
+            ("real servers", real_servers, len(self.real_servers)),
+        ):
+            if have < want:
+                return f"topology {self.name!r} has {have} {what}; the test needs {want}"
+        return None
+
+    def with_service(self, **changes: Any) -> ClusterSpec:
+        """A copy with service fields replaced (validated again)."""
+        return dataclasses.replace(self, service=dataclasses.replace(self.service, **changes))
+
+    def with_real_servers(self, *servers: RealServer) -> ClusterSpec:
+        return dataclasses.replace(self, real_servers=tuple(servers))

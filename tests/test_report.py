@@ -1,0 +1,184 @@
+"""The report reads typed observations: readable tables and plots, and loud failures on drift."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed.observe import (
+    FailoverRecord,
+    FeedbackRecord,
+    ForwardingRecord,
+    HealthRecord,
+    ScaleRecord,
+    SchedulerRecord,
+    SyncRun,
+    ThresholdRecord,
+    TraceHop,
+    from_json,
+    load_records,
+    to_json,
+)
+from testbed.report import render
+
+REPO = Path(__file__).resolve().parent.parent
+
+RECORDS = [
+    ForwardingRecord(
+        key="nat-tcp-ipv4", mode="nat", protocol="tcp", family="ipv4", requests=6,
+        responses_per_server={"r1": 2, "r2": 2, "r3": 2}, kernel_order=["198.51.100.13"],
+        service_counters={"conns": 6}, frames_captured=120, exchange_s=3.2,
+        handshake_trace=[TraceHop(point="c1-eth0", direction="out", packet="IP / TCP S")],
+    ),
+    SchedulerRecord(key="wrr[4, 3, 2]", flows=9, observed={"r1": 4, "r2": 3, "r3": 2},
+                    expected={"r1": 4.0, "r2": 3.0, "r3": 2.0}, mismatches=0,
+                    check="every choice equals the model's", figures={"weights": [4, 3, 2]}),
+    ThresholdRecord(key="upper-threshold", first={"r1": 4, "r2": 4}, stages=[{"r2": 6}]),
+    FailoverRecord(
+        key="keepalived-v2-1s-kill", backend="keepalived-v2-1s", fault="kill",
+        formula="3 x 1 + 0.414", window_s=(2.4, 3.4), takeover_s=2.9, daemon_reported_s=3.0,
+        released_s=None, lower_prio_adverts_s=[], backup_transitions=[(2.9, "MASTER")],
+        service_restored_s=2.95, last_via_master_s=-0.1, first_via_backup_s=2.93,
+        garp_s=[2.9, 2.91, 7.9], failed_probes=50, failback_s=4.2, vip_holders_after=["d1", "d2"],
+    ),
+    SyncRun(
+        key="dr-ipvsadm", mode="dr", sync="ipvsadm", streams=18, holds=9, synced_streams=18,
+        synced_holds=0, sync_lag_s=2.7, dest_counts={"d1": {"198.51.100.11": 6}},
+        survived_streams=18, reset_streams=0, stalled_streams=0, byte_errors=[], gap_s=0.1,
+        survived_holds=0, backup_conntrack=0, late_streams=6, late_survived_failback=6,
+        early_survived_failback=18, takeover_s=0.9, throughput_gap_s=0.25,
+        timeline=[(-2.0, 1000.0), (-1.75, 980.0)],
+    ),
+    HealthRecord(key="keepalived-TCP_CHECK", removed_s=0.85, bound_s=4.0, restored_s=0.4,
+                 during={"r2": 3, "r3": 3}, after={"r1": 2, "r2": 2, "r3": 2}),
+    FeedbackRecord(key="misc_dynamic", load=8, weight_before=100, weight_loaded=20,
+                   lowered_s=1.0, raised_s=1.1, new_connections={"198.51.100.11": 2},
+                   agent_port=9100),
+    ScaleRecord(key="nat", connections=20000, ipvs_active=[6667, 6667, 6666],
+                ramped={"held": 20000, "failed": 0, "connect_ms": {"p99": 310}},
+                result={"resets": 0}),
+]  # fmt: skip
+
+
+def _results(tmp_path: Path) -> Path:
+    data = {
+        "run_id": "r1",
+        "environment": {"kernel": "6.1.0-56-amd64", "kernel_origin": "installed",
+                        "where": "guest", "emulation": "tcg", "versions": {"scapy": "2.8.0"}},
+        "timings": {"topology_build_s": 17.0, "suite_s": 300.0},
+        "counts": {"passed": 1, "failed": 1},
+        "observations": [to_json(r) for r in RECORDS],
+        "tests": [
+            {"nodeid": "t::ok[nat]", "doc": "Source: ipvsadm(8)", "outcome": "passed",
+             "duration_s": 1.0},
+            {"nodeid": "t::bad[dr]", "doc": "", "outcome": "failed", "duration_s": 2.0,
+             "details": "expected X got Y", "sections": {"LVS state": "TCP 203.0.113.100:80"}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_records_survive_json_as_the_same_dataclasses() -> None:
+    data = json.loads(json.dumps({"observations": [to_json(r) for r in RECORDS]}))
+    assert load_records(data) == RECORDS
+
+
+def test_a_renamed_field_fails_loudly() -> None:
+    """The report reads fields by name: a record written with another field name must not
+    load silently (it would drop a mark from a plot)."""
+    item = to_json(RECORDS[0])
+    item["responses"] = item.pop("responses_per_server")
+    with pytest.raises(TypeError, match="responses"):
+        load_records({"observations": [item]})
+    with pytest.raises(TypeError):
+        from_json(HealthRecord, {"key": "x"})  # fields missing
+
+
+def test_report_renders_every_kind_readably(tmp_path: Path) -> None:
+    run = _results(tmp_path)
+    report = render(run).read_text()
+    summary = (run / "summary.txt").read_text()
+    assert "6.1.0-56-amd64" in summary and "FAILED t::bad[dr]" in summary
+    assert "t::ok[nat]" in report and "expected X got Y" in report and "TCP 203.0.113.100" in report
+    for png in ("timings", "forwarding", "schedulers", "failover"):
+        assert (run / f"{png}.png").stat().st_size > 0
+    # scheduler table: kernel/model per server, not a dict repr
+    assert "r1 4/4 · r2 3/3 · r3 2/2" in report and "{&#x27;r1&#x27;" not in report
+    for title in ("Schedulers: model vs kernel", "Failover: measured vs formula",
+                  "Connection survival", "Health checks", "Load feedback",
+                  "Simultaneous connections", "Upper threshold"):  # fmt: skip
+        assert title in report
+    assert "6667, 6667, 6666" in report  # ActiveConn per real server
+    assert "nat-tcp-ipv4" in report and "IP / TCP S" in report  # the handshake trace
+
+
+def test_every_record_kind_has_a_table(tmp_path: Path) -> None:
+    """A new kind of observation must reach the report: each kind's key appears in it."""
+    report = render(_results(tmp_path)).read_text()
+    for rec in RECORDS:
+        assert rec.key in report, f"{type(rec).__name__} {rec.key} is not in the report"
+
+
+def test_old_results_without_typed_observations_still_render(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps({"run_id": "old", "observations": {}}))
+    assert "old" in render(tmp_path).read_text()
+
+
+def test_results_record_typed_observations(tmp_path: Path) -> None:
+    """What a test records reaches results.json as its kind and fields."""
+    (tmp_path / "test_inner.py").write_text(
+        "from testbed.observe import ThresholdRecord, record\n"
+        "def test_ok():\n"
+        "    record(ThresholdRecord(key='t', first={'r1': 4}, stages=[]))\n"
+    )
+    runner = (
+        "import sys, pytest\n"
+        "from pathlib import Path\n"
+        "from testbed.report import ResultsPlugin\n"
+        "plugin = ResultsPlugin(Path(sys.argv[1]) / 'out', {'run_id': 'r'})\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]], plugins=[plugin]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", runner, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["observations"] == [
+        {"kind": "thresholds", **dataclasses.asdict(RECORDS[2]) | {"key": "t",
+         "first": {"r1": 4}, "stages": []}}
+    ]  # fmt: skip
+
+
+def test_results_record_skip_and_xfail_reasons(tmp_path: Path) -> None:
+    """A known deviation (xfail) is recorded as such with its reason, not as a bare skip."""
+    (tmp_path / "test_inner.py").write_text(
+        "import pytest\n"
+        "def test_ok():\n    assert True\n"
+        "def test_skip():\n    pytest.skip('kernel lacks module ip_vs_twos')\n"
+        "def test_known():\n    pytest.xfail('upstream bug #1')\n"
+    )
+    runner = (
+        "import sys, pytest\n"
+        "from pathlib import Path\n"
+        "from testbed.report import ResultsPlugin\n"
+        "plugin = ResultsPlugin(Path(sys.argv[1]) / 'out', {'run_id': 'r'})\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]], plugins=[plugin]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", runner, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    outcomes = {
+        t["nodeid"].split("::")[1]: (t["outcome"], t.get("skip_reason")) for t in data["tests"]
+    }
+    assert outcomes == {
+        "test_ok": ("passed", None),
+        "test_skip": ("skipped", "kernel lacks module ip_vs_twos"),
+        "test_known": ("xfailed", "upstream bug #1"),
+    }
+    assert data["counts"]["xfailed"] == 1
