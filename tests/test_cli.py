@@ -1,7 +1,9 @@
-"""Bad input gets one clear line and exit status 2, never a traceback."""
+"""The CLI: bad input in one line (exit 2, no traceback), and every command's host side
+with the guest runner replaced at its boundary."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["bench", "--scale-mode", "nat,foo"], "unknown forwarding mode 'foo'"),
         (["bench", "--hold", "-1"], "--hold must be >= 0"),
         (["bench", "--failover-fault", "unplug"], "unknown fault 'unplug'"),
+        (["run", "--protocol", "icmp"], "unknown protocol 'icmp'"),
+        (["run", "--topology", "README.md"], "not a .toml declaration or a .py module"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str) -> None:
@@ -37,3 +41,153 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("lvs-testbed: error:"), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
+
+
+# -- the host side of every command, with the guest runner replaced at its boundary ----------
+
+from testbed.cli import _commands, _dispatch, main  # noqa: E402
+
+
+class FakeGuest:
+    """Stands in for the guest: records the command line, writes what a run would."""
+
+    def __init__(self, writes: str | None = "results.json", code: int = 0) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.writes, self.code = writes, code
+
+    def options(self, args, results):  # type: ignore[no-untyped-def]
+        return ("opts", results)
+
+    def _boot(self, kind: str, argv: list[str]) -> int:
+        self.calls.append((kind, argv))
+        if self.writes and "--run-id" in argv:
+            results = Path(argv[len(argv) - 1 - argv[::-1].index("--results") + 1])
+            run_dir = results / argv[argv.index("--run-id") + 1]
+            (run_dir / self.writes).write_text(json.dumps(_MINIMAL[self.writes]))
+        return self.code
+
+    def run(self, opts, argv: list[str]) -> int:  # type: ignore[no-untyped-def]
+        return self._boot("run", argv)
+
+    def interactive(self, opts, argv: list[str]) -> int:  # type: ignore[no-untyped-def]
+        return self._boot("interactive", argv)
+
+
+_MINIMAL = {
+    "results.json": {"run_id": "x", "counts": {"passed": 1}, "timings": {}, "tests": []},
+    "bench.json": {"run_id": "x", "timings": {}, "goals": {}},
+}
+
+
+@pytest.fixture
+def guest(monkeypatch: pytest.MonkeyPatch) -> FakeGuest:
+    fake = FakeGuest()
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_dispatch, "native", lambda args: False)
+    monkeypatch.setattr(_dispatch, "commit", lambda: "abc123")
+    return fake
+
+
+def test_run_boots_one_guest_with_the_whole_command_line(guest: FakeGuest, tmp_path: Path) -> None:
+    argv = ["run", "-k", "forwarding", "--combinations", "full", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    ((kind, sent),) = guest.calls
+    assert kind == "run"
+    assert sent[: len(argv)] == argv  # every option the user gave, none listed by hand
+    assert "--run-id" in sent and sent[sent.index("--commit") + 1] == "abc123"
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "report.html").exists() and (run_dir / "summary.txt").exists()
+    timings = json.loads((run_dir / "results.json").read_text())["timings"]
+    assert "vm_total_s" in timings  # the host merged its own timing
+
+
+def test_relative_paths_reach_the_guest_absolute(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.toml").write_text((REPO / "topologies" / "default.toml").read_text())
+    assert main(["run", "--topology", "mine.toml", "--results", "out"]) == 0
+    ((_, sent),) = guest.calls
+    assert sent[-6:-4] == ["--topology", str(tmp_path / "mine.toml")]
+    assert str(tmp_path / "out") in sent and (tmp_path / "out").is_dir()
+
+
+def test_a_missing_results_directory_is_created(guest: FakeGuest, tmp_path: Path) -> None:
+    target = tmp_path / "not" / "yet"
+    assert main(["run", "--results", str(target)]) == 0
+    assert len(list(target.iterdir())) == 1
+
+
+def test_a_results_path_that_cannot_be_a_directory_is_one_line(
+    guest: FakeGuest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "--results", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lvs-testbed: error: results directory")
+    assert guest.calls == []  # nothing booted
+
+
+def test_bench_boots_the_guest_and_renders_the_bench(guest: FakeGuest, tmp_path: Path) -> None:
+    guest.writes = "bench.json"
+    assert main(["bench", "--repetitions", "1", "--results", str(tmp_path)]) == 0
+    ((kind, sent),) = guest.calls
+    assert kind == "run" and sent[:3] == ["bench", "--repetitions", "1"]
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "bench_summary.txt").exists()
+
+
+def test_lab_attaches_the_terminal(guest: FakeGuest) -> None:
+    guest.writes = None
+    assert main(["lab", "dr", "--scheduler", "wlc"]) == 0
+    assert guest.calls == [("interactive", ["lab", "dr", "--scheduler", "wlc"])]
+
+
+def test_exit_status_of_the_guest_passes_through(guest: FakeGuest, tmp_path: Path) -> None:
+    guest.code = 1
+    assert main(["run", "--results", str(tmp_path)]) == 1
+
+
+def test_test_runs_unit_tests_both_topologies_and_lifecycle(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    markers: list[str] = []
+    monkeypatch.setattr(_commands, "host_tests", lambda m: markers.append(m) or 0)
+    assert main(["test", "--results", str(tmp_path)]) == 0
+    assert markers == ["not vm", "vm"]
+    runs = [sent for _, sent in guest.calls]
+    assert len(runs) == len(_commands.TEST_RUNS) == 2
+    assert all(r[0] == "run" for r in runs)
+    assert "--topology" in runs[1] and "wide" in runs[1]
+    assert len(list(tmp_path.iterdir())) == 2  # one results directory per run
+
+
+def test_test_fails_when_any_part_fails(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 1 if m == "vm" else 0)
+    assert main(["test", "--results", str(tmp_path)]) == 1
+
+
+def test_clean_needs_no_guest(monkeypatch: pytest.MonkeyPatch, guest: FakeGuest) -> None:
+    import testbed.cluster
+
+    monkeypatch.setattr(_commands.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(testbed.cluster, "clean_guests", lambda: ["guest 1"])
+    monkeypatch.setattr(testbed.cluster, "clean_native", lambda: [])
+    assert main(["clean"]) == 0 and guest.calls == []
+
+
+def test_in_the_guest_the_command_runs_here(
+    monkeypatch: pytest.MonkeyPatch, guest: FakeGuest, tmp_path: Path
+) -> None:
+    """Inside the guest (or natively) the same command line runs the suite directly."""
+    ran: list[object] = []
+    monkeypatch.setattr(_dispatch, "native", lambda args: True)
+    fake = _dispatch.Command(name="run", here=lambda a, d: ran.append(d) or 0,
+                             writes_results=True)  # fmt: skip
+    monkeypatch.setitem(_commands.COMMANDS, "run", fake)
+    monkeypatch.setattr("testbed.cli.COMMANDS", _commands.COMMANDS)
+    assert main(["run", "--results", str(tmp_path), "--run-id", "r1"]) == 0
+    assert ran == [tmp_path / "r1"] and guest.calls == []

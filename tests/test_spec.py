@@ -83,6 +83,8 @@ def _default_text() -> str:
         (lambda t: t.replace("scheduler =", "shed ="), "unknown key(s) shed"),
         (lambda t: t.replace("[router]", "[router]\nspeed = 1"), "unknown key(s) speed"),
         (lambda t: t.replace('outside = "203.0.113.1"\n', ""), "missing key(s) outside"),
+        # only required keys are named as missing (not optional ones with defaults)
+        (lambda t: t.replace('vip = "203.0.113.100"', ""), "[service]: missing key(s) vip"),
         (lambda t: t.replace("[service]", "[service"), "topology file"),
     ],
 )
@@ -112,3 +114,42 @@ def test_scheduler_flags_belong_to_their_scheduler() -> None:
         load_topology(scheduler="mh", sched_flags=["sh-port"])
     with pytest.raises(TestbedError, match="unknown scheduler flag 'sh-fast'"):
         load_topology(scheduler="sh", sched_flags=["sh-fast"])
+
+
+def test_missing_key_message_names_required_keys_only(tmp_path: Path) -> None:
+    text = _default_text().replace('vip = "203.0.113.100"', "")
+    with pytest.raises(TestbedError) as err:
+        load_topology(_write(tmp_path, text))
+    assert str(err.value).endswith("[service]: missing key(s) vip")
+
+
+def test_python_topology_builds_a_spec() -> None:
+    wide = load_topology("wide")
+    assert [r.name for r in wide.real_servers] == [f"web{i}" for i in range(1, 6)]
+    assert (len(wide.clients), len(wide.directors)) == (1, 2)
+    assert wide.source.endswith("topologies/wide.py")
+    assert load_topology("topologies/wide.py", mode="dr").service.mode == "dr"
+    assert wide.needs(clients=2) == "topology 'wide' has 1 clients; the test needs 2"
+    assert wide.needs(directors=2, real_servers=5) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("x = 1\n", "must define build() -> ClusterSpec"),
+        ("def build():\n    return 42\n", "returned int, not a ClusterSpec"),
+        ("def build():\n    raise RuntimeError('no network')\n", "RuntimeError: no network"),
+        ("import nonexistent_module_xyz\n", "ModuleNotFoundError"),
+        (
+            "from testbed.topology import RealServer\n"
+            "def build():\n    return RealServer(name='R1', ip='198.51.100.1')\n",
+            "is not a host name",
+        ),
+    ],
+)
+def test_bad_python_topologies_give_one_line(tmp_path: Path, source: str, message: str) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(source)
+    with pytest.raises(TestbedError, match=re.escape(message)) as err:
+        load_topology(path)
+    assert "\n" not in str(err.value) and str(err.value).startswith("topology mine.py:")

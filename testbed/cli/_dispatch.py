@@ -99,18 +99,26 @@ def commit() -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def run_dir_of(args: argparse.Namespace) -> Path:
-    """results/<run-id>/, created: a results directory that does not exist yet is made;
-    one that cannot be (a file in the way, no permission) is refused in one line."""
+def results_dir(args: argparse.Namespace) -> Path:
+    """The results directory, created if it does not exist yet; one that cannot be (a
+    file in the way, no permission) is refused in one line."""
     results = Path(args.results)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TestbedError(f"results directory {results}: {exc.strerror}") from None
+    if not results.is_dir():
+        raise TestbedError(f"results directory {results}: not a directory")
+    return results
+
+
+def new_run_dir(results: Path, args: argparse.Namespace) -> Path:
+    """results/<run-id>/ (the id given, or a new one, kept in ``args`` for the guest)."""
     if not args.run_id:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-")
         args.run_id = stamp + secrets.token_hex(2)
     run_dir = results / args.run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TestbedError(f"results directory {results}: {exc.strerror}") from None
+    run_dir.mkdir(exist_ok=True)
     return run_dir
 
 
@@ -130,13 +138,15 @@ def guest_argv(argv: list[str], args: argparse.Namespace) -> list[str]:
 def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int:
     """Check the input, then run the command natively or in a guest; render results."""
     command.check(args)
-    run_dir = run_dir_of(args) if command.writes_results else None
+    results = results_dir(args) if command.writes_results else None
     if not command.needs_ipvs or native(args):
+        run_dir = new_run_dir(results, args) if results else None
         code = command.here(args, run_dir)
         if run_dir is not None and not in_guest():
             finish(run_dir, {})
         return code
-    opts = GUEST.options(args, run_dir.parent if run_dir else None)
+    opts = GUEST.options(args, results)  # the kernel chosen (maybe fetched) before a run dir
+    run_dir = new_run_dir(results, args) if results else None
     started = time.monotonic()
     boot = GUEST.interactive if command.interactive else GUEST.run
     code = boot(opts, guest_argv(argv, args))

@@ -336,7 +336,7 @@ def render(run_dir: Path) -> Path:
     if results_file.exists():
         data = json.loads(results_file.read_text())
     elif bench is not None:
-        data = {k: bench.get(k) for k in ("run_id", "environment", "timings")}
+        data = {k: bench[k] for k in ("run_id", "environment", "timings") if k in bench}
     else:
         raise FileNotFoundError(f"{run_dir} has neither results.json nor bench.json")
     (run_dir / "summary.txt").write_text(summary_text(data))

@@ -1,0 +1,60 @@
+"""Pure parts of the experiments: timelines, model comparisons, patterns over any topology."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.net import Tracked
+from testbed.observe import (
+    Decision,
+    SchedulerRecord,
+    compare,
+    longest_silence,
+    recorded,
+    spread_over,
+    throughput_timeline,
+)
+from testbed.observe._sync import BUCKET
+from testbed.sched import Dest, Flow
+
+
+def test_throughput_timeline_and_gap() -> None:
+    t = Tracked(kind="stream", sock=None, sport=1, opened=0.0)  # type: ignore[arg-type]
+    # 100 bytes every 0.1 s, silent from 1.0 s to 2.0 s
+    t.arrivals = [(i / 10, 100 * (i + 1)) for i in range(10)]
+    t.arrivals += [(2.0 + i / 10, 1000 + 100 * (i + 1)) for i in range(10)]
+    line = throughput_timeline([t], start=0.0, end=3.0)
+    assert line[0] == (0.0, 300 / BUCKET)  # arrivals at 0.0, 0.1 and 0.2 s
+    assert longest_silence(line, after=0.0) == pytest.approx(1.0)
+    assert longest_silence(line, after=2.5) == pytest.approx(BUCKET)  # the bucket at 3.0 s
+    assert sum(r for _, r in line) * BUCKET == 2000
+
+
+def test_patterns_spread_over_any_number_of_real_servers() -> None:
+    assert spread_over((4, 3, 2), 3) == (4, 3, 2)  # the default topology: the pattern itself
+    assert spread_over((4, 3, 2), 5) == (4, 3, 2, 4, 3)
+    assert spread_over((3, 0, 1), 2) == (3, 0)
+
+
+def _decision(expected: str | None, got: str | None, port: int) -> Decision:
+    return Decision(
+        flow=Flow(saddr="203.0.113.11", sport=port, daddr="203.0.113.100", dport=80),
+        expected=expected,
+        got=got,
+        state=[Dest(name="r1", addr="198.51.100.11", active=2)],
+    )
+
+
+def test_a_comparison_is_recorded_and_explains_what_differs() -> None:
+    decisions = [_decision("r1", "r1", 1), _decision("r2", "r3", 2), _decision(None, None, 3)]
+    result = compare("case-x", decisions, ["connect failed"], weights=[1, 2])
+    assert result.record == SchedulerRecord(
+        key="case-x", flows=3, observed={"None": 1, "r1": 1, "r3": 1},
+        expected={"None": 1.0, "r1": 1.0, "r2": 1.0}, mismatches=1,
+        check="every choice equals the model's", figures={"weights": [1, 2]},
+    )  # fmt: skip
+    assert result.wrong == [decisions[1]]
+    text = result.explain()
+    assert "1 of 3 choices differ" in text and "expected r2, got r3" in text
+    assert "r1(w=1 a=2 i=0)" in text and "connect failed" in text
+    assert result.record in recorded()
