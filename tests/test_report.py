@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from testbed.observe import (
+    RECORD_KINDS,
     FailoverRecord,
     FeedbackRecord,
     ForwardingRecord,
@@ -119,7 +119,9 @@ def test_report_renders_every_kind_readably(tmp_path: Path) -> None:
 
 
 def test_every_record_kind_has_a_table(tmp_path: Path) -> None:
-    """A new kind of observation must reach the report: each kind's key appears in it."""
+    """A new kind of observation must reach the report: every registered kind has a sample
+    here, and each sample's key appears in the rendered report."""
+    assert {r.kind for r in RECORDS} == set(RECORD_KINDS)  # type: ignore[attr-defined]
     report = render(_results(tmp_path)).read_text()
     for rec in RECORDS:
         assert rec.key in report, f"{type(rec).__name__} {rec.key} is not in the report"
@@ -130,13 +132,9 @@ def test_old_results_without_typed_observations_still_render(tmp_path: Path) -> 
     assert "old" in render(tmp_path).read_text()
 
 
-def test_results_record_typed_observations(tmp_path: Path) -> None:
-    """What a test records reaches results.json as its kind and fields."""
-    (tmp_path / "test_inner.py").write_text(
-        "from testbed.observe import ThresholdRecord, record\n"
-        "def test_ok():\n"
-        "    record(ThresholdRecord(key='t', first={'r1': 4}, stages=[]))\n"
-    )
+def _run_with_results_plugin(tmp_path: Path, source: str) -> dict:  # type: ignore[type-arg]
+    """Run a small pytest module under the ResultsPlugin; its results.json."""
+    (tmp_path / "test_inner.py").write_text(source)
     runner = (
         "import sys, pytest\n"
         "from pathlib import Path\n"
@@ -147,32 +145,31 @@ def test_results_record_typed_observations(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", runner, str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    return json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+def test_results_record_typed_observations(tmp_path: Path) -> None:
+    """What a test records reaches results.json as its kind and fields."""
+    data = _run_with_results_plugin(
+        tmp_path,
+        "from testbed.observe import ThresholdRecord, record\n"
+        "def test_ok():\n"
+        "    record(ThresholdRecord(key='t', first={'r1': 4}, stages=[]))\n",
+    )
     assert data["observations"] == [
-        {"kind": "thresholds", **dataclasses.asdict(RECORDS[2]) | {"key": "t",
-         "first": {"r1": 4}, "stages": []}}
-    ]  # fmt: skip
+        {"kind": "thresholds", "key": "t", "first": {"r1": 4}, "stages": []}
+    ]
 
 
 def test_results_record_skip_and_xfail_reasons(tmp_path: Path) -> None:
     """A known deviation (xfail) is recorded as such with its reason, not as a bare skip."""
-    (tmp_path / "test_inner.py").write_text(
+    data = _run_with_results_plugin(
+        tmp_path,
         "import pytest\n"
         "def test_ok():\n    assert True\n"
         "def test_skip():\n    pytest.skip('kernel lacks module ip_vs_twos')\n"
-        "def test_known():\n    pytest.xfail('upstream bug #1')\n"
+        "def test_known():\n    pytest.xfail('upstream bug #1')\n",
     )
-    runner = (
-        "import sys, pytest\n"
-        "from pathlib import Path\n"
-        "from testbed.report import ResultsPlugin\n"
-        "plugin = ResultsPlugin(Path(sys.argv[1]) / 'out', {'run_id': 'r'})\n"
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]], plugins=[plugin]))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", runner, str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
     outcomes = {
         t["nodeid"].split("::")[1]: (t["outcome"], t.get("skip_reason")) for t in data["tests"]
     }
