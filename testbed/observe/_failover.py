@@ -17,7 +17,12 @@ from scapy.layers.l2 import ARP, Ether
 
 from ..ha import DirectorPair, GarpExpectation, TakeoverWindow
 from ..net import Frame, Probe, Prober
+from ..util import wait_until
 from ._records import FailoverRecord, record
+
+# how late a daemon's gratuitous ARPs may come after its own takeover report (IPaddr2
+# runs send_arp from a shell script, which emulation stretches to many seconds)
+GARP_LATE_S = 10.0
 
 
 @dataclass(kw_only=True)
@@ -137,22 +142,31 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     ):
         time.sleep(1.0)  # service through the master first
         fault_at = pair.fail(fault)
+
+        def garps() -> list[float]:
+            return [
+                f.time
+                for f in cap.frames(f"{client}-eth0")
+                if ARP in f.packet
+                and f.packet[ARP].psrc == vip == f.packet[ARP].pdst
+                and f.packet[Ether].src == macs[d2]
+                and f.time >= fault_at
+            ]
+
         reported_at = pair.wait_takeover(fault_at)
         last_garp = garp.delay + garp.repeat * garp.interval
-        time.sleep(max(2.0, reported_at + last_garp + 1.5 - time.time()))
+        # wait for the promised gratuitous ARPs themselves (a daemon's scripts may send
+        # them late under emulation), then as long again as the promise would take
+        promised = garp.repeat * (2 if garp.delay > 0 else 1)
+        late = reported_at + last_garp + GARP_LATE_S
+        wait_until(lambda: len(garps()) >= promised, timeout=max(0.0, late - time.time()))
+        time.sleep(max(2.0, (garps()[:1] or [reported_at])[0] + last_garp + 1.5 - time.time()))
     holders = pair.holders()
     neigh = c.run(client, f"ip neigh show {vip}", check=False).strip()
-    garps = [
-        f.time
-        for f in cap.frames(f"{client}-eth0")
-        if ARP in f.packet
-        and f.packet[ARP].psrc == vip == f.packet[ARP].pdst
-        and f.packet[Ether].src == macs[d2]
-        and f.time >= fault_at
-    ]
+    garp_times = garps()
     # the first GARP is sent as the backup takes over; a notify script's own clock
     # lags by the time to fork and exec it, which emulation stretches
-    takeover_at = min([*garps[:1], reported_at])
+    takeover_at = min([*garp_times[:1], reported_at])
     lower = _lower_prio_adverts(cap.frames(f"{client}-eth0"), macs[d1], pair.backup_priority)
     lower = [t for t in lower if t >= takeover_at]
     via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
@@ -180,7 +194,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         holders_after=holders,
         client_neigh=neigh,
         macs=macs,
-        garp_times=garps,
+        garp_times=garp_times,
         first_via_backup=first,
         last_via_master=max((t for t in via_master if t < takeover_at + 5), default=None),
         first_frame_via_backup=min((t for t, _ in via_backup if t >= fault_at), default=None),
