@@ -159,7 +159,8 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         # them late under emulation), then as long again as the promise would take
         promised = garp.repeat * (2 if garp.delay > 0 else 1)
         late = reported_at + last_garp + GARP_LATE_S
-        wait_until(lambda: len(garps()) >= promised, timeout=max(0.0, late - time.time()))
+        wait_until(lambda: len(garps()) >= promised, timeout=max(0.0, late - time.time()),
+                   interval=0.1)  # fmt: skip
         time.sleep(max(2.0, (garps()[:1] or [reported_at])[0] + last_garp + 1.5 - time.time()))
     holders = pair.holders()
     neigh = c.run(client, f"ip neigh show {vip}", check=False).strip()
