@@ -188,3 +188,9 @@ def test_combinations_of_the_registry() -> None:
     assert [c.id for c in combinations(modes=MODES.select("dr"))] == ["dr-tcp-ipv4"]
     with pytest.raises(TestbedError, match="unknown combination policy"):
         combinations("random")
+
+
+def test_local_addresses_are_read_from_proc_without_a_process() -> None:
+    import os
+
+    assert "127.0.0.1" in FAMILIES["ipv4"].local_addresses(os.getpid())

@@ -79,13 +79,9 @@ class DirectorPair(Scoped):
         raise NotImplementedError
 
     def holders(self) -> list[str]:
-        """Directors that have the VIP on their outside interface."""
-        vip, ip = str(self.spec.service.vip), self.spec.service.family.ip_option
-        return [
-            d
-            for d in self.names
-            if f" {vip}/" in self.cluster.run(d, f"ip -o {ip} addr", check=False)
-        ]
+        """Directors that have the VIP (read from their namespaces' /proc, no process)."""
+        vip, family = str(self.spec.service.vip), self.spec.service.family
+        return [d for d in self.names if vip in family.local_addresses(self.cluster.pid(d))]
 
     # -- faults -----------------------------------------------------------------------
     def fail(self, fault: str, director: str | None = None) -> float:

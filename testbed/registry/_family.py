@@ -10,6 +10,7 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from scapy.layers.inet import IP
 from scapy.packet import Packet
@@ -41,6 +42,9 @@ class Family:
     # segment (the "ARP problem"), and the commands that undo them
     hide_vip: Callable[[str], list[str]]
     claim_defaults: Callable[[str], list[str]]
+    # the addresses a namespace holds, read from /proc/<pid>/net without a process
+    # (polling with `ip addr` forks dozens of processes a second under emulation)
+    local_addresses: Callable[[int], set[str]]
 
     def address(self, value: object, what: str) -> Address:
         try:
@@ -87,6 +91,18 @@ def parse_network(value: object, what: str) -> Network:
     return net
 
 
+def _fib_locals(pid: int) -> set[str]:
+    """Local IPv4 addresses: the /32 host LOCAL leaves of /proc/<pid>/net/fib_trie."""
+    found, leaf = set(), None
+    for line in Path(f"/proc/{pid}/net/fib_trie").read_text().splitlines():
+        text = line.strip()
+        if text.startswith("|-- "):
+            leaf = text[4:]
+        elif leaf and text.startswith("/32 host LOCAL"):
+            found.add(leaf)
+    return found
+
+
 def _sysctls(values: dict[str, int]) -> str:
     return "sysctl -qw " + " ".join(f"{k}={v}" for k, v in values.items())
 
@@ -122,5 +138,6 @@ IPV4 = FAMILIES.register(
         neighbour_protocol="ARP",
         hide_vip=lambda dev: _arp(dev, 1, 2),
         claim_defaults=lambda dev: _arp(dev, 0, 0),
+        local_addresses=_fib_locals,
     )
 )
