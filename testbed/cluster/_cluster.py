@@ -66,6 +66,17 @@ def director_host(spec: ClusterSpec, name: str) -> DirectorHost:
     )
 
 
+def _last_words(proc: Any, lines: int = 15) -> str:
+    """The tail of an exited program's stderr, for the error that reports its exit."""
+    stream = getattr(proc, "stderr", None)
+    try:
+        text = stream.read().decode(errors="replace") if stream else ""
+    except (OSError, ValueError):
+        text = ""
+    tail = text.strip().splitlines()[-lines:]
+    return "".join(f"\n  {line}" for line in tail)
+
+
 def _say(msg: str) -> None:
     print(f"[cluster] {msg}", flush=True)
 
@@ -209,7 +220,10 @@ class Cluster(Scoped):
         deadline = time.monotonic() + 120  # Python start-up is slow under emulation
         while not ready.exists():
             if proc.poll() is not None:
-                raise TestbedError(f"{module} on {host} exited at start")
+                raise TestbedError(
+                    f"{module} on {host} exited at start (status {proc.returncode})"
+                    + _last_words(proc)
+                )
             if time.monotonic() > deadline:
                 raise TestbedError(f"{module} on {host} did not start")
             time.sleep(0.2)
