@@ -182,3 +182,11 @@ def test_the_name_branch_check_would_catch_one(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text('if mode == "nat":\n    pass\nkinds = {"nat": 1, "dr": 2}\n')
     assert len(list(_name_branches(sample, root=tmp_path))) == 2
+
+
+def test_repo_is_the_checkout_root() -> None:
+    """Programs run with the checkout as working directory: loadgen must be found there."""
+    from testbed.util import REPO
+
+    assert (REPO / "loadgen" / "server.py").is_file()
+    assert (REPO / "topologies").is_dir()

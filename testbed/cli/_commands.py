@@ -13,9 +13,9 @@ from typing import Any
 
 from ..registry import FAMILIES, MODES, PROTOCOLS, SCHEDULERS
 from ..topology import load_topology
-from ..util import TestbedError
+from ..util import REPO, TestbedError
 from ._dispatch import Command, commit, dispatch, install_signal_handlers, say
-from ._parser import REPO, parse
+from ._parser import parse
 
 # What `test` runs on real IPVS: the whole suite on the default topology, then the
 # checks that must hold on any topology, on a second one with other names and counts

@@ -30,8 +30,8 @@ from ..guest import (
     run_interactive,
 )
 from ..kernel import running_kernel_has_ipvs
-from ..util import TestbedError
-from ._parser import PATH_OPTIONS, REPO
+from ..util import REPO, TestbedError
+from ._parser import PATH_OPTIONS
 
 CACHE = REPO / ".cache"
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..ha import FAULTS
 from ..registry import POLICIES
+from ..util import REPO
 
-REPO = Path(__file__).resolve().parent.parent.parent
 DESCRIPTION = "bring up an LVS cluster on real kernel IPVS and check it"
 # options naming a path on the host: made absolute before a guest sees them (its
 # working directory is the checkout)

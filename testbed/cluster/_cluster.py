@@ -29,13 +29,12 @@ from ..registry import (
     neutral_baseline,
 )
 from ..topology import ClusterSpec, RealServer
-from ..util import Scoped, TestbedError
+from ..util import REPO, Scoped, TestbedError
 from ._cleanup import MARK_ENV, clean_native, mark_bridge
 
 # Bridge names start with this prefix; a second cluster in the same kernel
 # (the life-cycle tests) uses another one.
 PREFIX_ENV = "LVS_TESTBED_PREFIX"
-REPO = Path(__file__).resolve().parent.parent
 SERVER = "loadgen.server"  # the HTTP real-server program
 # Extra client addresses: client i owns host numbers 128+64*i .. 191+64*i of
 # the outside network (clipped to it), disjoint from every declared address.

@@ -14,10 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..util import TestbedError
+from ..util import REPO, TestbedError
 from ._spec import Client, ClusterSpec, RealServer, Service, TwoLegged
 
-TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
+TOPOLOGIES = REPO / "topologies"
 DEFAULT_TOPOLOGY = TOPOLOGIES / "default.toml"
 
 

@@ -6,8 +6,9 @@ True
 """
 
 from ._errors import TestbedError
+from ._paths import REPO
 from ._process import tail_file, wait_for_line
 from ._scoped import Scoped
 from ._waiting import wait_until
 
-__all__ = ["Scoped", "TestbedError", "tail_file", "wait_for_line", "wait_until"]
+__all__ = ["REPO", "Scoped", "TestbedError", "tail_file", "wait_for_line", "wait_until"]
