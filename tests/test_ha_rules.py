@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 
 import pytest
@@ -18,6 +19,7 @@ from testbed.ha import (
     render_ha_cf,
     render_haresources,
     skew_time,
+    takeover_decisions,
     takeover_window,
 )
 
@@ -176,3 +178,21 @@ def test_render_heartbeat_files() -> None:
 def test_bad_heartbeat_settings(make, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TestbedError, match=message):
         make()
+
+
+HEARTBEAT_LOG = """\
+Dec 02 01:00:49 d2 heartbeat: [5136]: WARN: node d3: is dead
+Dec 02 01:00:49 d2 heartbeat: [5136]: info: Dead node d1 gave up resources.
+2026/12/02_01:00:51  harc(default)[6700]:    info: Running /etc/ha.d//rc.d/status status
+Dec 02 01:00:52 d2 heartbeat: [5136]: WARN: node d1: is dead
+Dec  2 01:00:58 d2 heartbeat: [5136]: info: Received shutdown notice from 'd1'.
+Dec 02 01:01:03 d2 heartbeat: [5136]: info: Link d1:d2-eth0 dead.
+"""
+
+
+def test_heartbeat_takeover_decisions_are_read_from_its_log() -> None:
+    """Only a death or a shutdown notice of the named peer counts, in local time."""
+    times = takeover_decisions(HEARTBEAT_LOG, peer="d1", year=2026)
+    stamps = [datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S") for t in times]
+    assert stamps == ["01:00:52", "01:00:58"]
+    assert takeover_decisions(HEARTBEAT_LOG, peer="d9", year=2026) == []

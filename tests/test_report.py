@@ -42,6 +42,7 @@ RECORDS = [
     FailoverRecord(
         key="keepalived-v2-1s-kill", backend="keepalived-v2-1s", fault="kill",
         formula="3 x 1 + 0.414", window_s=(2.4, 3.4), takeover_s=2.9, daemon_reported_s=3.0,
+        decided_s=None,
         released_s=None, lower_prio_adverts_s=[], backup_transitions=[(2.9, "MASTER")],
         service_restored_s=2.95, last_via_master_s=-0.1, first_via_backup_s=2.93,
         garp_s=[2.9, 2.91, 7.9], failed_probes=50, failback_s=4.2, vip_holders_after=["d1", "d2"],

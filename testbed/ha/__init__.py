@@ -17,6 +17,7 @@ from ._heartbeat import (
     HeartbeatTiming,
     render_ha_cf,
     render_haresources,
+    takeover_decisions,
 )
 from ._keepalived import INSTANCE, Keepalived, Vrrp, config_block, render
 from ._pair import SYNC_MODES, DirectorPair, HaPair
@@ -56,5 +57,6 @@ __all__ = [
     "render_ha_cf",
     "render_haresources",
     "skew_time",
+    "takeover_decisions",
     "takeover_window",
 ]

@@ -15,7 +15,10 @@ ha.cf documentation).
 from __future__ import annotations
 
 import contextlib
+import datetime
+import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -35,6 +38,27 @@ MNTNS_FILE = "mntns"  # "<mount namespace inode> <owner pid>" of one node's hear
 # arp_count). heartbeat's send_arp sends each of the 5 rounds as an ARP request and,
 # half an interval later, an ARP reply (seen on the wire): 10 frames, 0.1 s apart
 GARP_REPEAT, GARP_INTERVAL = 10, 0.1
+# the log lines where heartbeat 3.0.6 decides to take over its peer's resources:
+# the peer fell silent for deadtime, or announced its shutdown
+_DECISIONS = (
+    re.compile(r"WARN: node (?P<peer>\S+): is dead$"),
+    re.compile(r"info: Received shutdown notice from '(?P<peer>[^']+)'\.$"),
+)
+_STAMP = re.compile(r"^(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) \S+ heartbeat: ")
+
+
+def takeover_decisions(log: str, *, peer: str, year: int) -> list[float]:
+    """Times at which a node's heartbeat log decided to take over ``peer``'s resources.
+
+    heartbeat stamps its log in local time to the whole second, without a year.
+    """
+    times = []
+    for line in log.splitlines():
+        stamp = _STAMP.match(line)
+        if stamp and any((m := d.search(line)) and m["peer"] == peer for d in _DECISIONS):
+            when = datetime.datetime.strptime(f"{year} {stamp['stamp']}", "%Y %b %d %H:%M:%S")
+            times.append(when.timestamp())
+    return times
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,11 +219,13 @@ class HeartbeatPair(DirectorPair):
     # a stopping node runs its release scripts first, then hands over: no timeout
     # is involved, so the window counts from the release
     counted_from_release = ("stop",)
-    # after deadtime heartbeat runs its resource scripts (harc, ResourceManager,
+    # s past deadtime for the decision: heartbeat's timers under emulation
+    slack = 5.0
+    decision_resolution = 1.0  # its log stamps whole seconds
+    # after deciding, heartbeat runs its resource scripts (harc, ResourceManager,
     # IPaddr2: shell scripts forking dozens of processes); under software
-    # emulation that takes many seconds, which no formula covers. Only the
-    # late side gets this slack: a takeover before deadtime - keepalive fails.
-    slack = 30.0
+    # emulation that takes many seconds, which no formula covers
+    scripts_bound = 60.0
 
     def __init__(
         self,
@@ -302,13 +328,23 @@ class HeartbeatPair(DirectorPair):
 
     @property
     def failback_bound(self) -> float:
-        return self.timing.initdead + self.timing.deadtime
+        """The returning node waits out initdead, then the peer's release scripts run,
+        then its own acquiring ones."""
+        return self.timing.initdead + self.timing.deadtime + 2 * self.scripts_bound
+
+    def decided_at(self, after: float) -> float | None:
+        master, backup = self.names
+        log = self.nodes[backup].logfile
+        text = log.read_text(errors="replace") if log.exists() else ""
+        year = datetime.datetime.fromtimestamp(after).year
+        times = takeover_decisions(text, peer=master, year=year)
+        return min((t for t in times if t >= math.floor(after)), default=None)
 
     def wait_takeover(self, after: float) -> float:
         """Time the backup's IPaddr2 added the VIP (noting when the other released it)."""
         first, second = self.names
         # a clean stop runs the release scripts, then the peer's: both take long
-        deadline = time.monotonic() + self.timing.deadtime + 2 * self.slack + 30
+        deadline = time.monotonic() + self.timing.deadtime + self.slack + 2 * self.scripts_bound
         while time.monotonic() < deadline:
             now, holders = time.time(), self.holders()
             if self.released_at is None and first not in holders:

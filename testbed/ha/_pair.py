@@ -54,6 +54,11 @@ class DirectorPair(Scoped):
     # the VIP (a handover), not from the fault itself
     counted_from_release: tuple[str, ...] = ()
     released_at: float | None = None  # when the failed director's VIP was seen gone
+    # where a daemon runs scripts between deciding to take over and doing it, the
+    # window is checked on its decision (as its own log records it, to this many
+    # seconds), and the scripts get up to scripts_bound s after it
+    decision_resolution: float = 0.0
+    scripts_bound: float = 0.0
 
     def __init__(self, cluster: Cluster, *, mode: str) -> None:
         if reason := cluster.base_spec.needs(directors=2):
@@ -67,6 +72,11 @@ class DirectorPair(Scoped):
 
     def start_daemon(self, director: str) -> None:
         raise NotImplementedError
+
+    def decided_at(self, after: float) -> float | None:
+        """When the backup's daemon decided to take over, by its own record; None where
+        the takeover itself (its first gratuitous ARP) is the decision."""
+        return None
 
     def transitions(self, director: str) -> list[tuple[float, str]]:
         """(time, state) changes the daemon reported, where it reports any."""

@@ -41,6 +41,12 @@ class Failover:
     fault_at: float
     takeover_at: float  # the backup's first gratuitous ARP (or the daemon's report)
     reported_at: float  # the daemon's own report (keepalived notify, VIP seen on d2)
+    # where the daemon runs scripts between deciding and taking over: its decision,
+    # as its log records it (to decision_resolution s), and the scripts' allowance
+    decides_first: bool
+    decided_at: float | None
+    decision_resolution: float
+    scripts_bound: float
     released_at: float | None  # the failed director's VIP seen gone, if it went
     from_release: bool  # the window counts from the release, not the fault
     lower_prio_adverts: list[float]  # VRRP adverts below the new master's priority
@@ -62,10 +68,16 @@ class Failover:
 
     @property
     def window_measured_s(self) -> float | None:
-        """Takeover time as the window counts it: from the fault, or from the release."""
-        if not self.from_release:
-            return self.takeover_s
-        return None if self.released_at is None else self.takeover_at - self.released_at
+        """The takeover (or the decision, where one comes first) as the window counts
+        it: from the fault, or from the release."""
+        at = self.decided_at if self.decides_first else self.takeover_at
+        start = self.released_at if self.from_release else self.fault_at
+        return None if at is None or start is None else at - start
+
+    @property
+    def scripts_s(self) -> float | None:
+        """From the daemon's decision to the takeover: its scripts' run time."""
+        return None if self.decided_at is None else self.takeover_at - self.decided_at
 
     @property
     def restored_s(self) -> float | None:
@@ -94,6 +106,7 @@ class Failover:
             ),
             takeover_s=round(self.takeover_s, 4),
             daemon_reported_s=rel(self.reported_at),
+            decided_s=rel_or_none(self.decided_at),
             released_s=rel_or_none(self.released_at),
             lower_prio_adverts_s=[rel(t) for t in self.lower_prio_adverts],
             backup_transitions=[(rel(t), s) for t, s in self.backup_transitions],
@@ -188,6 +201,10 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         fault_at=fault_at,
         takeover_at=takeover_at,
         reported_at=reported_at,
+        decides_first=pair.scripts_bound > 0,
+        decided_at=pair.decided_at(fault_at),
+        decision_resolution=pair.decision_resolution,
+        scripts_bound=pair.scripts_bound,
         released_at=pair.released_at,
         from_release=fault in pair.counted_from_release,
         lower_prio_adverts=lower,

@@ -168,6 +168,7 @@ class FailoverRecord:
     window_s: tuple[float, float]  # the rule's window, on the fault's clock
     takeover_s: float
     daemon_reported_s: float | None
+    decided_s: float | None  # the daemon's logged decision, where scripts follow it
     released_s: float | None
     lower_prio_adverts_s: list[float]
     backup_transitions: list[tuple[float, str]]

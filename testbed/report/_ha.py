@@ -33,6 +33,7 @@ def failover_plot(cases: list[FailoverRecord], out: Path) -> list[tuple[str, str
         marks = [
             (obs.last_via_master_s, "x", "#cf222e", "last SYN via master"),
             (obs.released_s, "<", "#8250df", "failed director released the VIP"),
+            (obs.decided_s, "d", "#57606a", "daemon logs its decision"),
             (obs.daemon_reported_s, "v", "#000000", "daemon reports takeover"),
             (obs.first_via_backup_s, "o", "#1a7f37", "first SYN via backup"),
             (obs.service_restored_s, "*", "#0969da", "first connection via backup"),
@@ -61,12 +62,15 @@ def failover_tables(cases: list[FailoverRecord], runs: list[SyncRun]) -> str:
         "Failover: measured vs formula",
         "Times in seconds after the fault. Takeover: the backup's first gratuitous ARP "
         "(or its daemon's report, if earlier); a handover window starts at the release. "
+        "Where a daemon runs scripts before taking over (heartbeat), the window holds its "
+        "logged decision, stamped to the second. "
         "Service back: the first new connection that succeeded through the backup.",
         cases,
         [
             ("case", lambda o: o.key),
             ("formula", lambda o: o.formula),
             ("window s", lambda o: f"{o.window_s[0]:.3f}-{o.window_s[1]:.3f}"),
+            ("decided s", lambda o: "" if o.decided_s is None else o.decided_s),
             ("takeover s", lambda o: o.takeover_s),
             ("service back s", lambda o: o.service_restored_s),
             ("failed probes", lambda o: o.failed_probes),
