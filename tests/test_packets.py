@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -15,7 +18,13 @@ from testbed.net import (
     expect_hop,
     matches,
 )
-from testbed.net._capture import PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING
+from testbed.net._capture import (
+    PACKET_HOST,
+    PACKET_OTHERHOST,
+    PACKET_OUTGOING,
+    SO_TIMESTAMPNS,
+    _kernel_time,
+)
 
 SYN = (
     Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -96,3 +105,9 @@ def test_expect_absent() -> None:
     expect_absent(HOP, [])
     with pytest.raises(PacketMismatch, match="must not happen"):
         expect_absent(HOP, [_frame(SYN)])
+
+
+def test_captured_frames_carry_the_kernels_receive_time() -> None:
+    """A frame's time is the SCM_TIMESTAMPNS the kernel attached, not when it was read."""
+    stamp = struct.pack("@qq", 1_796_000_000, 250_000_000)
+    assert _kernel_time([(socket.SOL_SOCKET, SO_TIMESTAMPNS, stamp)]) == 1_796_000_000.25

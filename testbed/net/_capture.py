@@ -4,12 +4,16 @@ Each capture point is a thread that enters the host's network namespace
 (setns only affects the calling thread), opens an AF_PACKET socket bound to
 one interface and records raw frames with the kernel's packet type, which
 tells whether this host received the frame, sent it, or merely saw a bridge
-flood (PACKET_OTHERHOST). Frames are decoded with scapy only when looked at.
+flood (PACKET_OTHERHOST). Each frame carries the kernel's receive time
+(SO_TIMESTAMPNS), not the time the thread got to read it: under emulation a
+reader runs late and would stamp a paced burst as simultaneous. Frames are
+decoded with scapy only when looked at.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +27,19 @@ from ._netns import enter_netns, run_in_netns
 _ETH_P_ALL = 0x0003
 # linux/if_packet.h packet types
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = range(5)
+# asm-generic/socket.h: SO_TIMESTAMPNS (SCM_TIMESTAMPNS), a struct timespec per message
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The receive time the kernel attached to a frame, or now if it attached none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec + nsec / 1e9
+    return time.time()
 
 
 def send_frames(pid: int, ifname: str, frames: Iterable[bytes]) -> None:
@@ -78,6 +95,7 @@ class _Point(threading.Thread):
             enter_netns(self.pid)
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.bind((self.ifname, _ETH_P_ALL))
             sock.settimeout(0.05)
         except BaseException as exc:
@@ -89,12 +107,12 @@ class _Point(threading.Thread):
             # keep reading after stop until the socket is drained
             while True:
                 try:
-                    data, addr = sock.recvfrom(65535)
+                    data, ancillary, _flags, addr = sock.recvmsg(65535, _ANCILLARY)
                 except TimeoutError:
                     if self._stop_event.is_set():
                         return
                     continue
-                self.frames.append(Frame(self.point, time.time(), addr[2], data))
+                self.frames.append(Frame(self.point, _kernel_time(ancillary), addr[2], data))
 
 
 class Capture:
