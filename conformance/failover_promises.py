@@ -45,9 +45,18 @@ def service_restored(fo: Failover) -> None:
 
 
 def garp_as_promised(fo: Failover) -> None:
-    problems = fo.garp.check(fo.garp_times, slack=0.6, lower_prio=fo.lower_prio_adverts)
+    problems = fo.garp.check(
+        fo.garp_times, slack=0.6, lower_prio=fo.lower_prio_adverts, master_exits=fo.master_exits
+    )
     rel = [round(t - fo.takeover_at, 3) for t in fo.garp_times]
-    assert not problems, f"{problems}; GARPs at {rel} s after takeover"
+    assert not problems, f"{problems}; GARPs at {rel} s after takeover\n{fo.vrrp_story()}"
+
+
+def backup_stays_master(fo: Failover) -> None:
+    assert not fo.master_exits, (
+        f"{fo.backup} left MASTER after taking over, before {fo.master} came back\n"
+        f"{fo.vrrp_story()}"
+    )
 
 
 def client_follows(fo: Failover) -> None:

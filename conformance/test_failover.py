@@ -87,6 +87,18 @@ def _merged_bursts(failover: Failover) -> bool:
     return len(groups) == 2 and all(len(g) == 2 for g in groups)
 
 
+def test_backup_stays_master_while_the_master_is_down(failover: Failover) -> None:
+    """Once master, the backup stays master until a higher-priority advertisement comes:
+    a stopped master is silent after its priority-0 advertisement, a killed or cut one
+    is silent altogether (RFC 5798 6.4.3, 6.4.1)."""
+    if failover.master_exits and failover.adverts_after_shutdown():
+        pytest.xfail(
+            f"{failover.master} advertised again after its shutdown priority 0: "
+            f"{failover.vrrp_story()}"
+        )
+    promise.backup_stays_master(failover)
+
+
 def test_client_arp_cache_points_at_backup(failover: Failover) -> None:
     """After the gratuitous ARP the client's neighbour entry for the VIP carries the
     backup's MAC, even when the killed master still holds the address (RFC 5798 8.1.2:

@@ -80,6 +80,16 @@ def test_lower_priority_advert_explains_an_extra_burst() -> None:
     assert GarpExpectation().check(times, slack=0.5, lower_prio=[0.35]) == []
 
 
+def test_a_renewed_takeover_brings_its_own_burst_and_only_one() -> None:
+    # the backup left MASTER at +0.9 and took over again at +1.95 (CI, keepalived v3 stop)
+    times = [0.0] * 5 + [1.95] * 5 + [5.0] * 5
+    assert GarpExpectation().check(times, slack=0.5, master_exits=[0.9]) == []
+    assert GarpExpectation().check(times, slack=0.5, master_exits=[2.5]) != []
+    twice = [0.0] * 5 + [1.95] * 5 + [3.0] * 5 + [5.0] * 5
+    problems = GarpExpectation().check(twice, slack=0.5, master_exits=[0.9])
+    assert problems == ["unexpected burst at +3.00 s (5 frames)"]
+
+
 def test_garp_spacing_must_respect_the_interval() -> None:
     expect = GarpExpectation(repeat=3, delay=2, interval=0.2)
     assert expect.check([0, 0.2, 0.4, 2.0, 2.2, 2.4], slack=0.5) == []

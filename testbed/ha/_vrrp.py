@@ -118,12 +118,20 @@ class GarpExpectation:
         return bursts(times, gap=self.interval * 1.5 + 0.25)
 
     def check(
-        self, times: Sequence[float], *, slack: float, lower_prio: Sequence[float] = ()
+        self,
+        times: Sequence[float],
+        *,
+        slack: float,
+        lower_prio: Sequence[float] = (),
+        master_exits: Sequence[float] = (),
     ) -> list[str]:
         """Problems with observed GARP times (empty: as promised).
 
         ``lower_prio``: when the new master received lower-priority adverts.
+        ``master_exits``: when it left MASTER again; its next transition to MASTER
+        (a master-down interval later) is a takeover of its own, with its own burst.
         """
+        exits = sorted(master_exits)
         groups = self.bursts_of(times)
         if not groups:
             return ["no gratuitous ARP"]
@@ -137,6 +145,9 @@ class GarpExpectation:
             kind = next((k for k, t in expected.items() if abs(start - t) <= slack), None)
             if kind is None and any(0 <= start - t <= slack for t in lower_prio):
                 kind = "lower-priority advert"
+            if kind is None and exits and start > exits[0]:
+                exits.pop(0)
+                kind = "renewed takeover"
             if kind is None:
                 problems.append(f"unexpected burst at +{start - first:.2f} s ({len(g)} frames)")
                 continue

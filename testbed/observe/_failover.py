@@ -25,6 +25,15 @@ from ._records import FailoverRecord, record
 GARP_LATE_S = 10.0
 
 
+@dataclass(frozen=True)
+class Advert:
+    """One VRRP advertisement seen on the client segment."""
+
+    time: float
+    sender: str  # the director whose MAC sent it
+    priority: int
+
+
 @dataclass(kw_only=True)
 class Failover:
     """Everything seen around one fault of the preferred director."""
@@ -49,7 +58,8 @@ class Failover:
     scripts_bound: float
     released_at: float | None  # the failed director's VIP seen gone, if it went
     from_release: bool  # the window counts from the release, not the fault
-    lower_prio_adverts: list[float]  # VRRP adverts below the new master's priority
+    backup_priority: int  # the new master's; adverts below it make it send GARPs again
+    adverts: list[Advert]  # every VRRP advertisement from a second before the fault
     backup_transitions: list[tuple[float, str]]  # as the daemon reported them
     holders_after: list[str]
     client_neigh: str
@@ -61,6 +71,51 @@ class Failover:
     failback_s: float
     holders_after_failback: list[str]
     probes: list[Probe] = field(repr=False)
+
+    @property
+    def lower_prio_adverts(self) -> list[float]:
+        """When the new master received the failed one's adverts below its priority."""
+        return [
+            a.time
+            for a in self.adverts
+            if a.sender == self.master
+            and a.priority < self.backup_priority
+            and a.time >= self.takeover_at
+        ]
+
+    @property
+    def master_exits(self) -> list[float]:
+        """When the backup reported leaving MASTER after taking over."""
+        held, out = False, []
+        for t, state in self.backup_transitions:
+            if state == "MASTER":
+                held = True
+            elif held:
+                held = False
+                out.append(t)
+        return out
+
+    def adverts_after_shutdown(self) -> list[Advert]:
+        """The failed master's adverts with a priority after it announced priority 0
+        (RFC 5798 6.4.3: a shut-down router sends priority 0, then is silent)."""
+        zero = next(
+            (a.time for a in self.adverts if a.sender == self.master and a.priority == 0), None
+        )
+        if zero is None:
+            return []
+        return [
+            a for a in self.adverts if a.sender == self.master and a.priority > 0 and a.time > zero
+        ]
+
+    def vrrp_story(self) -> str:
+        """Adverts and the backup's transitions on the fault's clock, for a failure message."""
+
+        def rel(t: float) -> str:
+            return f"{t - self.fault_at:+.3f}"
+
+        adverts = ", ".join(f"{rel(a.time)} {a.sender} prio {a.priority}" for a in self.adverts)
+        states = ", ".join(f"{rel(t)} {s}" for t, s in self.backup_transitions)
+        return f"adverts: [{adverts}]\n{self.backup} transitions: [{states}]"
 
     @property
     def takeover_s(self) -> float:
@@ -129,16 +184,17 @@ def _syn_times(frames: list[Frame], vip: str) -> list[tuple[float, int]]:
     return out
 
 
-def _lower_prio_adverts(frames: list[Frame], src_mac: str, below: int) -> list[float]:
-    """Times of VRRP advertisements from ``src_mac`` with priority < ``below``."""
+def _adverts(frames: list[Frame], senders: dict[str, str], since: float) -> list[Advert]:
+    """VRRP advertisements from the directors (``senders``: MAC -> name) after ``since``."""
     from scapy.layers.vrrp import VRRP, VRRPv3
 
     out = []
     for f in frames:
         pkt = f.packet
         layer = VRRPv3 if VRRPv3 in pkt else VRRP if VRRP in pkt else None
-        if layer is not None and pkt[Ether].src == src_mac and pkt[layer].priority < below:
-            out.append(f.time)
+        sender = senders.get(pkt[Ether].src) if layer is not None else None
+        if sender is not None and f.time >= since:
+            out.append(Advert(f.time, sender, int(pkt[layer].priority)))
     return out
 
 
@@ -181,8 +237,8 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     # the first GARP is sent as the backup takes over; a notify script's own clock
     # lags by the time to fork and exec it, which emulation stretches
     takeover_at = min([*garp_times[:1], reported_at])
-    lower = _lower_prio_adverts(cap.frames(f"{client}-eth0"), macs[d1], pair.backup_priority)
-    lower = [t for t in lower if t >= takeover_at]
+    senders = {mac: d for d, mac in macs.items()}
+    adverts = _adverts(cap.frames(f"{client}-eth0"), senders, since=fault_at - 1)
     via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
     via_master = [t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip) if t >= fault_at - 1]
     first = prober.first_success_after(fault_at, sports={s for _, s in via_backup})
@@ -207,7 +263,8 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         scripts_bound=pair.scripts_bound,
         released_at=pair.released_at,
         from_release=fault in pair.counted_from_release,
-        lower_prio_adverts=lower,
+        backup_priority=pair.backup_priority,
+        adverts=adverts,
         backup_transitions=[(t, st) for t, st in pair.transitions(d2) if t >= fault_at - 1],
         holders_after=holders,
         client_neigh=neigh,
