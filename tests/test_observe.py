@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.ha import GarpExpectation, TakeoverWindow
 from testbed.net import Tracked
 from testbed.observe import (
+    Advert,
     Decision,
+    Failover,
     SchedulerRecord,
     compare,
     longest_silence,
@@ -58,3 +61,34 @@ def test_a_comparison_is_recorded_and_explains_what_differs() -> None:
     assert "1 of 3 choices differ" in text and "expected r2, got r3" in text
     assert "r1(w=1 a=2 i=0)" in text and "connect failed" in text
     assert result.record in recorded()
+
+
+def _failover(
+    transitions: list[tuple[float, str]], adverts: list[tuple[float, str, int]]
+) -> Failover:
+    return Failover(
+        label="keepalived-v3-0.3s", fault="stop", master="d1", backup="d2",
+        window=TakeoverWindow(earliest=0.2, latest=0.2, formula="skew"),
+        garp=GarpExpectation(), slack=1.0, failback_bound=5.0, keeps_vip=(),
+        fault_at=0.0, takeover_at=0.2, reported_at=0.3, decides_first=False,
+        decided_at=None, decision_resolution=0.0, scripts_bound=0.0, released_at=0.1,
+        from_release=False, backup_priority=100,
+        adverts=[Advert(*a) for a in adverts], backup_transitions=transitions,
+        holders_after=["d2"], client_neigh="", macs={}, garp_times=[0.2],
+        first_via_backup=None, last_via_master=None, first_frame_via_backup=None,
+        recovered_at=8.0, failback_s=1.0, holders_after_failback=["d1"], probes=[],
+    )  # fmt: skip
+
+
+def test_the_failback_is_not_a_lost_mastership() -> None:
+    fo = _failover([(-5.0, "BACKUP"), (0.3, "MASTER"), (9.0, "BACKUP")], [])
+    assert fo.master_exits == []
+
+
+def test_a_lost_mastership_and_the_advert_after_shutdown_that_explains_it() -> None:
+    adverts = [(-0.5, "d1", 150), (0.05, "d1", 0), (0.8, "d1", 150), (1.0, "d2", 100)]
+    fo = _failover([(0.3, "MASTER"), (0.85, "BACKUP"), (1.9, "MASTER"), (9.0, "BACKUP")], adverts)
+    assert fo.master_exits == [0.85]
+    assert fo.adverts_after_shutdown() == [fo.adverts[2]]
+    assert fo.lower_prio_adverts == []  # the priority 0 came before the takeover
+    assert "+0.800 d1 prio 150" in fo.vrrp_story()

@@ -19,7 +19,7 @@ from ._exchange import (
     site_of,
     unservable,
 )
-from ._failover import Failover, observe_failover
+from ._failover import Advert, Failover, observe_failover
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._records import (
     RECORD_KINDS,
@@ -48,6 +48,7 @@ __all__ = [
     "RECORD_KINDS",
     "ROUNDS",
     "SLACK",
+    "Advert",
     "Comparison",
     "Decision",
     "Exchange",

@@ -68,6 +68,7 @@ class Failover:
     first_via_backup: Probe | None
     last_via_master: float | None
     first_frame_via_backup: float | None
+    recovered_at: float  # the fault undone: from here the master may take the VIP back
     failback_s: float
     holders_after_failback: list[str]
     probes: list[Probe] = field(repr=False)
@@ -85,9 +86,12 @@ class Failover:
 
     @property
     def master_exits(self) -> list[float]:
-        """When the backup reported leaving MASTER after taking over."""
+        """When the backup reported leaving MASTER after taking over, before the
+        master came back (its failback is a legitimate exit)."""
         held, out = False, []
         for t, state in self.backup_transitions:
+            if t >= self.recovered_at:
+                break
             if state == "MASTER":
                 held = True
             elif held:
@@ -273,6 +277,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         first_via_backup=first,
         last_via_master=max((t for t in via_master if t < takeover_at + 5), default=None),
         first_frame_via_backup=min((t for t, _ in via_backup if t >= fault_at), default=None),
+        recovered_at=recover_at,
         failback_s=failback_at - recover_at,
         holders_after_failback=pair.holders(),
         probes=list(prober.probes),
