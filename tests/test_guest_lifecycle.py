@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,27 @@ CLI = [sys.executable, "-m", "testbed.cli"]
 
 
 @pytest.fixture(autouse=True)
-def _root_and_no_guest() -> None:
+def _root_and_no_guest() -> Iterator[None]:
     if os.geteuid() != 0:
         pytest.fail("guest life-cycle tests need root (run them via `lvs-testbed test`)")
     assert not guest_processes(), "a testbed guest is already running"
+    yield
+    # a failed test must not leave its guest to the next one
+    if guest_processes():
+        subprocess.run([*CLI, "clean"], cwd=REPO, capture_output=True, timeout=120)
+
+
+def _as_from_a_terminal() -> None:
+    # a shell starts background jobs with SIGINT ignored, which children inherit;
+    # a terminal's Ctrl-C reaches a foreground process whose SIGINT is the default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _start_run(tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, "run", "--mode", "nat", "-k", "rr_order", "--results", str(REPO / "results")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_as_from_a_terminal,
     )  # fmt: skip
 
 
