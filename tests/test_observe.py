@@ -70,7 +70,7 @@ def _failover(
         label="keepalived-v3-0.3s", fault="stop", master="d1", backup="d2",
         window=TakeoverWindow(earliest=0.2, latest=0.2, formula="skew"),
         garp=GarpExpectation(), slack=1.0, failback_bound=5.0, keeps_vip=(),
-        fault_at=0.0, takeover_at=0.2, reported_at=0.3, decides_first=False,
+        fault_at=0.0, takeover_at=0.2, reported_at=0.3,
         decided_at=None, decision_resolution=0.0, scripts_bound=0.0, released_at=0.1,
         from_release=False, backup_priority=100,
         adverts=[Advert(*a) for a in adverts], backup_transitions=transitions,

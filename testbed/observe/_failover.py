@@ -52,7 +52,6 @@ class Failover:
     reported_at: float  # the daemon's own report (keepalived notify, VIP seen on d2)
     # where the daemon runs scripts between deciding and taking over: its decision,
     # as its log records it (to decision_resolution s), and the scripts' allowance
-    decides_first: bool
     decided_at: float | None
     decision_resolution: float
     scripts_bound: float
@@ -72,6 +71,11 @@ class Failover:
     failback_s: float
     holders_after_failback: list[str]
     probes: list[Probe] = field(repr=False)
+
+    @property
+    def decides_first(self) -> bool:
+        """The daemon runs scripts between its decision and the takeover."""
+        return self.scripts_bound > 0
 
     @property
     def lower_prio_adverts(self) -> list[float]:
@@ -261,7 +265,6 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         fault_at=fault_at,
         takeover_at=takeover_at,
         reported_at=reported_at,
-        decides_first=pair.scripts_bound > 0,
         decided_at=pair.decided_at(fault_at),
         decision_resolution=pair.decision_resolution,
         scripts_bound=pair.scripts_bound,
