@@ -59,7 +59,16 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
     meta = {"run_id": run_dir.name, "command": "run", "commit": args.commit or commit(),
             "topology": args.topology or "default", "combinations": args.combinations}  # fmt: skip
     say(f"running the conformance suite; results in {run_dir}")
-    code = pytest.main(pytest_args, plugins=[ResultsPlugin(run_dir, meta)])
+    plugins = [ResultsPlugin(run_dir, meta)]
+    if getattr(args, "pyprofile", False):
+        import cProfile
+
+        # where a test's time goes: shell round trips, waits, decoding (wall clock)
+        profile = cProfile.Profile()
+        code = profile.runcall(pytest.main, pytest_args, plugins=plugins)
+        profile.dump_stats(run_dir / "pyprofile.pstats")
+    else:
+        code = pytest.main(pytest_args, plugins=plugins)
     return 1 if code == pytest.ExitCode.NO_TESTS_COLLECTED else int(code)
 
 

@@ -51,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
     _guest_options(run)
     _suite_options(run)
     run.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
+    run.add_argument(
+        "--pyprofile",
+        action="store_true",
+        help="profile the suite's own Python (wall time) into the run's pyprofile.pstats",
+    )
     _results_options(run)
 
     test = sub.add_parser(
