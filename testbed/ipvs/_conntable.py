@@ -40,28 +40,52 @@ def _hex_addr(text: str) -> str | None:
     return None
 
 
-def read_connections(director_pid: int) -> list[Conn]:
-    """Parse ``/proc/<pid>/net/ip_vs_conn`` of the director's namespace."""
-    lines = Path(f"/proc/{director_pid}/net/ip_vs_conn").read_text().splitlines()[1:]
+def _proc_token(addr: str, port: int) -> str:
+    """An address and port as /proc/net/ip_vs_conn prints them (%08X or %pI6, %04X)."""
+    ip = ipaddress.ip_address(addr)
+    text = ip.exploded if ip.version == 6 else f"{int(ip):08X}"
+    return f" {text} {port:04X} "
+
+
+def read_connections(director_pid: int, *, client: tuple[str, int] | None = None) -> list[Conn]:
+    """Parse ``/proc/<pid>/net/ip_vs_conn`` of the director's namespace (only the
+    entries of one ``client`` address and port, if given).
+
+    Filtering on the printed text first matters: a scheduler check reads the
+    table once per connection while it grows, and under emulation parsing every
+    entry each time costs minutes per test.
+    """
+    text = Path(f"/proc/{director_pid}/net/ip_vs_conn").read_text()
+    return parse_connections(text, client=client)
+
+
+def parse_connections(text: str, *, client: tuple[str, int] | None = None) -> list[Conn]:
+    """The entries of an ``ip_vs_conn`` text (of one ``client``, if given)."""
+    lines = text.splitlines()[1:]
+    if client is not None:
+        token = _proc_token(*client)
+        lines = [line for line in lines if token in line]
     titles = set(KERNEL_PROTOCOLS.values())
     conns = []
     for line in lines:
         parts = line.split()
         if len(parts) < 9 or parts[0] not in titles:
             continue
-        client, virtual, dest = (_hex_addr(parts[i]) for i in (1, 3, 5))
-        if client is None or virtual is None or dest is None:
+        client_addr, virtual, dest = (_hex_addr(parts[i]) for i in (1, 3, 5))
+        if client_addr is None or virtual is None or dest is None:
             continue
         conns.append(
             Conn(
                 protocol=parts[0],
-                client=(client, int(parts[2], 16)),
+                client=(client_addr, int(parts[2], 16)),
                 virtual=(virtual, int(parts[4], 16)),
                 dest=(dest, int(parts[6], 16)),
                 state=parts[7],
                 expires=int(parts[8]),
             )
         )
+    if client is not None:  # the token may have matched another column
+        conns = [c for c in conns if c.client == (str(ipaddress.ip_address(client[0])), client[1])]
     return conns
 
 

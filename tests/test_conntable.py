@@ -1,0 +1,38 @@
+"""The /proc/net/ip_vs_conn parser, on text in the kernel's format (ip_vs_conn_seq_show)."""
+
+from testbed.ipvs._conntable import parse_connections
+
+HEADER = "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+TABLE = HEADER + (
+    "TCP C0000264 D431 CB007164 0050 C633640B 0050 ESTABLISHED     899\n"
+    "UDP C0000264 D431 CB007164 0035 C633640C 0035 UDP             299\n"
+    # the client's address and port as another entry's real server: not a match
+    "TCP CB007164 0050 C0000264 D431 C633640B 0050 FIN_WAIT          2\n"
+    "SCTP 2001:0db8:0000:0000:0000:0000:0000:0064 9C40 2001:0db8:0000:0000:0000:0000:0000:0080"
+    " 0050 2001:0db8:0000:0000:0000:0000:0000:000b 0050 ESTABLISHED   3599\n"
+)
+
+
+def test_every_entry_is_parsed() -> None:
+    conns = parse_connections(TABLE)
+    assert [c.protocol for c in conns] == ["TCP", "UDP", "TCP", "SCTP"]
+    first = conns[0]
+    assert first.client == ("192.0.2.100", 0xD431)
+    assert first.virtual == ("203.0.113.100", 80)
+    assert first.dest == ("198.51.100.11", 80)
+    assert (first.state, first.expires) == ("ESTABLISHED", 899)
+    assert conns[3].client == ("2001:db8::64", 40000)
+
+
+def test_one_clients_entries() -> None:
+    conns = parse_connections(TABLE, client=("192.0.2.100", 0xD431))
+    assert [(c.protocol, c.dest[0]) for c in conns] == [
+        ("TCP", "198.51.100.11"),
+        ("UDP", "198.51.100.12"),
+    ]
+
+
+def test_one_ipv6_clients_entries_in_any_spelling() -> None:
+    conns = parse_connections(TABLE, client=("2001:db8:0::64", 40000))
+    assert [c.dest for c in conns] == [("2001:db8::b", 80)]
+    assert parse_connections(TABLE, client=("2001:db8::64", 40001)) == []
