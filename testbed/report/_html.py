@@ -26,6 +26,7 @@ from ..observe import (
 )
 from ._format import fmt, save_figure, table
 from ._ha import bench_failover_lines, bench_failover_plot, failover_plot, failover_tables
+from ._ktap import ktap_text
 
 
 def summary_text(data: dict[str, Any]) -> str:
@@ -340,6 +341,8 @@ def render(run_dir: Path) -> Path:
     else:
         raise FileNotFoundError(f"{run_dir} has neither results.json nor bench.json")
     (run_dir / "summary.txt").write_text(summary_text(data))
+    if results_file.exists():
+        (run_dir / "results.ktap").write_text(ktap_text(data))
     records = load_records(data)
     plots = _plots(data, records, run_dir)
     bench_html = ""
