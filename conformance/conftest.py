@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from testbed import FAMILIES, MODES, PROTOCOLS, Cluster, load_topology
-from testbed.kernel import missing_module, running_kernel_has_ipvs
+from testbed.kernel import KernelLog, bug_reports, missing_module, running_kernel_has_ipvs
 from testbed.observe import Exchange, record_timings, send_exchange, unservable
 from testbed.registry import POLICIES, Combination, Mode, combinations
 
@@ -76,6 +76,36 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def kernel_log() -> Iterator[KernelLog | None]:
+    """The kernel log from the start of the session (None where it cannot be read)."""
+    try:
+        log = KernelLog()
+    except OSError as exc:
+        print(f"[kernel log] not watched for kernel bug reports: {exc}")
+        yield None
+        return
+    yield log
+    log.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_kernel_bug_reports(
+    request: pytest.FixtureRequest, kernel_log: KernelLog | None
+) -> Iterator[None]:
+    """A module during which the kernel reported a bug of its own (WARN, BUG, oops,
+    KASAN, lockdep) fails, at its end, showing the reports."""
+    yield
+    if kernel_log is None:
+        return
+    if reports := bug_reports(kernel_log.new()):
+        module = request.module.__name__.rsplit(".", 1)[-1]
+        pytest.fail(
+            f"the kernel reported {len(reports)} bug(s) during {module}:\n" + "\n\n".join(reports),
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -5,6 +5,17 @@
 'kernel lacks module ip_vs_twos (needed by scheduler twos)'
 """
 
+from ._log import KernelLog, KernelRecord, bug_reports, parse_record
 from ._probe import PROC_IPVS, missing_module, modprobe, require_modules, running_kernel_has_ipvs
 
-__all__ = ["PROC_IPVS", "missing_module", "modprobe", "require_modules", "running_kernel_has_ipvs"]
+__all__ = [
+    "PROC_IPVS",
+    "KernelLog",
+    "KernelRecord",
+    "bug_reports",
+    "missing_module",
+    "modprobe",
+    "parse_record",
+    "require_modules",
+    "running_kernel_has_ipvs",
+]
