@@ -85,7 +85,8 @@ def parse_connections(text: str, *, client: tuple[str, int] | None = None) -> li
             )
         )
     if client is not None:  # the token may have matched another column
-        conns = [c for c in conns if c.client == (str(ipaddress.ip_address(client[0])), client[1])]
+        wanted = (str(ipaddress.ip_address(client[0])), client[1])
+        conns = [c for c in conns if c.client == wanted]
     return conns
 
 

@@ -80,7 +80,6 @@ class KernelLog:
     def __init__(self, path: str = KMSG) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self._fd, 0, os.SEEK_END)
-        self.lost = 0  # records overwritten in the ring before they were read
 
     def new(self) -> list[KernelRecord]:
         out = []
@@ -92,8 +91,7 @@ class KernelLog:
             except OSError as exc:
                 if exc.errno != errno.EPIPE:  # EPIPE: the ring overwrote unread records
                     raise
-                self.lost += 1
-                continue
+                continue  # the next read returns the oldest record still there
             if not raw:
                 return out
             if (record := parse_record(raw.decode(errors="replace"))) is not None:

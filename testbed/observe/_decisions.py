@@ -166,17 +166,16 @@ class Harness:
         for again for up to 2 s.
         """
         s = self.cluster.spec.service
-        one = flows[0] if len(flows) == 1 else None
+        client = (flows[0].saddr, flows[0].sport) if len(flows) == 1 else None
         deadline = time.monotonic() + (2.0 if any(worked) else 0.0)
         found: dict[tuple[str, int], str | None] = {}
         while True:
-            client = (one.saddr, one.sport) if one else None
             for conn in read_connections(self.director_pid, client=client):
                 if conn.virtual[1] == s.port:
                     found.setdefault(conn.client, self.names.get(conn.dest[0]))
             pairs = zip(flows, worked, strict=True)
-            missing = [ok and (f.saddr, f.sport) not in found for f, ok in pairs]
-            if not any(missing) or time.monotonic() >= deadline:
+            missing = any(ok and (f.saddr, f.sport) not in found for f, ok in pairs)
+            if not missing or time.monotonic() >= deadline:
                 return [found.get((f.saddr, f.sport)) for f in flows]
             time.sleep(0.05)
 
