@@ -2,10 +2,11 @@
 
 The network is built once (software emulation makes building slow) and
 reconfigured per test. Tests that take ``shape`` run once per selected
-(mode, protocol, family) combination, tests that take ``mode`` once per
-selected forwarding mode, ``state_table_mode`` once per kind of connection
-table: a new registry entry is exercised by every test that applies to it,
-and a test that does not apply says why in its skip.
+(mode, protocol, family, checksums) combination, tests that take ``mode``
+once per selected forwarding mode, ``family`` once per address family,
+``state_table_mode`` once per kind of connection table: a new registry
+entry is exercised by every test that applies to it, and a test that does
+not apply says why in its skip.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from testbed import FAMILIES, MODES, PROTOCOLS, Cluster, load_topology
 from testbed.kernel import KernelLog, bug_reports, missing_module, running_kernel_has_ipvs
 from testbed.observe import Exchange, record_timings, send_exchange, unservable
-from testbed.registry import POLICIES, Combination, Mode, combinations
+from testbed.registry import CHECKSUMS, POLICIES, Combination, Family, Mode, combinations
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,12 +28,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--mode", default=None, help="forwarding modes, comma-separated")
     group.addoption("--protocol", default=None, help="protocols, comma-separated")
     group.addoption("--family", default=None, help="address families, comma-separated")
+    group.addoption("--checksums", default=None, help="checksum handling, comma-separated")
     group.addoption("--combinations", default="pairwise", choices=POLICIES,
-                    help="which mode x protocol x family combinations")  # fmt: skip
+                    help="which mode x protocol x family x checksums combinations")  # fmt: skip
 
 
 def _selected_modes(config: pytest.Config) -> tuple[Mode, ...]:
     return MODES.select(config.getoption("--mode"))
+
+
+def _selected_families(config: pytest.Config) -> tuple[Family, ...]:
+    return FAMILIES.select(config.getoption("--family"))
 
 
 def _shapes(config: pytest.Config) -> list[Combination]:
@@ -40,12 +46,14 @@ def _shapes(config: pytest.Config) -> list[Combination]:
         config.getoption("--combinations"),
         modes=_selected_modes(config),
         protocols=PROTOCOLS.select(config.getoption("--protocol")),
-        families=FAMILIES.select(config.getoption("--family")),
+        families=_selected_families(config),
+        checksums=CHECKSUMS.select(config.getoption("--checksums")),
     )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize over the registry: shapes, modes, one mode per connection table."""
+    """Parametrize over the registry: shapes, modes, families, one mode per connection
+    table."""
     config = metafunc.config
     if "shape" in metafunc.fixturenames:
         shapes = _shapes(config)
@@ -53,6 +61,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mode" in metafunc.fixturenames:
         modes = _selected_modes(config)
         metafunc.parametrize("mode", modes, ids=[m.name for m in modes], scope="module")
+    if "family" in metafunc.fixturenames:
+        families = _selected_families(config)
+        metafunc.parametrize("family", families, ids=[f.name for f in families], scope="module")
     if "state_table_mode" in metafunc.fixturenames:
         chosen = {m.name for m in _selected_modes(config)}
         modes = tuple(m for m in MODES.first_per(lambda m: m.connection_table) if m.name in chosen)
@@ -118,9 +129,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
-def skip_unless_available(cluster: Cluster, *, needed_by: str, **service: object) -> None:
+def skip_unless_available(
+    cluster: Cluster, *, needed_by: str, family: Family | None = None, **service: object
+) -> None:
     """Skip, naming the module, if this kernel lacks one the service would need."""
-    spec = cluster.base_spec.with_service(**service)
+    base = cluster.base_spec.in_family(family) if family else cluster.base_spec
+    spec = base.with_service(**service)
     if reason := missing_module(*spec.modules(), needed_by=needed_by):
         pytest.skip(reason)
 
@@ -136,6 +150,6 @@ def exchange(shape: Combination, cluster: Cluster) -> Exchange:
     """Traffic of one service shape, sent once and captured at every hop."""
     if reason := unservable(cluster.base_spec, shape):
         pytest.skip(reason)
-    skip_unless_available(cluster, needed_by=shape.id, mode=shape.mode.name,
-                          protocol=shape.protocol.name)  # fmt: skip
+    skip_unless_available(cluster, needed_by=shape.id, family=shape.family,
+                          mode=shape.mode.name, protocol=shape.protocol.name)  # fmt: skip
     return send_exchange(cluster, shape)

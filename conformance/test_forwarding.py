@@ -1,10 +1,11 @@
 """Forwarding modes, hop by hop, on real kernel IPVS: one exchange per service shape.
 
-Every test runs once per selected (mode, protocol, family) combination
-against the same captured exchange: a real client makes 2 x N requests to the
-VIP, one connection each, while every interface on the path is captured. The
-expected packets come from the registry entries' declared parameters
-(testbed.net's oracle), never from a mode's name.
+Every test runs once per selected (mode, protocol, family, checksums)
+combination against the same captured exchange: a real client makes 2 x N
+requests to the VIP, one connection each (a TCP connection, an SCTP
+association, or a UDP datagram from a new port), while every interface on
+the path is captured. The expected packets come from the registry entries'
+declared parameters (testbed.net's oracle), never from a mode's name.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
 from scapy.packet import Packet
 
 from testbed.ipvs import parse_ipvsadm, rows_from_netlink
@@ -19,6 +21,7 @@ from testbed.net import (
     PacketMismatch,
     as_forwarded,
     carried,
+    checksum_errors,
     comparable,
     datagram_summary,
     expect_absent,
@@ -86,7 +89,8 @@ def test_director_changes_only_what_the_mode_allows(exchange: Exchange) -> None:
     is a forwarding hop and decrements the TTL (and fixes the IP checksum).
     Source: ipvsadm(8) -m/-g/-i; net/netfilter/ipvs/ip_vs_xmit.c
     (ip_vs_nat_xmit, ip_vs_dr_xmit, ip_vs_tunnel_xmit, decrement_ttl).
-    The transport checksum is not compared (checksum offload on veth).
+    The transport checksum is not compared here (with offload it is partial);
+    test_checksums_are_final_at_every_hop checks it where senders compute it.
     """
     _flows_ok(exchange)
     site, shape = exchange.site, exchange.shape
@@ -115,6 +119,34 @@ def test_director_changes_only_what_the_mode_allows(exchange: Exchange) -> None:
             f"  expected bytes:  {comparable(site, expected).hex()}\n"
             f"  forwarded bytes: {comparable(site, forwarded).hex()}"
         )
+
+
+def test_checksums_are_final_at_every_hop(exchange: Exchange) -> None:
+    """With checksums computed by the stack, every one is valid at every hop, the
+    director's rewrites included.
+
+    A rewriting director must update the transport checksum (the pseudo-header
+    holds the addresses, and NAT changes address and port): incrementally for
+    TCP and UDP, by recomputing SCTP's CRC32c. Source: RFC 1624 (incremental
+    update), RFC 9260 appendix A (CRC32c); net/netfilter/ipvs/ip_vs_proto_tcp.c
+    tcp_dnat_handler/tcp_snat_handler, ip_vs_proto_udp.c, ip_vs_proto_sctp.c
+    sctp_dnat_handler/sctp_nat_csum.
+    """
+    if reason := exchange.shape.checksums.unverifiable_because:
+        pytest.skip(reason)
+    _flows_ok(exchange)
+    layer = exchange.shape.protocol.layer
+    checked, bad = 0, []
+    for frame in exchange.frames:
+        if frame.direction == "flood" or layer not in frame.packet:
+            continue
+        checked += 1
+        if errors := checksum_errors(frame.packet):
+            bad.append(f"  {frame.summary()}: {'; '.join(errors)}")
+    assert checked, f"no {exchange.shape.protocol.title} frame was captured"
+    assert not bad, f"{len(bad)} of {checked} frames carry a wrong checksum:\n" + "\n".join(
+        bad[:25]
+    )
 
 
 def test_reply_takes_the_mode_specific_path(exchange: Exchange) -> None:

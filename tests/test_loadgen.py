@@ -258,3 +258,77 @@ def test_pattern_is_continuous_across_chunks() -> None:
 
 def test_pattern_detects_a_lost_chunk() -> None:
     assert pattern(0, 512) + pattern(1024, 512) != pattern(0, 1024)
+
+
+# -- the request client over TCP and UDP -------------------------------------------------------
+
+
+@pytest.fixture
+def udp_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """loadgen.server serving TCP and UDP on one free port (both families)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen.server", "--name", "u7", "--port",
+                             str(port), "--udp", str(port), "--ready-file", str(ready)],
+                            cwd=REPO)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def _ask(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "loadgen.ask", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_ask_gets_one_answer_per_request_over_tcp_and_udp(udp_server: int) -> None:
+    for proto in ("tcp", "udp"):
+        assert _ask("--protocol", proto, "--count", "3", f"127.0.0.1:{udp_server}") == ["u7"] * 3
+    assert _ask("--protocol", "tcp", f"[::1]:{udp_server}") == ["u7"]
+    assert _ask("--protocol", "udp", f"[::1]:{udp_server}") == ["u7"]
+
+
+def test_udp_answers_come_from_the_address_the_request_was_sent_to(udp_server: int) -> None:
+    """The answer to a datagram sent to 127.0.0.2 leaves from 127.0.0.2, not from the
+    route's source (127.0.0.1): ask's connected socket would not accept it otherwise.
+    In DR and TUN this is the VIP."""
+    assert _ask("--protocol", "udp", "--source", "127.0.0.1", f"127.0.0.2:{udp_server}") == ["u7"]
+
+
+def test_ask_prints_an_empty_line_for_an_unanswered_request() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # bound, never answers
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert _ask("--protocol", "udp", "--timeout", "0.3", f"127.0.0.1:{port}") == [""]
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("203.0.113.100:80", ("203.0.113.100", 80)),
+     ("[2001:db8:203:113::100]:8080", ("2001:db8:203:113::100", 8080))],
+)  # fmt: skip
+def test_ask_endpoints(text: str, parsed: tuple[str, int]) -> None:
+    from loadgen.ask import parse_endpoint
+
+    assert parse_endpoint(text) == parsed
+    for bad in ("203.0.113.100", "host:80", "203.0.113.100:0", "[::1]:x"):
+        with pytest.raises(ValueError):
+            parse_endpoint(bad)
+
+
+def test_wire_answer_names_its_server() -> None:
+    from loadgen import wire
+
+    assert wire.name_in(wire.answer("r2")) == "r2"
+    assert wire.name_in(b"HTTP/1.0 200 OK\r\n") == "" and wire.name_in(b"garbage") == ""

@@ -5,11 +5,16 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
 
+from loadgen import wire
 from testbed import TestbedError, load_topology
 from testbed.cluster import real_server_host
 from testbed.registry import (
+    CHECKSUMS,
     FAMILIES,
     MODES,
     PROTOCOLS,
@@ -35,7 +40,7 @@ def _setup(mode: str) -> str:
 
 
 def test_nat_routes_replies_through_the_director() -> None:
-    assert f"ip route replace default via {SPEC.service.dip}" in _setup("nat")
+    assert _setup("nat").endswith(f"ip -4 route replace default via {SPEC.service.dip}")
     host = real_server_host(SPEC, RS)
     assert "dev lo" not in MODES["nat"].real_server_setup(host)[0]
 
@@ -66,8 +71,27 @@ def test_tun_brings_up_the_real_servers_tunnel_with_vip_and_relaxes_rp_filter() 
 def test_baseline_undoes_every_mode() -> None:
     base = "\n".join(neutral_baseline(real_server_host(SPEC, RS)))
     assert f"ip addr del {SPEC.service.vip}/32 dev lo" in base
-    assert f"ip addr del {SPEC.service.vip}/32 dev tunl0" in base
+    assert f"ip addr del {SPEC.service.vip}/32 dev r1-eth0" in base  # an exposed VIP
+    assert "ip addr flush dev tunl0" in base and "ip addr flush dev ip6tnl0" in base
     assert "net.ipv4.conf.all.arp_ignore=0" in base
+    assert base.endswith(f"ip -4 route replace default via {SPEC.router.inside}")
+
+
+def test_ipv6_modes_use_the_ipv6_view_of_the_cluster() -> None:
+    v6 = SPEC.in_family(FAMILIES["ipv6"])
+    rs = v6.real_servers[0]
+
+    def setup(mode: str) -> str:
+        return "\n".join(MODES[mode].real_server_setup(real_server_host(v6, rs)))
+
+    assert setup("nat") == "ip -6 route replace default via 2001:db8:198:51::254"
+    assert setup("dr") == "ip addr add 2001:db8:203:113::100/128 dev lo"  # ND needs no sysctl
+    assert setup("tun").splitlines() == [
+        "ip link set ip6tnl0 up", "ip addr add 2001:db8:203:113::100/128 dev ip6tnl0",
+    ]  # fmt: skip
+    tun = v6.with_service(mode="tun")
+    assert tun.modules() == ("ip_vs", "ip_vs_rr", "ip6_tunnel")
+    assert tun.with_service(protocol="sctp").modules()[-1] == "sctp"
 
 
 def test_every_mode_declares_distinct_names_for_every_tool() -> None:
@@ -111,10 +135,55 @@ def test_family_parses_and_formats_addresses() -> None:
 
 
 def test_tunnel_oracle_unwraps_what_it_wraps() -> None:
-    ipip = TUNNELS["ipip"]
+    ipip, v4, v6 = TUNNELS["ipip"], FAMILIES["ipv4"], FAMILIES["ipv6"]
     inner = IP(src="203.0.113.11", dst="203.0.113.100") / TCP(dport=80)
-    outer = IP(bytes(ipip.outer("198.51.100.2", "198.51.100.11") / inner))
+    outer = IP(bytes(ipip.outer(v4, v4, "198.51.100.2", "198.51.100.11") / inner))
     assert outer.proto == 4 and bytes(ipip.inner(outer)) == bytes(IP(bytes(inner)))
+    inner6 = IPv6(src="2001:db8:203:113::11", dst="2001:db8:203:113::100") / TCP(dport=80)
+    outer6 = IPv6(bytes(ipip.outer(v6, v6, "2001:db8:198:51::2", "2001:db8:198:51::11") / inner6))
+    assert outer6.nh == 41 and bytes(ipip.inner(outer6)) == bytes(IPv6(bytes(inner6)))
+
+
+def test_udp_and_sctp_packets_and_clients() -> None:
+    udp, sctp = PROTOCOLS["udp"], PROTOCOLS["sctp"]
+    request = IP(bytes(IP() / udp.opening(40000, 80)))
+    assert udp.is_opening(request) and not udp.is_answer(request)
+    answer = IP(bytes(IP() / UDP(sport=80, dport=40000) / Raw(wire.answer("r1"))))
+    assert udp.is_answer(answer) and not udp.is_opening(answer)
+    init = IP(bytes(IP() / sctp.opening(40000, 80)))
+    assert sctp.is_opening(init) and not sctp.is_answer(init)
+    assert sctp.is_answer(IP(bytes(IP() / sctp.answer(80, 40000))))
+    assert sctp.ports(init) == (40000, 80) and sctp.modules == ("sctp",)
+    command = sctp.client("[2001:db8:203:113::100]:80", 3)
+    assert "-m loadgen.ask --protocol sctp --count 3 '[2001:db8:203:113::100]:80'" in command
+    assert [p.ipvsadm_flag for p in PROTOCOLS.values()] == ["-t", "-u", "--sctp-service"]
+
+
+def test_families_differ_only_in_their_entries() -> None:
+    v4, v6 = FAMILIES["ipv4"], FAMILIES["ipv6"]
+    assert (v4.forwarding, v6.forwarding) == ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+    assert (v4.ipvs_netmask, v6.ipvs_netmask) == (0xFFFFFFFF, 128)
+    assert (v4.encapsulated_as, v6.encapsulated_as) == (4, 41)
+    assert v6.address_flags == "nodad" and not v4.address_flags
+    assert v6.hide_vip("r1-eth0") == [] and v4.hide_vip("r1-eth0")
+    assert v6.expose_vip("r1-eth0", "2001:db8::1/128") == [
+        "ip addr replace 2001:db8::1/128 dev r1-eth0 nodad"
+    ]
+    assert v6.length(IPv6(bytes(IPv6() / UDP() / Raw(b"12345")))) == 40 + 8 + 5
+
+
+def test_neighbour_solicitations_and_claims() -> None:
+    v4, v6 = FAMILIES["ipv4"], FAMILIES["ipv6"]
+    mac = "02:00:00:00:00:01"
+    arp = v4.solicitation(mac, "198.51.100.1", "203.0.113.100")
+    assert arp[ARP].pdst == "203.0.113.100" and arp.dst == "ff:ff:ff:ff:ff:ff"
+    assert v4.claims(Ether() / ARP(op=2, psrc="203.0.113.100"), "203.0.113.100")
+    assert not v4.claims(arp, "203.0.113.100")  # a request is no claim
+    ns = Ether(bytes(v6.solicitation(mac, "2001:db8:198:51::1", "2001:db8:203:113::100")))
+    assert ns[IPv6].dst == "ff02::1:ff00:100" and ns.dst == "33:33:ff:00:01:00"
+    assert ns[ICMPv6ND_NS].tgt == "2001:db8:203:113::100" and ns[IPv6].hlim == 255
+    na = Ether() / IPv6() / ICMPv6ND_NA(tgt="2001:db8:203:113::100")
+    assert v6.claims(na, "2001:db8:203:113::100") and not v6.claims(ns, "2001:db8:203:113::100")
 
 
 @pytest.mark.parametrize(
@@ -183,9 +252,18 @@ def test_pairwise_of_the_issue_sizes() -> None:
 
 def test_combinations_of_the_registry() -> None:
     full = combinations("full")
-    assert [c.id for c in full] == ["nat-tcp-ipv4", "dr-tcp-ipv4", "tun-tcp-ipv4"]
-    assert combinations("pairwise") == full  # one protocol, one family: pairs are the product
-    assert [c.id for c in combinations(modes=MODES.select("dr"))] == ["dr-tcp-ipv4"]
+    assert len(full) == 3 * 3 * 2 * 2 and full[0].id == "nat-tcp-ipv4-offload"
+    pairs = combinations("pairwise")
+    dims = [list(r) for r in (MODES, PROTOCOLS, FAMILIES, CHECKSUMS)]
+    rows = [(c.mode.name, c.protocol.name, c.family.name, c.checksums.name) for c in pairs]
+    assert _covers_every_pair(rows, dims) and len(pairs) == 9
+    one = combinations(
+        modes=MODES.select("dr"),
+        protocols=PROTOCOLS.select("tcp"),
+        families=FAMILIES.select("ipv4"),
+        checksums=CHECKSUMS.select("computed"),
+    )
+    assert [c.id for c in one] == ["dr-tcp-ipv4-computed"]  # fmt: skip
     with pytest.raises(TestbedError, match="unknown combination policy"):
         combinations("random")
 
@@ -194,3 +272,9 @@ def test_local_addresses_are_read_from_proc_without_a_process() -> None:
     import os
 
     assert "127.0.0.1" in FAMILIES["ipv4"].local_addresses(os.getpid())
+
+
+def test_local_ipv6_addresses_are_read_from_proc() -> None:
+    import os
+
+    assert "::1" in FAMILIES["ipv6"].local_addresses(os.getpid())

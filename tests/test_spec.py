@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed import RealServer, TestbedError, load_topology
+from testbed import FAMILIES, RealServer, TestbedError, load_topology
+from testbed.topology import carried_over
 
 DEFAULT = load_topology()
 
@@ -24,10 +25,39 @@ def test_default_topology_has_the_documented_shape() -> None:
 
 def test_addresses_are_documentation_ranges_only() -> None:
     """Safety: the testbed never uses an address that could exist elsewhere."""
-    doc = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
-                                              "203.0.113.0/24")]  # fmt: skip
-    assert any(DEFAULT.outside.subnet_of(n) for n in doc)
-    assert any(DEFAULT.inside.subnet_of(n) for n in doc)
+    doc = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
+                                             "203.0.113.0/24", "2001:db8::/32")]  # fmt: skip
+    for view in DEFAULT.views():
+        for net in (view.outside, view.inside):
+            assert any(net.version == d.version and net.subnet_of(d) for d in doc), net
+
+
+def test_dual_stack_carries_every_address_over_by_its_host_number() -> None:
+    v4, v6 = DEFAULT.views()
+    assert [f.name for f in DEFAULT.families] == ["ipv4", "ipv6"]
+    assert v6 is DEFAULT.in_family(FAMILIES["ipv6"]) and v4 is DEFAULT
+    assert str(v6.service.vip) == "2001:db8:203:113::100"
+    assert str(v6.service.dip) == "2001:db8:198:51::254"
+    assert [str(c.ip) for c in v6.clients] == ["2001:db8:203:113::11", "2001:db8:203:113::12"]
+    assert str(v6.real_server("r3").ip) == "2001:db8:198:51::13"
+    assert (str(v6.router.outside), str(v6.router.inside)) == (
+        "2001:db8:203:113::1", "2001:db8:198:51::1",
+    )  # fmt: skip
+    assert v6.dual_stack is None and v6.views() == (v6,)
+    # a service change reaches every view
+    dr = DEFAULT.with_service(mode="dr", scheduler="wrr")
+    assert {(v.service.mode, v.service.scheduler) for v in dr.views()} == {("dr", "wrr")}
+    assert carried_over(ipaddress.ip_address("10.0.1.5"), ipaddress.ip_network("10.0.0.0/16"),
+                        ipaddress.ip_network("2001:db8::/64")) == ipaddress.ip_address(
+        "2001:db8::261"
+    )  # fmt: skip
+
+
+def test_a_single_stack_topology_has_one_view() -> None:
+    wide = load_topology("wide")
+    assert wide.views() == (wide,)
+    with pytest.raises(TestbedError, match="topology 'wide' has no IPv6 addresses"):
+        wide.in_family(FAMILIES["ipv6"])
 
 
 @pytest.mark.parametrize(("mode", "port"), [("nat", 8080), ("dr", 80), ("tun", 80)])
@@ -86,6 +116,21 @@ def _default_text() -> str:
         # only required keys are named as missing (not optional ones with defaults)
         (lambda t: t.replace('vip = "203.0.113.100"', ""), "[service]: missing key(s) vip"),
         (lambda t: t.replace("[service]", "[service"), "topology file"),
+        (
+            lambda t: t.replace('"2001:db8:203:113::/64"', '"192.0.2.0/24"'),
+            "dual_stack: outside and inside differ in family",
+        ),
+        (lambda t: t.replace('"2001:db8:198:51::/64"', '"2001:db8:203:113::/120"'), "overlap"),
+        (
+            lambda t: t.replace('"2001:db8:203:113::/64"', '"2001:db8:203:113::/120"'),
+            "dual_stack: service vip: 2001:db8:203:113::100 is not a host address",
+        ),
+        (
+            lambda t: t.replace('"2001:db8:203:113::/64"', '"198.51.0.0/16"').replace(
+                '"2001:db8:198:51::/64"', '"192.0.0.0/16"'
+            ),
+            "of the cluster's own family",
+        ),
     ],
 )
 def test_bad_topology_files_give_one_line(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]

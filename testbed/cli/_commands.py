@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..registry import FAMILIES, MODES, PROTOCOLS, SCHEDULERS
+from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS
 from ..topology import load_topology
 from ..util import REPO, TestbedError
 from ._dispatch import Command, commit, dispatch, install_signal_handlers, say
@@ -22,7 +22,7 @@ from ._parser import parse
 TEST_RUNS: tuple[tuple[str, ...], ...] = (
     (),
     # -k matches module names too: whole modules, not every test with "arp" in its name
-    ("--topology", "wide", "-k", "test_forwarding or test_schedulers or test_arp"),
+    ("--topology", "wide", "-k", "test_forwarding or test_schedulers or test_neighbours"),
 )
 
 
@@ -31,6 +31,7 @@ def check_suite(args: argparse.Namespace) -> None:
     MODES.select(args.mode)
     PROTOCOLS.select(args.protocol)
     FAMILIES.select(args.family)
+    CHECKSUMS.select(args.checksums)
     load_topology(args.topology)
 
 
@@ -51,7 +52,7 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
         "--capture=tee-sys",  # progress (topology build, ...) shows live, and in reports
         f"--combinations={args.combinations}",
     ]  # fmt: skip
-    for option in ("topology", "mode", "protocol", "family"):
+    for option in ("topology", "mode", "protocol", "family", "checksums"):
         if value := getattr(args, option):
             pytest_args.append(f"--{option}={value}")
     if args.keyword:

@@ -31,9 +31,11 @@ def _suite_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--mode", help="forwarding modes for the mode-parametrized tests (nat,dr)")
     sp.add_argument("--protocol", help="protocols for the protocol-parametrized tests")
     sp.add_argument("--family", help="address families for the family-parametrized tests")
+    sp.add_argument("--checksums", help="checksum handling: offload, computed (comma-separated)")
     sp.add_argument(
         "--combinations", choices=POLICIES, default="pairwise",
-        help="mode x protocol x family: every pair covered (default), or the full product",
+        help="mode x protocol x family x checksums: every pair covered (default), or the "
+        "full product",
     )  # fmt: skip
 
 

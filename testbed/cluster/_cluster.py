@@ -13,7 +13,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from ..ipvs import Ipvs, ServiceState, ipvsadm_commands
 from ..kernel import require_modules
 from ..net import Capture
 from ..registry import (
+    OFFLOAD,
     PROTOCOLS,
+    Checksums,
     DirectorHost,
     Family,
     RealServerHost,
@@ -43,6 +45,7 @@ EXTRA_PER_CLIENT = 64
 # Mininet names interfaces <host>-eth<N>: a real server and a client have one,
 # a director and the router eth0 outside and eth1 inside
 RS_IF = "eth0"
+FLUSH_NEIGHBOURS = "ip neigh flush all"  # both families
 
 
 def real_server_host(spec: ClusterSpec, rs: RealServer) -> RealServerHost:
@@ -96,6 +99,10 @@ class Cluster(Scoped):
         self._ipvs: dict[str, Ipvs] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self.timings: dict[str, float] = {}
+        # per host, the script configure() last ran there (dropped when anything else
+        # runs there), and the checksum handling set on every interface
+        self._applied: dict[str, list[str]] = {}
+        self._checksums: Checksums | None = None
         # extra sections for describe(), e.g. the HA daemons' state while they run
         self.diagnostics: list[Callable[[], str]] = []
 
@@ -162,31 +169,47 @@ class Cluster(Scoped):
         return family_of(self.spec.outside.network_address)
 
     def _address_hosts(self) -> None:
-        s = self.spec
-        olen, ilen = s.outside.prefixlen, s.inside.prefixlen
-        for c in s.clients:
-            self.run(c.name, f"ip addr add {c.ip}/{olen} dev {c.name}-eth0")
-        for h in (s.router, *s.directors):
-            self.run(
-                h.name,
-                f"ip addr add {h.outside}/{olen} dev {h.name}-eth0",
-                f"ip addr add {h.inside}/{ilen} dev {h.name}-eth1",
-                f"sysctl -qw {self.family.sysctl}.ip_forward=1",
-            )
-        for r in s.real_servers:
-            self.run(r.name, f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF}")
+        """Every host's addresses in every family the topology has; routers forward."""
+        scripts: dict[str, list[str]] = {}
+        for view in self.base_spec.views():
+            fam = view.service.family
+            olen, ilen, flags = view.outside.prefixlen, view.inside.prefixlen, fam.address_flags
+            for c in view.clients:
+                scripts.setdefault(c.name, []).append(
+                    f"ip addr add {c.ip}/{olen} dev {c.name}-eth0 {flags}"
+                )
+            for h in (view.router, *view.directors):
+                scripts.setdefault(h.name, []).extend([
+                    f"ip addr add {h.outside}/{olen} dev {h.name}-eth0 {flags}",
+                    f"ip addr add {h.inside}/{ilen} dev {h.name}-eth1 {flags}",
+                    f"sysctl -qw {fam.forwarding}=1",
+                ])  # fmt: skip
+            for r in view.real_servers:
+                scripts.setdefault(r.name, []).append(
+                    f"ip addr add {r.ip}/{ilen} dev {r.name}-{RS_IF} {flags}"
+                )
+        self.run_each(scripts)
         self.claim_service_addresses()
 
     def claim_service_addresses(self) -> None:
-        """Put VIP and DIP statically on the active director (no VRRP)."""
+        """Put VIP and DIP statically on the active director (no VRRP), in every family."""
         d = self.spec.active.name
-        self.run(d, *(f"ip addr replace {a} dev {i}" for a, i in self.spec.service_addresses(d)))
+        self.run(d, *(f"ip addr replace {a} dev {i} {flags}"
+                      for a, i, flags in self._service_addresses(d)))  # fmt: skip
 
     def release_service_addresses(self, director: str | None = None) -> None:
         """Take VIP and DIP off a director (default: the active one; VRRP will own them)."""
         d = director or self.spec.active.name
-        addresses = self.spec.service_addresses(d)
-        self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in addresses))
+        addresses = self._service_addresses(d)
+        self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i, _ in addresses))
+
+    def _service_addresses(self, director: str) -> list[tuple[str, str, str]]:
+        """(address/prefix, interface, ip-addr flags) of VIP and DIP in every family."""
+        return [
+            (a, i, view.service.family.address_flags)
+            for view in self.base_spec.views()
+            for a, i in view.service_addresses(director)
+        ]
 
     def _start_real_servers(self) -> None:
         for r in self.spec.real_servers:
@@ -235,12 +258,16 @@ class Cluster(Scoped):
                 proc.wait(5)
 
     def server_args(self, name: str) -> list[str]:
-        """Arguments of one real server's program: its name, and every protocol served on
-        the service's ports."""
+        """Arguments of one real server's program: its name, every protocol served on
+        the service's ports, and the addresses SCTP binds to (its own and the VIP, in
+        every family: an SCTP server answers from the address it is bound to)."""
         ports = sorted({self.spec.service.port, self.spec.service.nat_port or 0} - {0})
         args = ["--name", name]
         for proto in PROTOCOLS.values():
             args += [a for p in ports for a in (proto.server_option, str(p))]
+        for view in self.base_spec.views():
+            own, vip = view.real_server(name).ip, view.service.vip
+            args += ["--sctp-address", str(own), "--sctp-address", str(vip)]
         return args
 
     def start_real_server(self, name: str, *, wait: bool = True) -> None:
@@ -251,33 +278,53 @@ class Cluster(Scoped):
         """Stop one real server's program: its ports refuse connections (a service failure)."""
         self.stop_program(name, SERVER)
 
-    def configure(self, spec: ClusterSpec) -> None:
-        """Switch mode, scheduler, weights or real servers without a rebuild."""
+    def configure(self, spec: ClusterSpec, *, checksums: Checksums = OFFLOAD) -> None:
+        """Switch mode, scheduler, weights, real servers, address family or checksum
+        handling without a rebuild.
+
+        ``spec`` is the base spec or one of its family views, changed with
+        ``with_service`` and the like. Real servers are first put back to neutral in
+        every family, then set up for the mode in ``spec``'s family; a host whose
+        script is the one configure last ran there, with nothing run on it since,
+        is left alone. All hosts are set up at once.
+        """
         # the network has the declared hosts: any subset of them may serve
         if {r.name for r in spec.real_servers} - {r.name for r in self.base_spec.real_servers}:
             raise TestbedError("configure() can change real servers, not add new hosts")
         mode = spec.service.forwarding
         require_modules(*spec.modules())
         self.spec = spec
+        scripts: dict[str, list[str]] = {h.name: [] for h in self.base_spec.hosts}
         for rs in spec.real_servers:
-            host = real_server_host(spec, rs)
-            self.run(rs.name, *neutral_baseline(host), *mode.real_server_setup(host))
+            for view in self.base_spec.views():
+                scripts[rs.name] += neutral_baseline(
+                    real_server_host(view, view.real_server(rs.name))
+                )
+            scripts[rs.name] += mode.real_server_setup(real_server_host(spec, rs))
         for d in spec.directors:
-            setup = mode.director_setup(director_host(spec, d.name))
-            if setup:
-                self.run(d.name, *setup)
-        self.forget_neighbours()  # learned under the previous mode or a failover
+            scripts[d.name] += mode.director_setup(director_host(spec, d.name))
+        if checksums is not self._checksums:
+            for h in self.base_spec.hosts:
+                devices = [i for i in self.node(h.name).intfNames() if i != "lo"]
+                scripts[h.name] += [f"ethtool -K {i} {checksums.ethtool}" for i in devices]
+        changed = {h: cmds for h, cmds in scripts.items() if self._applied.get(h) != cmds}
+        # neighbours learned under the previous mode or a failover: forgotten everywhere
+        self.run_each({h: [*changed.get(h, []), FLUSH_NEIGHBOURS] for h in scripts},
+                      changes_setup=False)  # fmt: skip
+        self._applied.update(changed)
+        self._checksums = checksums
         self.ipvs.apply(spec.service, spec.real_servers)
         self._say(
             f"configured {mode.title} {spec.service.transport.title} {spec.service.scheduler} "
             f"{spec.service.endpoint} -> {len(spec.real_servers)} real servers"
+            + ("" if checksums is OFFLOAD else f" ({checksums.title})")
         )
 
     def forget_neighbours(self) -> None:
-        """Flush every host's ARP cache: after VIP or DIP moved, a client's entry for
-        the VIP or a real server's for the DIP may still name the other director."""
-        for h in self.base_spec.hosts:
-            self.run(h.name, "ip neigh flush all")
+        """Flush every host's neighbour caches: after VIP or DIP moved, a client's entry
+        for the VIP or a real server's for the DIP may still name the other director."""
+        flush = {h.name: [FLUSH_NEIGHBOURS] for h in self.base_spec.hosts}
+        self.run_each(flush, changes_setup=False)
 
     # -- access -------------------------------------------------------------------------
     def node(self, name: str) -> Any:
@@ -290,12 +337,35 @@ class Cluster(Scoped):
 
     def run(self, host: str, *commands: str, check: bool = True) -> str:
         """Run shell commands in a host (joined with &&); raise on failure."""
-        script = " && ".join(f"( {c} )" for c in commands)
-        out = self.node(host).cmd(f"{script}; echo __rc=$?")
-        body, _, rc = out.rpartition("__rc=")
-        if check and rc.strip() != "0":
-            raise TestbedError(f"{host}: command failed ({rc.strip()}): {script}\n{body.strip()}")
-        return body
+        return self.run_each({host: commands}, check=check)[host]
+
+    def run_each(self, commands: Mapping[str, Sequence[str]], *, check: bool = True,
+                 changes_setup: bool = True) -> dict[str, str]:  # fmt: skip
+        """Run each host's shell commands (joined with &&), all hosts at once; their
+        output by host. Raise on the first failure, after every host has finished.
+
+        Unless told the commands leave the mode's setup alone, a host they ran on is
+        set up afresh by the next configure().
+        """
+        sent = {}
+        for host, cmds in commands.items():
+            if not cmds:
+                continue
+            node = self.node(host)
+            script = " && ".join(f"( {c} )" for c in cmds)
+            node.sendCmd(f"{script}; echo __rc=$?")
+            if changes_setup:
+                self._applied.pop(host, None)
+            sent[host] = (node, script)
+        out, failed = {host: "" for host in commands}, []
+        for host, (node, script) in sent.items():
+            body, _, rc = node.waitOutput().rpartition("__rc=")
+            out[host] = body
+            if check and rc.strip() != "0":
+                failed.append(f"{host}: command failed ({rc.strip()}): {script}\n{body.strip()}")
+        if failed:
+            raise TestbedError(failed[0])
+        return out
 
     @property
     def ipvs(self) -> Ipvs:

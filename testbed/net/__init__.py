@@ -13,7 +13,15 @@ Connections come from a thread inside a client's namespace (``Connector``,
 from ._capture import Capture, Frame, send_frames
 from ._connector import LINGER_RST, Connector
 from ._netns import enter_netns, run_in_netns
-from ._packets import Hop, PacketMismatch, describe_template, expect_absent, expect_hop, matches
+from ._packets import (
+    Hop,
+    PacketMismatch,
+    checksum_errors,
+    describe_template,
+    expect_absent,
+    expect_hop,
+    matches,
+)
 from ._paths import (
     Site,
     TracedFlow,
@@ -42,6 +50,7 @@ __all__ = [
     "Tracked",
     "as_forwarded",
     "carried",
+    "checksum_errors",
     "comparable",
     "datagram_summary",
     "describe_template",

@@ -21,8 +21,9 @@ from ._capture import Frame
 
 
 def _checked_fields(layer: Packet) -> dict[str, Any]:
-    # scapy itself fills IP/TCP "options" with [] on construction: not a check
-    return {k: v for k, v in layer.fields.items() if not (k == "options" and v == [])}
+    # scapy itself copies an empty list into every list field on construction
+    # (IP and TCP options, an SCTP INIT's parameters): an empty list is no check
+    return {k: v for k, v in layer.fields.items() if v != []}
 
 
 def matches(template: Packet, packet: Packet) -> bool:
@@ -117,3 +118,50 @@ def expect_absent(hop: Hop, frames: Sequence[Frame]) -> None:
     if found:
         want = f"no frame {hop.direction} at {hop.point} like {describe_template(hop.expect)}"
         raise PacketMismatch(explain(f"hop '{hop.name}' must not happen", expected=want, got=found))
+
+
+_CHECKSUM_FIELDS = ("chksum", "cksum")  # scapy's names: IP, TCP, UDP, SCTP, ICMP / ICMPv6
+
+
+def _layers(packet: Packet) -> list[Packet]:
+    out = []
+    layer: Any = packet
+    while not isinstance(layer, NoPayload):
+        out.append(layer)
+        layer = layer.payload
+    return out
+
+
+def _is_quote(layer: Packet) -> bool:
+    # scapy dissects the datagram an ICMP error quotes as IPerror, TCPerror, IPerror6...:
+    # a truncated copy, not a packet of its own
+    return type(layer).__name__.endswith(("error", "error6"))
+
+
+def _no_udp_checksum(layer: Packet, value: int) -> bool:
+    # RFC 768: over IPv4 a UDP checksum of 0 means none was computed
+    return type(layer).__name__ == "UDP" and value == 0 and type(layer.underlayer).__name__ == "IP"
+
+
+def checksum_errors(packet: Packet) -> list[str]:
+    """Every checksum in a packet that its bytes do not give.
+
+    Each header's checksum (the IPv4 header, TCP, UDP, SCTP's CRC32c, ICMP, at every
+    level of an encapsulation) is recomputed by scapy from the captured bytes with
+    that one field emptied, and compared with the captured value. What an ICMP
+    error quotes is not checked.
+    """
+    errors = []
+    for depth, layer in enumerate(_layers(packet)):
+        if _is_quote(layer):
+            break
+        name = next((f for f in _CHECKSUM_FIELDS if f in layer.fields), None)
+        if name is None:
+            continue
+        captured = layer.getfieldval(name)
+        copy = packet.copy()
+        _layers(copy)[depth].setfieldval(name, None)
+        wanted = _layers(type(packet)(bytes(copy)))[depth].getfieldval(name)
+        if captured != wanted and not _no_udp_checksum(layer, captured):
+            errors.append(f"{type(layer).__name__}.{name} {captured:#x}, should be {wanted:#x}")
+    return errors

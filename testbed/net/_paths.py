@@ -42,7 +42,7 @@ class Site:
     port: int
     real_port: int
     director: str
-    director_inside_ip: str
+    outer_sources: dict[str, str]  # real server name -> the director's source toward it
     router: str
     tunnels: dict[str, Tunnel]  # real server name -> its tunnel type
     macs: dict[str, str]  # interface -> MAC
@@ -73,7 +73,9 @@ def request_hops(s: Site, f: TracedFlow) -> list[Hop]:
     d_out, d_in, rs_if = f"{s.director}-eth0", f"{s.director}-eth1", f"{f.rs}-eth0"
     to_vip = s.opening(f.client_ip, s.vip, f.sport, s.port)
     if mode.encapsulates:  # the datagram untouched inside the real server's tunnel
-        payload = s.tunnels[f.rs].outer(s.director_inside_ip, f.rs_ip) / to_vip
+        family = s.shape.family
+        outer = s.tunnels[f.rs].outer(family, family, s.outer_sources[f.rs], f.rs_ip)
+        payload = outer / to_vip
     else:  # the same datagram, or with destination address and port rewritten
         dst, dport = s.at_real_server(f)
         payload = s.opening(f.client_ip, dst, f.sport, dport)

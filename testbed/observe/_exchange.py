@@ -26,9 +26,22 @@ ROUNDS = 2  # requests per real server in an exchange
 
 def unservable(spec: ClusterSpec, shape: Combination) -> str | None:
     """Why a topology cannot carry a service of this shape, or None."""
-    if spec.service.family is not shape.family:
-        return f"topology {spec.name!r} has no {shape.family.title} service address"
+    if shape.family not in spec.families:
+        return f"topology {spec.name!r} has no {shape.family.title} addresses"
     return None
+
+
+def outer_sources(cluster: Cluster) -> dict[str, str]:
+    """The source address the active director's routing gives packets to each real
+    server (what an encapsulation carries as its outer source: ip_vs_xmit.c looks the
+    route up with no source, like ``ip route get``). IPv6 chooses among the inside
+    addresses by RFC 6724, not by the order they were added."""
+    spec = cluster.spec
+    out = cluster.run(spec.active.name, *(f"ip route get {r.ip}" for r in spec.real_servers))
+    sources = [line.split(" src ", 1)[1].split()[0] for line in out.splitlines() if " src " in line]
+    if len(sources) != len(spec.real_servers):
+        raise AssertionError(f"{spec.active.name}: no source address in `ip route get`:\n{out}")
+    return {r.name: src for r, src in zip(spec.real_servers, sources, strict=True)}
 
 
 def request_sequence(cluster: Cluster, client: str, count: int) -> list[str]:
@@ -51,7 +64,7 @@ def site_of(cluster: Cluster, shape: Combination) -> Site:
         port=spec.service.port,
         real_port=spec.service.real_port,
         director=d,
-        director_inside_ip=str(spec.active.inside),
+        outer_sources=outer_sources(cluster),
         router=gw,
         tunnels={r.name: spec.tunnel_of(r) for r in spec.real_servers},
         macs={i: cluster.mac(i) for i in intfs},
@@ -147,10 +160,10 @@ def _handshake_trace(frames: list[Frame], shape: Combination, sport: int) -> lis
 
 def send_exchange(cluster: Cluster, shape: Combination, *, rounds: int = ROUNDS) -> Exchange:
     """Configure the shape (rr), send the requests, capture, and record what was seen."""
-    spec = cluster.base_spec.with_service(
+    spec = cluster.base_spec.in_family(shape.family).with_service(
         mode=shape.mode.name, protocol=shape.protocol.name, scheduler="rr"
     )
-    cluster.configure(spec)
+    cluster.configure(spec, checksums=shape.checksums)
     site = site_of(cluster, shape)
     client = spec.clients[0]
     count = rounds * len(spec.real_servers)
@@ -169,6 +182,7 @@ def send_exchange(cluster: Cluster, shape: Combination, *, rounds: int = ROUNDS)
             mode=shape.mode.name,
             protocol=shape.protocol.name,
             family=shape.family.name,
+            checksums=shape.checksums.name,
             requests=count,
             responses_per_server=dict(Counter(responses)),
             kernel_order=[d.addr for d in state.dests],

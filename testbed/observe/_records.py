@@ -119,7 +119,7 @@ class TraceHop:
 class ForwardingRecord:
     """One forwarding exchange: requests through the VIP, captured at every hop."""
 
-    key: str  # the combination, "nat-tcp-ipv4"
+    key: str  # the combination, "nat-tcp-ipv4-offload"
     mode: str
     protocol: str
     family: str
@@ -130,6 +130,7 @@ class ForwardingRecord:
     frames_captured: int
     exchange_s: float
     handshake_trace: list[TraceHop] = field(default_factory=list)
+    checksums: str = "offload"  # who computed transport checksums (registry CHECKSUMS)
 
 
 @record_kind("scheduler")

@@ -15,6 +15,7 @@ name. Adding a mode is registering one more ``Mode``::
     ...UnknownEntry: unknown forwarding mode 'snat' (choose from nat, dr, tun)
 """
 
+from ._checksums import CHECKSUMS, COMPUTED, OFFLOAD, Checksums
 from ._combination import POLICIES, Combination, combinations, pairwise
 from ._family import FAMILIES, Address, Family, Network, family_of, parse_address, parse_network
 from ._host import DirectorHost, RealServerHost
@@ -22,17 +23,21 @@ from ._mode import MODES, Mode, neutral_baseline
 from ._protocol import PROTOCOLS, Protocol
 from ._registry import Registry, UnknownEntry
 from ._scheduler import SCHED_FLAGS, SCHEDULERS, Scheduler
-from ._tunnel import TUNNELS, Tunnel
+from ._tunnel import TUNNELS, Receiver, Tunnel
 
 __all__ = [
+    "CHECKSUMS",
+    "COMPUTED",
     "FAMILIES",
     "MODES",
+    "OFFLOAD",
     "POLICIES",
     "PROTOCOLS",
     "SCHEDULERS",
     "SCHED_FLAGS",
     "TUNNELS",
     "Address",
+    "Checksums",
     "Combination",
     "DirectorHost",
     "Family",
@@ -40,6 +45,7 @@ __all__ = [
     "Network",
     "Protocol",
     "RealServerHost",
+    "Receiver",
     "Registry",
     "Scheduler",
     "Tunnel",

@@ -1,4 +1,4 @@
-"""Which (mode, protocol, family) combinations a run exercises, by a stated policy.
+"""Which (mode, protocol, family, checksums) combinations a run exercises, by a stated policy.
 
 The product grows fast and each combination costs minutes under emulation,
 so the default policy is pairwise: every pair of values of any two
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..util import TestbedError
+from ._checksums import CHECKSUMS, Checksums
 from ._family import FAMILIES, Family
 from ._mode import MODES, Mode
 from ._protocol import PROTOCOLS, Protocol
@@ -23,15 +24,17 @@ POLICIES = ("pairwise", "full")
 
 @dataclass(frozen=True)
 class Combination:
-    """One virtual service shape: forwarding mode, transport protocol, VIP family."""
+    """One virtual service shape: forwarding mode, transport protocol, VIP family, and
+    who computes the checksums on the way."""
 
     mode: Mode
     protocol: Protocol
     family: Family
+    checksums: Checksums
 
     @property
     def id(self) -> str:
-        return f"{self.mode.name}-{self.protocol.name}-{self.family.name}"
+        return f"{self.mode.name}-{self.protocol.name}-{self.family.name}-{self.checksums.name}"
 
 
 def _pairs(values: tuple[str, ...]) -> set[tuple[int, str, int, str]]:
@@ -60,13 +63,21 @@ def combinations(
     modes: Sequence[Mode] | None = None,
     protocols: Sequence[Protocol] | None = None,
     families: Sequence[Family] | None = None,
+    checksums: Sequence[Checksums] | None = None,
 ) -> list[Combination]:
     """The combinations a policy selects (default: every registered entry)."""
     if policy not in POLICIES:
         raise TestbedError(f"unknown combination policy {policy!r} (choose from pairwise, full)")
-    dims = (modes or MODES.values(), protocols or PROTOCOLS.values(), families or FAMILIES.values())
+    dims = (
+        modes or MODES.values(),
+        protocols or PROTOCOLS.values(),
+        families or FAMILIES.values(),
+        checksums or CHECKSUMS.values(),
+    )
     names = [[e.name for e in d] for d in dims]
     rows = list(itertools.product(*names)) if policy == "full" else pairwise(names)
     return [
-        Combination(mode=MODES[m], protocol=PROTOCOLS[p], family=FAMILIES[f]) for m, p, f in rows
-    ]
+        Combination(mode=MODES[m], protocol=PROTOCOLS[p], family=FAMILIES[f],
+                    checksums=CHECKSUMS[c])
+        for m, p, f, c in rows
+    ]  # fmt: skip

@@ -13,6 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scapy.layers.inet import IP
+from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+    in6_getnsma,
+    in6_getnsmac,
+)
+from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
 from ..util import TestbedError
@@ -33,15 +42,29 @@ class Family:
     host_prefix: int  # a single address as a prefix: the VIP on a device
     ip_option: str  # `ip -4 ...`
     sysctl: str  # the sysctl tree of the family
+    forwarding: str  # the sysctl that makes a host a router for this family
+    address_flags: str  # `ip addr add ... <flags>` on an Ethernet interface
+    ipvs_netmask: int  # IPVS_SVC_ATTR_NETMASK of a plain (non-persistent) service
     layer: type[Packet]  # scapy network layer
+    protocol_field: str  # the header field naming the next protocol
+    encapsulated_as: int  # that field's value when this family is carried inside IP
     hop_limit: str  # the field a forwarding hop decrements
     header_checksum: str | None  # recomputed by every hop that changes the header
     length: Callable[[Packet], int]  # a datagram's length as IPVS counts bytes (whole packet)
     neighbour_protocol: str  # how a host claims an address on a segment
+    # (our MAC, our address, the address asked for) -> the frame that asks who has it
+    solicitation: Callable[[str, str, str], Packet]
+    claims: Callable[[Packet, str], bool]  # is this frame a claim of that address?
+    # does a host answer for an address it holds on another interface? (the "weak
+    # host" of ARP with arp_ignore=0)
+    claims_for_other_interfaces: bool
     # commands that keep a real server holding the VIP from claiming it on its
     # segment (the "ARP problem"), and the commands that undo them
     hide_vip: Callable[[str], list[str]]
     claim_defaults: Callable[[str], list[str]]
+    # commands that make a real server holding the VIP claim it on its segment:
+    # the control that shows the hiding above is what keeps the VIP to the director
+    expose_vip: Callable[[str, str], list[str]]  # (interface, VIP/prefix)
     # the addresses a namespace holds, read from /proc/<pid>/net without a process
     # (polling with `ip addr` forks dozens of processes a second under emulation)
     local_addresses: Callable[[int], set[str]]
@@ -103,6 +126,34 @@ def _fib_locals(pid: int) -> set[str]:
     return found
 
 
+def _inet6_locals(pid: int) -> set[str]:
+    """Local IPv6 addresses: /proc/<pid>/net/if_inet6 (address as 32 hex digits first)."""
+    path = Path(f"/proc/{pid}/net/if_inet6")
+    if not path.exists():  # IPv6 disabled in that namespace
+        return set()
+    lines = path.read_text().splitlines()
+    return {str(ipaddress.IPv6Address(bytes.fromhex(line.split()[0]))) for line in lines}
+
+
+def _arp_request(mac: str, src: str, target: str) -> Packet:
+    return Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op="who-has", hwsrc=mac, psrc=src, pdst=target
+    )
+
+
+def _neighbour_solicitation(mac: str, src: str, target: str) -> Packet:
+    # RFC 4861 7.2.2: to the target's solicited-node multicast address
+    group = socket.inet_ntop(
+        socket.AF_INET6, in6_getnsma(socket.inet_pton(socket.AF_INET6, target))
+    )
+    return (
+        Ether(src=mac, dst=in6_getnsmac(socket.inet_pton(socket.AF_INET6, group)))
+        / IPv6(src=src, dst=group, hlim=255)
+        / ICMPv6ND_NS(tgt=target)
+        / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    )
+
+
 def _sysctls(values: dict[str, int]) -> str:
     return "sysctl -qw " + " ".join(f"{k}={v}" for k, v in values.items())
 
@@ -131,13 +182,64 @@ IPV4 = FAMILIES.register(
         host_prefix=32,
         ip_option="-4",
         sysctl="net.ipv4",
+        forwarding="net.ipv4.ip_forward",
+        address_flags="",
+        ipvs_netmask=0xFFFFFFFF,  # what ipvsadm sends for IPv4
         layer=IP,
+        protocol_field="proto",
+        encapsulated_as=socket.IPPROTO_IPIP,  # 4
         hop_limit="ttl",
         header_checksum="chksum",
         length=lambda pkt: int(pkt[IP].len),
         neighbour_protocol="ARP",
+        solicitation=_arp_request,
+        claims=lambda pkt, addr: ARP in pkt and pkt[ARP].op == 2 and pkt[ARP].psrc == addr,
+        # arp_ignore=0 (the default): "reply for any local target IP address,
+        # configured on any interface" (ip-sysctl.rst)
+        claims_for_other_interfaces=True,
         hide_vip=lambda dev: _arp(dev, 1, 2),
         claim_defaults=lambda dev: _arp(dev, 0, 0),
+        # arp_ignore=0: answer for any local address, the VIP on lo included
+        expose_vip=lambda dev, _vip: _arp(dev, 0, 0),
         local_addresses=_fib_locals,
+    )
+)
+
+IPV6 = FAMILIES.register(
+    Family(
+        name="ipv6",
+        title="IPv6",
+        version=6,
+        af=socket.AF_INET6,
+        host_prefix=128,
+        ip_option="-6",
+        sysctl="net.ipv6",
+        forwarding="net.ipv6.conf.all.forwarding",
+        # no duplicate address detection: an address is usable at once, not after
+        # a second or more of "tentative" (the testbed's addresses are unique)
+        address_flags="nodad",
+        # ip_vs_ctl.c ip_vs_add_service: an IPv6 service's netmask is a prefix
+        # length 1..128 (ipvsadm sends 128); 0xFFFFFFFF is refused with EINVAL
+        ipvs_netmask=128,
+        layer=IPv6,
+        protocol_field="nh",
+        encapsulated_as=socket.IPPROTO_IPV6,  # 41
+        hop_limit="hlim",
+        header_checksum=None,  # IPv6 has none
+        # IPVS counts skb->len: the 40-byte fixed header plus the payload
+        length=lambda pkt: 40 + int(pkt[IPv6].plen),
+        neighbour_protocol="ND",
+        solicitation=_neighbour_solicitation,
+        claims=lambda pkt, addr: ICMPv6ND_NA in pkt and pkt[ICMPv6ND_NA].tgt == addr,
+        claims_for_other_interfaces=False,
+        # Linux answers a neighbour solicitation only for an address on the
+        # interface it arrived on (ndisc.c ndisc_recv_ns, ipv6_get_ifaddr with
+        # the receiving device): a VIP on lo is never claimed on the segment,
+        # there is nothing to hide and nothing to undo
+        hide_vip=lambda _dev: [],
+        claim_defaults=lambda _dev: [],
+        # so the control puts the VIP on the segment's interface itself
+        expose_vip=lambda dev, vip: [f"ip addr replace {vip} dev {dev} nodad"],
+        local_addresses=_inet6_locals,
     )
 )

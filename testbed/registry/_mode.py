@@ -60,12 +60,14 @@ MODES: Registry[Mode] = Registry("forwarding mode")
 
 
 def neutral_baseline(rs: RealServerHost) -> list[str]:
-    """Undo every mode: no VIP anywhere, the family's ARP defaults, route via the router."""
+    """Undo every mode in the host's family: no VIP anywhere, the family's neighbour
+    defaults, the default route via the router. (A dual-stack cluster runs it per family.)"""
     return [
         f"ip addr del {rs.vip_prefix} dev lo 2>/dev/null; true",
-        *(cmd for t in TUNNELS.values() for cmd in t.teardown(rs)),
+        f"ip addr del {rs.vip_prefix} dev {rs.interface} 2>/dev/null; true",
+        *(cmd for t in TUNNELS.values() for cmd in t.teardown()),
         *rs.family.claim_defaults(rs.interface),
-        f"ip route replace default via {rs.router}",
+        f"ip {rs.family.ip_option} route replace default via {rs.router}",
     ]
 
 
@@ -85,9 +87,11 @@ NAT = MODES.register(
         reply_via_director=True,
         vip_on_real_servers=False,
         # replies must pass the director so it can rewrite src back to the VIP
-        real_server_setup=lambda rs: [f"ip route replace default via {rs.dip}"],
+        real_server_setup=lambda rs: [
+            f"ip {rs.family.ip_option} route replace default via {rs.dip}"
+        ],
         # the real servers' replies are forwarded by the director
-        director_setup=lambda d: [f"sysctl -qw {d.family.sysctl}.ip_forward=1"],
+        director_setup=lambda d: [f"sysctl -qw {d.family.forwarding}=1"],
         throughput_goal=0.80,
     )
 )

@@ -5,17 +5,29 @@ ipvsadm -t/-u/--sctp-service, keepalived.conf "protocol"), the scapy layer
 and the packets that open a connection and answer it (the oracle's
 templates), and how the testbed makes real traffic of it: the real-server
 program's option that serves it and a client command that makes one
-connection per request. Sources: ipvsadm(8), keepalived.conf(5), RFC 9293.
+connection per request. Sources: ipvsadm(8), keepalived.conf(5), RFC 9293
+(TCP), RFC 768 (UDP), RFC 9260 (SCTP).
+
+A UDP "connection" is what IPVS makes of it: the first datagram from a
+client address and port is scheduled and creates an entry, the answer and
+later datagrams follow it (net/netfilter/ipvs/ip_vs_proto_udp.c). The
+request and answer datagrams are told apart by their payload
+(loadgen.wire).
 """
 
 from __future__ import annotations
 
+import shlex
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scapy.layers.inet import TCP
-from scapy.packet import Packet
+from scapy.layers.inet import TCP, UDP
+from scapy.layers.sctp import SCTP, SCTPChunkInit, SCTPChunkInitAck
+from scapy.packet import Packet, Raw
+
+from loadgen.wire import ANSWER_START, REQUEST
 
 from ._registry import Registry
 
@@ -38,6 +50,7 @@ class Protocol:
     # shell command: ``count`` requests to endpoint, one connection each, printing
     # the answering real server's name per line ("" for a failed one)
     client: Callable[[str, int], str]
+    modules: tuple[str, ...] = ()  # what clients and servers need to speak it
 
     def ports(self, pkt: Packet) -> tuple[int, int]:
         """(sport, dport) of a packet of this protocol."""
@@ -51,6 +64,19 @@ PROTOCOLS: Registry[Protocol] = Registry("protocol")
 def _curl(endpoint: str, count: int) -> str:
     url = f"http://{endpoint}/"
     return f"curl -s --max-time 5 -w '\\n' {' '.join([url] * count)}"
+
+
+def _ask(protocol: str) -> Callable[[str, int], str]:
+    def command(endpoint: str, count: int) -> str:
+        argv = [sys.executable, "-m", "loadgen.ask", "--protocol", protocol,
+                "--count", str(count), endpoint]  # fmt: skip
+        return shlex.join(argv)
+
+    return command
+
+
+def _payload_starts(pkt: Packet, layer: type[Packet], start: bytes) -> bool:
+    return layer in pkt and bytes(pkt[layer].payload).startswith(start)
 
 
 PROTOCOLS.register(
@@ -67,5 +93,40 @@ PROTOCOLS.register(
         is_answer=lambda pkt: TCP in pkt and pkt[TCP].flags == "SA",
         server_option="--port",
         client=_curl,
+    )
+)
+
+PROTOCOLS.register(
+    Protocol(
+        name="udp",
+        title="UDP",
+        number=socket.IPPROTO_UDP,
+        ipvsadm_flag="-u",
+        layer=UDP,
+        checksum="chksum",
+        opening=lambda sport, dport: UDP(sport=sport, dport=dport) / Raw(load=REQUEST),
+        answer=lambda sport, dport: UDP(sport=sport, dport=dport),
+        is_opening=lambda pkt: _payload_starts(pkt, UDP, REQUEST),
+        is_answer=lambda pkt: _payload_starts(pkt, UDP, ANSWER_START),
+        server_option="--udp",
+        client=_ask("udp"),
+    )
+)
+
+PROTOCOLS.register(
+    Protocol(
+        name="sctp",
+        title="SCTP",
+        number=socket.IPPROTO_SCTP,
+        ipvsadm_flag="--sctp-service",
+        layer=SCTP,
+        checksum="chksum",  # CRC32c over the whole packet (RFC 9260 appendix A)
+        opening=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInit(),
+        answer=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInitAck(),
+        is_opening=lambda pkt: SCTPChunkInit in pkt,
+        is_answer=lambda pkt: SCTPChunkInitAck in pkt,
+        server_option="--sctp",
+        client=_ask("sctp"),
+        modules=("sctp",),
     )
 )

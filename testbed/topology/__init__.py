@@ -8,10 +8,21 @@
 80
 >>> load_topology("wide").name                      # topologies/wide.py, built in Python
 'wide'
+>>> [str(v.service.vip) for v in spec.views()]      # dual-stack: one view per family
+['203.0.113.100', '2001:db8:203:113::100']
 """
 
 from ._load import DEFAULT_TOPOLOGY, TOPOLOGIES, load_topology
-from ._spec import MAX_WEIGHT, Client, ClusterSpec, RealServer, Service, TwoLegged
+from ._spec import (
+    MAX_WEIGHT,
+    Client,
+    ClusterSpec,
+    DualStack,
+    RealServer,
+    Service,
+    TwoLegged,
+    carried_over,
+)
 
 __all__ = [
     "DEFAULT_TOPOLOGY",
@@ -19,8 +30,10 @@ __all__ = [
     "TOPOLOGIES",
     "Client",
     "ClusterSpec",
+    "DualStack",
     "RealServer",
     "Service",
     "TwoLegged",
+    "carried_over",
     "load_topology",
 ]

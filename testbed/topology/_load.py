@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..util import REPO, TestbedError
-from ._spec import Client, ClusterSpec, RealServer, Service, TwoLegged
+from ._spec import Client, ClusterSpec, DualStack, RealServer, Service, TwoLegged
 
 TOPOLOGIES = REPO / "topologies"
 DEFAULT_TOPOLOGY = TOPOLOGIES / "default.toml"
@@ -113,7 +113,8 @@ def _from_dict(
         return value
 
     extra = set(data) - {
-        "name", "outside", "inside", "service", "router", "clients", "directors", "real_servers"
+        "name", "outside", "inside", "service", "router", "clients", "directors", "real_servers",
+        "dual_stack",
     }  # fmt: skip
     if extra:
         raise TestbedError(f"unknown top-level key(s) {', '.join(sorted(extra))}")
@@ -128,5 +129,8 @@ def _from_dict(
         real_servers=tuple(
             _build(RealServer, r, "[[real_servers]]") for r in tables("real_servers")
         ),
+        dual_stack=_build(DualStack, table("dual_stack"), "[dual_stack]")
+        if "dual_stack" in data
+        else None,
         source=source,
     )

@@ -167,6 +167,36 @@ class Service:
         return self.family.endpoint(self.vip, self.port)
 
 
+def carried_over(addr: Address, source: Network, target: Network) -> Address:
+    """``addr`` of network ``source`` as the same host of ``target``: its host number,
+    written in decimal, read as hexadecimal, so the two read alike
+    (203.0.113.11 in 203.0.113.0/24 -> 2001:db8:203:113::11 in 2001:db8:203:113::/64)."""
+    host = int(addr) - int(source.network_address)
+    return target.network_address + int(str(host), 16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DualStack:
+    """The same hosts in a second address family: two networks, every address derived.
+
+    Each declared address keeps its host number in the second family's network
+    (``carried_over``), so a topology declares its hosts once.
+    """
+
+    outside: Network
+    inside: Network
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outside", parse_network(self.outside, "dual_stack outside"))
+        object.__setattr__(self, "inside", parse_network(self.inside, "dual_stack inside"))
+        if self.outside.version != self.inside.version:
+            raise TestbedError("dual_stack: outside and inside differ in family")
+        if self.outside.overlaps(self.inside):
+            raise TestbedError(
+                f"dual_stack: outside {self.outside} and inside {self.inside} overlap"
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClusterSpec:
     """A whole LVS cluster, as one declaration.
@@ -183,7 +213,11 @@ class ClusterSpec:
     clients: tuple[Client, ...]
     directors: tuple[TwoLegged, ...]
     real_servers: tuple[RealServer, ...]
+    dual_stack: DualStack | None = None
     source: str = field(default="<python>", compare=False)
+    # one spec per address family the hosts have (this one first), built and
+    # validated once
+    _views: tuple[ClusterSpec, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outside", parse_network(self.outside, "outside"))
@@ -197,6 +231,59 @@ class ClusterSpec:
         if not self.real_servers:
             raise TestbedError("a cluster needs at least one real server")
         self._check_placement()
+        views: tuple[ClusterSpec, ...] = (self,)
+        if self.dual_stack is not None:
+            if self.dual_stack.outside.version == self.outside.version:
+                raise TestbedError(
+                    f"dual_stack: {self.dual_stack.outside} is of the cluster's own family"
+                )
+            views += (self._carried_to(self.dual_stack),)
+        object.__setattr__(self, "_views", views)
+
+    def _carried_to(self, dual: DualStack) -> ClusterSpec:
+        """This cluster with every address carried over to the dual stack's networks."""
+
+        def out(addr: Address) -> Address:
+            return carried_over(addr, self.outside, dual.outside)
+
+        def ins(addr: Address) -> Address:
+            return carried_over(addr, self.inside, dual.inside)
+
+        def two(h: TwoLegged) -> TwoLegged:
+            return dataclasses.replace(h, outside=out(h.outside), inside=ins(h.inside))
+
+        try:
+            return dataclasses.replace(
+                self,
+                outside=dual.outside,
+                inside=dual.inside,
+                dual_stack=None,
+                service=dataclasses.replace(
+                    self.service, vip=out(self.service.vip), dip=ins(self.service.dip)
+                ),
+                router=two(self.router),
+                clients=tuple(dataclasses.replace(c, ip=out(c.ip)) for c in self.clients),
+                directors=tuple(two(d) for d in self.directors),
+                real_servers=tuple(dataclasses.replace(r, ip=ins(r.ip)) for r in self.real_servers),
+            )
+        except TestbedError as exc:
+            raise TestbedError(f"dual_stack: {exc}") from None
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The address families the hosts have (the declared one first)."""
+        return tuple(v.service.family for v in self._views)
+
+    def views(self) -> tuple[ClusterSpec, ...]:
+        """This cluster once per address family, each with that family's addresses."""
+        return self._views
+
+    def in_family(self, family: Family) -> ClusterSpec:
+        """This cluster seen in one family: every address, the VIP and DIP in it."""
+        for view in self._views:
+            if view.service.family is family:
+                return view
+        raise TestbedError(f"topology {self.name!r} has no {family.title} addresses")
 
     def _check_placement(self) -> None:
         names: set[str] = set()
@@ -261,7 +348,9 @@ class ClusterSpec:
         service = self.service
         needed = ["ip_vs", SCHEDULERS[service.scheduler].module, *service.forwarding.modules]
         if service.forwarding.encapsulates:
-            needed += [m for r in self.real_servers for m in self.tunnel_of(r).modules]
+            family = service.family
+            needed += [m for r in self.real_servers for m in self.tunnel_of(r).modules(family)]
+        needed += service.transport.modules
         return tuple(dict.fromkeys(needed))
 
     def needs(self, *, clients: int = 1, directors: int = 1, real_servers: int = 1) -> str | None:
