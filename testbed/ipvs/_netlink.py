@@ -7,6 +7,8 @@ as an independent cross-check of what the kernel reports.
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,16 @@ IP_VS_SVC_F_PERSISTENT = 0x0001  # include/uapi/linux/ip_vs.h
 IP_VS_CONN_F_FWD_MASK = 0x0007
 # forwarding methods the testbed never configures but the kernel may report
 _OTHER_METHODS = {1: "local", 4: "bypass"}
+
+
+def _netmask(value: int) -> str:
+    """IPVS_SVC_ATTR_NETMASK as pyroute2 encodes it (an IPv4 address's four bytes).
+
+    The kernel reads the attribute's 32 bits as they are (ip_vs_ctl.c
+    ip_vs_genl_parse_service): for IPv4 a mask, for IPv6 a prefix length in
+    host byte order, which ipvsadm writes with nla_put_u32.
+    """
+    return socket.inet_ntoa(struct.pack("=I", value))
 
 
 def method_name(fwd_method: int) -> str:
@@ -119,6 +131,7 @@ class Ipvs:
             "port": service.port,
             "protocol": service.transport.number,
             "sched_name": service.scheduler,
+            "netmask": _netmask(service.family.ipvs_netmask),
         }
         flags = SCHEDULERS[service.scheduler].flag_bits(service.sched_flags)
         if service.persistence:

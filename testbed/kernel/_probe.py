@@ -17,11 +17,18 @@ from ..util import TestbedError
 PROC_IPVS = Path("/proc/net/ip_vs")
 
 
+_LOADED: set[str] = set()  # a loaded module stays loaded: asked once per process
+
+
 def modprobe(module: str) -> bool:
     """Load a module; True if it is now available (built in or loaded)."""
+    if module in _LOADED:
+        return True
     if not shutil.which("modprobe"):
         return False
     done = subprocess.run(["modprobe", "-q", module], capture_output=True)
+    if done.returncode == 0:
+        _LOADED.add(module)
     return done.returncode == 0
 
 

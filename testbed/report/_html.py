@@ -66,22 +66,30 @@ def _plots(data: dict[str, Any], records: list[Any], out: Path) -> list[tuple[st
         made.append(
             save_figure(fig, out, "timings.png", "Phase timings (VM boot, topology build, suite)")
         )
-    shapes = sorted(of_kind(records, ForwardingRecord), key=lambda r: r.key)
+    shapes = _forwarding_records(records)
     if shapes:
-        servers = sorted({s for r in shapes for s in r.responses_per_server})
-        fig, ax = plt.subplots(figsize=(7, 3))
-        width = 0.8 / len(shapes)
-        for i, rec in enumerate(shapes):
-            xs = [j + i * width for j in range(len(servers))]
-            ax.bar(xs, [rec.responses_per_server.get(s, 0) for s in servers], width,
-                   label=rec.key)  # fmt: skip
-        ax.set_xticks([j + width * (len(shapes) - 1) / 2 for j in range(len(servers))])
-        ax.set_xticklabels(servers)
-        ax.set_ylabel("connections served")
-        ax.set_title("rr: connections per real server, by service shape")
-        ax.legend(loc="lower right", fontsize=7)
+        servers = sorted({s for r in shapes for s in r.responses_per_server if s})
+        cols = min(len(shapes), 5)
+        rows = (len(shapes) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.9 * rows), squeeze=False,
+                                 sharey=True)  # fmt: skip
+        for ax in axes.flat[len(shapes) :]:
+            ax.axis("off")
+        for ax, rec in zip(axes.flat, shapes, strict=False):
+            failed = rec.responses_per_server.get("", 0)
+            ax.bar(servers, [rec.responses_per_server.get(s, 0) for s in servers],
+                   color="#cf222e" if failed else "#4c72b0")  # fmt: skip
+            ax.set_title(rec.key + (f" ({failed} failed)" if failed else ""), fontsize=7)
+            ax.tick_params(labelsize=7)
+        fig.suptitle("rr through the VIP: requests answered per real server, per service shape")
         made.append(
-            save_figure(fig, out, "forwarding.png", "Connections per real server (rr) per shape")
+            save_figure(
+                fig,
+                out,
+                "forwarding.png",
+                "Requests answered per real server (rr), one panel per service shape",
+                dpi=100,
+            )
         )
     sched = _scheduler_records(records)
     if sched:
@@ -115,6 +123,15 @@ def _plots(data: dict[str, Any], records: list[Any], out: Path) -> list[tuple[st
     return made
 
 
+def _forwarding_records(records: list[Any]) -> list[ForwardingRecord]:
+    return sorted(of_kind(records, ForwardingRecord), key=lambda r: r.key)
+
+
+def _counters(rec: ForwardingRecord) -> str:
+    c = rec.service_counters
+    return " ".join(f"{k} {c.get(k, 0)}" for k in ("conns", "inpkts", "outpkts", "inbytes"))
+
+
 def _scheduler_records(records: list[Any]) -> list[SchedulerRecord]:
     return sorted(of_kind(records, SchedulerRecord), key=lambda r: r.key)
 
@@ -135,6 +152,27 @@ def _record_tables(records: list[Any]) -> str:
     """Every kind of observation as a readable table."""
     return "".join(
         [
+            table(
+                "Forwarding: per service shape",
+                "Each shape's exchange: requests through the VIP (one connection each), "
+                "who answered, the director's service counters, the frames captured.",
+                _forwarding_records(records),
+                [
+                    ("mode", lambda r: r.mode),
+                    ("protocol", lambda r: r.protocol),
+                    ("family", lambda r: r.family),
+                    ("checksums", lambda r: r.checksums),
+                    (
+                        "answers per real server",
+                        lambda r: fmt(
+                            {k or "no answer": v for k, v in r.responses_per_server.items()}
+                        ),
+                    ),
+                    ("service counters", _counters),
+                    ("frames", lambda r: r.frames_captured),
+                    ("exchange s", lambda r: r.exchange_s),
+                ],
+            ),
             table(
                 "Schedulers: model vs kernel",
                 "Per real server: connections the kernel gave it / what the model predicts.",
@@ -376,7 +414,7 @@ def render(run_dir: Path) -> Path:
         for name, cap in plots
     )
     traces = ""
-    for rec in sorted(of_kind(records, ForwardingRecord), key=lambda r: r.key):
+    for rec in _forwarding_records(records):
         if not rec.handshake_trace:
             continue
         hops = "".join(
