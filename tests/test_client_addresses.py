@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import Cluster, TestbedError, load_topology
+from testbed import FAMILIES, Cluster, TestbedError, load_topology
 
 
 class FakeCluster(Cluster):
@@ -36,7 +36,21 @@ def test_addresses_are_added_once() -> None:
     c.client_addresses("c1", 2)
     c.client_addresses("c1", 3)
     adds = [x for x in c.commands if "ip addr add" in x]
-    assert adds == [f"c1: ip addr add 203.0.113.{h}/24 dev c1-eth0" for h in (128, 129, 130)]
+    assert adds == [f"c1: ip addr add 203.0.113.{h}/24 dev c1-eth0 " for h in (128, 129, 130)]
+    routes = [x for x in c.commands if "ip route" in x]
+    assert routes[-1] == "c1: ip route replace 203.0.113.0/24 dev c1-eth0 src 203.0.113.11 metric 0"
+
+
+def test_ipv6_extra_addresses_keep_the_clients_own_as_source() -> None:
+    c = FakeCluster()
+    c.spec = c.spec.in_family(FAMILIES["ipv6"])
+    assert c.client_addresses("c2", 2) == ["2001:db8:203:113::c0", "2001:db8:203:113::c1"]
+    assert c.commands[-3:] == [
+        "c2: ip addr add 2001:db8:203:113::c0/64 dev c2-eth0 nodad",
+        "c2: ip addr add 2001:db8:203:113::c1/64 dev c2-eth0 nodad",
+        "c2: ip route replace 2001:db8:203:113::/64 dev c2-eth0 src 2001:db8:203:113::12"
+        " metric 256",
+    ]
 
 
 @pytest.mark.parametrize(("client", "count", "message"),

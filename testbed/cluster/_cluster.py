@@ -414,7 +414,18 @@ class Cluster(Scoped):
         )
         missing = [a for a in addrs if f"{a}/{net.prefixlen}" not in present]
         if missing:
-            self.run(client, *(f"ip addr add {a}/{net.prefixlen} dev {dev}" for a in missing))
+            fam = self.family
+            own = next(c.ip for c in s.clients if c.name == client)
+            self.run(
+                client,
+                *(
+                    f"ip addr add {a}/{net.prefixlen} dev {dev} {fam.address_flags}"
+                    for a in missing
+                ),
+                # connections that bind no address keep leaving from the client's own:
+                # IPv6 would pick any address of the prefix (RFC 6724 ties them)
+                f"ip route replace {net} dev {dev} src {own} metric {fam.prefix_route_metric}",
+            )
         return addrs
 
     def mac(self, intf: str) -> str:

@@ -44,6 +44,7 @@ class Family:
     sysctl: str  # the sysctl tree of the family
     forwarding: str  # the sysctl that makes a host a router for this family
     address_flags: str  # `ip addr add ... <flags>` on an Ethernet interface
+    prefix_route_metric: int  # the metric of the route the kernel adds for an address
     ipvs_netmask: int  # IPVS_SVC_ATTR_NETMASK of a plain (non-persistent) service
     layer: type[Packet]  # scapy network layer
     protocol_field: str  # the header field naming the next protocol
@@ -184,6 +185,7 @@ IPV4 = FAMILIES.register(
         sysctl="net.ipv4",
         forwarding="net.ipv4.ip_forward",
         address_flags="",
+        prefix_route_metric=0,
         ipvs_netmask=0xFFFFFFFF,  # what ipvsadm sends for IPv4
         layer=IP,
         protocol_field="proto",
@@ -218,6 +220,7 @@ IPV6 = FAMILIES.register(
         # no duplicate address detection: an address is usable at once, not after
         # a second or more of "tentative" (the testbed's addresses are unique)
         address_flags="nodad",
+        prefix_route_metric=256,  # IP6_RT_PRIO_ADDRCONF
         # ip_vs_ctl.c ip_vs_add_service: an IPv6 service's netmask is a prefix
         # length 1..128 (ipvsadm sends 128); 0xFFFFFFFF is refused with EINVAL
         ipvs_netmask=128,
