@@ -303,13 +303,14 @@ class Cluster(Scoped):
             scripts[rs.name] += mode.real_server_setup(real_server_host(spec, rs))
         for d in spec.directors:
             scripts[d.name] += mode.director_setup(director_host(spec, d.name))
-        if checksums is not self._checksums:
-            for h in self.base_spec.hosts:
-                devices = [i for i in self.node(h.name).intfNames() if i != "lo"]
-                scripts[h.name] += [f"ethtool -K {i} {checksums.ethtool}" for i in devices]
         changed = {h: cmds for h, cmds in scripts.items() if self._applied.get(h) != cmds}
+        batch = {h: list(changed.get(h, [])) for h in scripts}
+        if checksums is not self._checksums:
+            for h, cmds in batch.items():
+                devices = [i for i in self.node(h).intfNames() if i != "lo"]
+                cmds += [f"ethtool -K {i} {checksums.ethtool}" for i in devices]
         # neighbours learned under the previous mode or a failover: forgotten everywhere
-        self.run_each({h: [*changed.get(h, []), FLUSH_NEIGHBOURS] for h in scripts},
+        self.run_each({h: [*cmds, FLUSH_NEIGHBOURS] for h, cmds in batch.items()},
                       changes_setup=False)  # fmt: skip
         self._applied.update(changed)
         self._checksums = checksums

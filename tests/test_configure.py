@@ -1,0 +1,93 @@
+"""Cluster.configure(): every family put back to neutral, hosts set up at once, and a host
+whose setup did not change left alone (no root: Mininet's shells and IPVS faked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from testbed import FAMILIES, Cluster, load_topology
+from testbed.registry import COMPUTED
+
+
+class FakeNode:
+    """A Mininet host's shell: records each script, answers with exit status 0."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]]) -> None:
+        self.name, self.log, self.pending = name, log, ""
+
+    def sendCmd(self, script: str) -> None:
+        assert not self.pending, "a second command before the first one's output was read"
+        self.pending = script
+
+    def waitOutput(self) -> str:
+        self.log.append((self.name, self.pending))
+        self.pending = ""
+        return "__rc=0\n"
+
+    def intfNames(self) -> list[str]:
+        return ["lo", f"{self.name}-eth0"]
+
+
+class FakeIpvs:
+    def __init__(self) -> None:
+        self.applied: list[Any] = []
+
+    def apply(self, service: Any, real_servers: Any) -> None:
+        self.applied.append(service)
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr("testbed.cluster._cluster.require_modules", lambda *m: None)
+    c = Cluster(load_topology(), progress=lambda _msg: None)
+    c.workdir.rmdir()
+    c.log = []
+    nodes = {h.name: FakeNode(h.name, c.log) for h in c.base_spec.hosts}
+
+    class Net:
+        def get(self, name: str) -> FakeNode:
+            return nodes[name]
+
+    c.net = Net()
+    c._ipvs[c.spec.active.name] = FakeIpvs()
+    return c
+
+
+def _scripts(c: Any, host: str) -> list[str]:
+    return [script for h, script in c.log if h == host]
+
+
+def test_every_host_is_set_up_and_flushed_in_one_round(cluster: Any) -> None:
+    cluster.configure(cluster.base_spec.with_service(mode="dr"))
+    assert sorted(h for h, _ in cluster.log) == sorted(h.name for h in cluster.base_spec.hosts)
+    r1 = _scripts(cluster, "r1")[0]
+    # both families put back to neutral, then DR in IPv4
+    assert "ip -4 route replace default via 198.51.100.1" in r1
+    assert "ip -6 route replace default via 2001:db8:198:51::1" in r1
+    assert r1.index("dev lo") < r1.index("ip addr add 203.0.113.100/32 dev lo")
+    assert "ethtool -K r1-eth0 tx on" in r1 and "ip neigh flush all" in r1
+
+
+def test_an_unchanged_host_is_left_alone_until_something_runs_there(cluster: Any) -> None:
+    spec = cluster.base_spec.with_service(mode="dr")
+    cluster.configure(spec)
+    cluster.log.clear()
+    cluster.configure(spec.with_service(scheduler="wlc"))  # only the IPVS table differs
+    assert all(script.startswith("( ip neigh flush all )") for _, script in cluster.log)
+    cluster.run("r2", "sysctl -w net.ipv4.conf.all.arp_ignore=0")  # a test changes r2
+    cluster.log.clear()
+    cluster.configure(spec)
+    changed = [h for h, script in cluster.log if "ip addr add" in script]
+    assert changed == ["r2"]
+    assert len(cluster._ipvs["d1"].applied) == 3  # the table is always written
+
+
+def test_a_family_view_and_checksum_handling_reach_every_host(cluster: Any) -> None:
+    v6 = cluster.base_spec.in_family(FAMILIES["ipv6"]).with_service(mode="nat")
+    cluster.configure(v6, checksums=COMPUTED)
+    assert "ip -6 route replace default via 2001:db8:198:51::254" in _scripts(cluster, "r3")[0]
+    assert "sysctl -qw net.ipv6.conf.all.forwarding=1" in _scripts(cluster, "d2")[0]
+    assert all("tx off" in script for _, script in cluster.log)
+    assert cluster.spec is v6
