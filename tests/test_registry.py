@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, GRE, Ether
 from scapy.packet import Raw
 
 from loadgen import wire
@@ -16,10 +17,13 @@ from testbed.cluster import real_server_host
 from testbed.registry import (
     CHECKSUMS,
     FAMILIES,
+    GUE,
     MODES,
     PROTOCOLS,
     SCHEDULERS,
+    TUNNEL_CHECKSUMS,
     TUNNELS,
+    Encapsulation,
     Mode,
     Registry,
     UnknownEntry,
@@ -134,14 +138,83 @@ def test_family_parses_and_formats_addresses() -> None:
     assert "net.ipv4.conf.r1-eth0.arp_ignore=1" in ipv4.hide_vip("r1-eth0")[0]
 
 
-def test_tunnel_oracle_unwraps_what_it_wraps() -> None:
-    ipip, v4, v6 = TUNNELS["ipip"], FAMILIES["ipv4"], FAMILIES["ipv6"]
-    inner = IP(src="203.0.113.11", dst="203.0.113.100") / TCP(dport=80)
-    outer = IP(bytes(ipip.outer(v4, v4, "198.51.100.2", "198.51.100.11") / inner))
-    assert outer.proto == 4 and bytes(ipip.inner(outer)) == bytes(IP(bytes(inner)))
-    inner6 = IPv6(src="2001:db8:203:113::11", dst="2001:db8:203:113::100") / TCP(dport=80)
-    outer6 = IPv6(bytes(ipip.outer(v6, v6, "2001:db8:198:51::2", "2001:db8:198:51::11") / inner6))
-    assert outer6.nh == 41 and bytes(ipip.inner(outer6)) == bytes(IPv6(bytes(inner6)))
+def _encapsulation(outer: str, inner: str, checksum: str = "nocsum", partial: bool = False):  # type: ignore[no-untyped-def]
+    o, i = FAMILIES[outer], FAMILIES[inner]
+    src, dst = ("198.51.100.2", "198.51.100.11") if o.version == 4 else (
+        "2001:db8:198:51::2", "2001:db8:198:51::11")  # fmt: skip
+    return Encapsulation(outer=o, inner=i, src=src, dst=dst, port=6080,
+                         checksum=TUNNEL_CHECKSUMS[checksum], inner_partial=partial,
+                         inner_header_length=20 if i.version == 4 else 40,
+                         inner_checksum_offset=16)  # fmt: skip
+
+
+INNER4 = IP(src="203.0.113.11", dst="203.0.113.100") / TCP(dport=80)
+INNER6 = IPv6(src="2001:db8:203:113::11", dst="2001:db8:203:113::100") / TCP(dport=80)
+
+
+@pytest.mark.parametrize("tunnel", ["ipip", "gue", "gre"])
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_tunnel_oracle_unwraps_what_it_wraps(tunnel: str, family: str) -> None:
+    t = TUNNELS[tunnel]
+    inner = INNER4 if family == "ipv4" else INNER6
+    layer = FAMILIES[family].layer
+    wrapped = layer(bytes(t.outer(_encapsulation(family, family)) / inner))
+    assert bytes(t.inner(wrapped)) == bytes(layer(bytes(inner)))
+
+
+def test_encapsulation_headers_follow_the_checksum_option() -> None:
+    ipip, gue, gre = TUNNELS["ipip"], TUNNELS["gue"], TUNNELS["gre"]
+    assert IP(bytes(ipip.outer(_encapsulation("ipv4", "ipv4")) / INNER4)).proto == 4
+    assert IPv6(bytes(ipip.outer(_encapsulation("ipv6", "ipv6")) / INNER6)).nh == 41
+    plain = gue.outer(_encapsulation("ipv4", "ipv4"))
+    assert plain[UDP].dport == 6080 and plain[UDP].chksum == 0  # no outer checksum
+    assert plain[GUE].hlen == 0 and plain[GUE].proto == 4
+    assert gue.outer(_encapsulation("ipv4", "ipv4", "csum"))[UDP].chksum is None  # computed
+    # remote checksum offload only for a partial inner checksum (ipvs_gue_encap)
+    full = gue.outer(_encapsulation("ipv6", "ipv6", "remcsum", partial=False))
+    assert full[GUE].hlen == 0 and full[GUE].proto == 41
+    remote = GUE(bytes(gue.outer(_encapsulation("ipv4", "ipv4", "remcsum", True))[GUE]))
+    assert (remote.hlen, remote.flags, remote.private_flags) == (2, 1, 0x80000000)
+    assert (remote.csum_start, remote.csum_offset) == (20, 36)
+    g = gre.outer(_encapsulation("ipv4", "ipv6", "csum"))
+    assert g[IP].proto == 47 and g[GRE].proto == 0x86DD and g[GRE].chksum_present == 1
+    assert gre.outer(_encapsulation("ipv6", "ipv6"))[GRE].chksum_present == 0
+
+
+def _tun_setup(tunnel: str, checksum: str, family: str) -> list[str]:
+    spec = SPEC.in_family(FAMILIES[family]).with_service(mode="tun")
+    rs = replace(spec.real_servers[0], tunnel=tunnel, tunnel_checksum=checksum)
+    return MODES["tun"].real_server_setup(real_server_host(spec.with_real_servers(rs), rs))
+
+
+def test_real_servers_receive_each_tunnel_type() -> None:
+    assert _tun_setup("gue", "nocsum", "ipv4")[1:4] == [
+        "ip fou add port 6080 gue", "ip link set tunl0 up",
+        "ip addr add 203.0.113.100/32 dev tunl0",
+    ]  # fmt: skip
+    assert _tun_setup("gue", "remcsum", "ipv6")[0] == "ip fou add port 6080 gue -6"
+    assert "ip link set gre0 up" in _tun_setup("gre", "nocsum", "ipv4")
+    csum = _tun_setup("gre", "csum", "ipv6")
+    assert "ip link add lvsip6gre type ip6gre local 2001:db8:198:51::11 icsum" in csum
+    assert "ip addr add 2001:db8:203:113::100/128 dev lvsip6gre" in csum
+    v6 = SPEC.in_family(FAMILIES["ipv6"]).with_service(mode="tun")
+    gre = v6.with_real_servers(replace(RS, ip=v6.real_servers[0].ip, tunnel="gre"))
+    assert gre.modules() == ("ip_vs", "ip_vs_rr", "ip6_gre")
+    teardown = "\n".join(TUNNELS["gue"].teardown() + TUNNELS["gre"].teardown())
+    assert "ip fou del port" in teardown and "ip link del lvsgre" in teardown
+
+
+def test_tunnel_options_are_checked_per_tunnel_type() -> None:
+    with pytest.raises(TestbedError, match="tunnel ipip takes no csum"):
+        replace(RS, tunnel_checksum="csum")
+    with pytest.raises(TestbedError, match="tunnel gre takes no remcsum"):
+        replace(RS, tunnel="gre", tunnel_checksum="remcsum")
+    with pytest.raises(TestbedError, match="tunnel gre has no port"):
+        replace(RS, tunnel="gre", tunnel_port=5000)
+    with pytest.raises(UnknownEntry, match="unknown tunnel checksum option 'crc'"):
+        replace(RS, tunnel="gue", tunnel_checksum="crc")
+    assert SPEC.tunnel_port_of(replace(RS, tunnel="gue")) == 6080
+    assert SPEC.tunnel_port_of(replace(RS, tunnel="gue", tunnel_port=7777)) == 7777
 
 
 def test_udp_and_sctp_packets_and_clients() -> None:

@@ -23,6 +23,7 @@ from ..net import Capture
 from ..registry import (
     OFFLOAD,
     PROTOCOLS,
+    TUNNEL_CHECKSUMS,
     Checksums,
     DirectorHost,
     Family,
@@ -59,6 +60,8 @@ def real_server_host(spec: ClusterSpec, rs: RealServer) -> RealServerHost:
         dip=str(spec.service.dip),
         router=str(spec.router.inside),
         tunnel=spec.tunnel_of(rs),
+        tunnel_port=spec.tunnel_port_of(rs),
+        tunnel_checksum=TUNNEL_CHECKSUMS[rs.tunnel_checksum],
     )
 
 

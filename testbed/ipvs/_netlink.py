@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..registry import MODES, SCHEDULERS, TUNNELS
+from ..registry import MODES, SCHEDULERS, TUNNEL_CHECKSUMS, TUNNELS
 from ..topology import RealServer, Service
 
 IP_VS_SVC_F_PERSISTENT = 0x0001  # include/uapi/linux/ip_vs.h
@@ -147,8 +147,13 @@ class Ipvs:
 
         mode = service.forwarding
         fields: dict[str, Any] = {}
-        if mode.encapsulates:  # the real server's tunnel type (ipip is the kernel's default)
-            fields["tun_type"] = TUNNELS[rs.tunnel].ipvs_type
+        if mode.encapsulates:  # the real server's tunnel (ipip is the kernel's default)
+            tunnel = TUNNELS[rs.tunnel]
+            fields["tun_type"] = tunnel.ipvs_type
+            fields["tun_flags"] = TUNNEL_CHECKSUMS[rs.tunnel_checksum].flags
+            # the kernel reads the port in network byte order (ip_vs_ctl.c
+            # ip_vs_genl_parse_dest: nla_get_be16); pyroute2 packs it in host order
+            fields["tun_port"] = socket.htons(rs.tunnel_port or tunnel.port)
         return IPVSDest(
             addr=str(rs.ip),
             port=service.real_port,

@@ -18,17 +18,26 @@ name. Adding a mode is registering one more ``Mode``::
 from ._checksums import CHECKSUMS, COMPUTED, OFFLOAD, Checksums
 from ._combination import POLICIES, Combination, combinations, pairwise
 from ._family import FAMILIES, Address, Family, Network, family_of, parse_address, parse_network
+from ._gue import GUE
 from ._host import DirectorHost, RealServerHost
 from ._mode import MODES, Mode, neutral_baseline
 from ._protocol import PROTOCOLS, Protocol
 from ._registry import Registry, UnknownEntry
 from ._scheduler import SCHED_FLAGS, SCHEDULERS, Scheduler
-from ._tunnel import TUNNELS, Receiver, Tunnel
+from ._tunnel import (
+    TUNNEL_CHECKSUMS,
+    TUNNELS,
+    Encapsulation,
+    Receiver,
+    Tunnel,
+    TunnelChecksum,
+)
 
 __all__ = [
     "CHECKSUMS",
     "COMPUTED",
     "FAMILIES",
+    "GUE",
     "MODES",
     "OFFLOAD",
     "POLICIES",
@@ -36,10 +45,12 @@ __all__ = [
     "SCHEDULERS",
     "SCHED_FLAGS",
     "TUNNELS",
+    "TUNNEL_CHECKSUMS",
     "Address",
     "Checksums",
     "Combination",
     "DirectorHost",
+    "Encapsulation",
     "Family",
     "Mode",
     "Network",
@@ -49,6 +60,7 @@ __all__ = [
     "Registry",
     "Scheduler",
     "Tunnel",
+    "TunnelChecksum",
     "UnknownEntry",
     "combinations",
     "family_of",

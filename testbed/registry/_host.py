@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._family import Family
-    from ._tunnel import Tunnel
+    from ._tunnel import Tunnel, TunnelChecksum
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +22,8 @@ class RealServerHost:
     dip: str  # the director's inside address: NAT real servers' gateway
     router: str  # the default gateway otherwise
     tunnel: Tunnel  # how TUN reaches this real server
+    tunnel_port: int = 0  # the tunnel's UDP port, where it has one (GUE)
+    tunnel_checksum: TunnelChecksum | None = None  # None: the tunnel's plain option
 
     @property
     def vip_prefix(self) -> str:

@@ -2,12 +2,18 @@
 
 A tunnel type is an attribute of a real server under TUN, not a mode: one
 service may reach different real servers through different tunnels
-(IPVS_DEST_ATTR_TUN_TYPE, include/uapi/linux/ip_vs.h; ipvsadm(8)
---tun-type). What receives the tunnel on a real server depends on the
-outer address family: IPv4 "ipip" arrives on tunl0 (module ipip), IPv6 on
-ip6tnl0 (module ip6_tunnel, whose fallback device takes IPv6-in-IPv6).
-Sources: ip-sysctl.rst (rp_filter), ip-link(8) (ipip, ip6tnl),
-net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_tunnel_xmit, ip_vs_tunnel_xmit_v6).
+(IPVS_DEST_ATTR_TUN_TYPE, _TUN_PORT, _TUN_FLAGS, include/uapi/linux/ip_vs.h;
+ipvsadm(8) --tun-type ipip|gue|gre, --tun-port, --tun-nocsum, --tun-csum,
+--tun-remcsum). What receives a tunnel on a real server depends on the
+outer address family: IPv4 IP-in-IP arrives on tunl0 (module ipip), IPv6
+on ip6tnl0 (module ip6_tunnel); GUE is first unwrapped by a fou port
+(ip-fou(8)) and then arrives there too; GRE arrives on gre0 / ip6gre0,
+which accept no checksummed GRE, so a real server that gets GRE checksums
+has a GRE device of its own created with ``icsum`` (ip_tunnel.c
+ip_tunnel_rcv drops a packet whose checksum flag differs from the device's).
+Sources: ip-sysctl.rst (rp_filter), ip-link(8) (ipip, ip6tnl, gre, ip6gre),
+ip-fou(8), net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_tunnel_xmit,
+ip_vs_tunnel_xmit_v6, ipvs_gue_encap, ipvs_gre_encap).
 """
 
 from __future__ import annotations
@@ -16,13 +22,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from scapy.packet import Packet
+from scapy.layers.inet import UDP
+from scapy.layers.l2 import GRE
+from scapy.packet import Packet, bind_layers
 
+from ._gue import GUE, GUE_FLAG_PRIV, GUE_PFLAG_REMCSUM
 from ._host import RealServerHost
 from ._registry import Registry
 
 if TYPE_CHECKING:
     from ._family import Family
+
+# IP_VS_TUNNEL_ENCAP_FLAG_* (include/uapi/linux/ip_vs.h)
+ENCAP_FLAG_CSUM = 0x1
+ENCAP_FLAG_REMCSUM = 0x2
+GUE_PORT = 6080  # the testbed's GUE port (any free UDP port would do)
+bind_layers(UDP, GUE, dport=GUE_PORT)  # captures decode GUE on the testbed's port
 
 
 def _nothing(_rs: RealServerHost) -> list[str]:
@@ -30,12 +45,60 @@ def _nothing(_rs: RealServerHost) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TunnelChecksum:
+    """One checksum option of an encapsulation (ipvsadm --tun-*csum)."""
+
+    name: str  # "csum": topologies, test ids
+    flags: int  # IPVS_DEST_ATTR_TUN_FLAGS
+    ipvsadm_option: str
+    summary: str
+
+
+TUNNEL_CHECKSUMS: Registry[TunnelChecksum] = Registry("tunnel checksum option")
+NOCSUM = TUNNEL_CHECKSUMS.register(TunnelChecksum(
+    name="nocsum", flags=0, ipvsadm_option="--tun-nocsum",
+    summary="no checksum in the encapsulation (GUE: outer UDP checksum 0)",
+))  # fmt: skip
+CSUM = TUNNEL_CHECKSUMS.register(TunnelChecksum(
+    name="csum", flags=ENCAP_FLAG_CSUM, ipvsadm_option="--tun-csum",
+    summary="the encapsulation carries its own checksum (GUE: outer UDP; GRE: GRE's)",
+))  # fmt: skip
+REMCSUM = TUNNEL_CHECKSUMS.register(TunnelChecksum(
+    name="remcsum", flags=ENCAP_FLAG_REMCSUM, ipvsadm_option="--tun-remcsum",
+    summary="remote checksum offload: a partial inner checksum is left to the receiver, "
+    "whose GUE option says where it is (outer UDP checksum computed)",
+))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Encapsulation:
+    """What the oracle knows of one encapsulation from director to real server."""
+
+    outer: Family  # the outer header's family (the real server's address)
+    inner: Family  # the carried datagram's (the VIP's)
+    src: str
+    dst: str
+    port: int  # GUE's UDP destination port
+    checksum: TunnelChecksum
+    inner_partial: bool  # the carried transport checksum is partial (offload)
+    inner_header_length: int  # the carried network header's length in bytes
+    inner_checksum_offset: int  # its transport checksum field's offset in that header
+
+    def ip(self, next_protocol: int) -> Packet:
+        return self.outer.layer(src=self.src, dst=self.dst,
+                                **{self.outer.protocol_field: next_protocol})  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class Receiver:
     """What decapsulates one outer family of a tunnel type on a real server."""
 
-    module: str
+    modules: tuple[str, ...]
     device: str  # holds the VIP while the real server is reached this way
-    extra: Callable[[RealServerHost], list[str]] = _nothing  # after the device is up
+    create: Callable[[RealServerHost], list[str]] = _nothing  # before the device is up
+    # after the VIP is on the device: (host, device) -> commands
+    extra: Callable[[RealServerHost, str], list[str]] = lambda _rs, _dev: []
+    remove: tuple[str, ...] = ()  # undoes create (shell commands, idempotent)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,58 +107,163 @@ class Tunnel:
 
     name: str  # "ipip": topologies, test ids
     ipvs_type: int  # IP_VS_CONN_F_TUNNEL_TYPE_* (netlink IPVS_DEST_ATTR_TUN_TYPE)
+    checksums: tuple[str, ...]  # the TUNNEL_CHECKSUMS options it takes
     receivers: Mapping[int, Receiver] = field(repr=False)  # outer IP version -> receiver
-    # the expected-packet oracle: the encapsulation from director to real server
-    # (outer family, inner family, outer source, outer destination), and the
-    # datagram a captured encapsulation carries
-    outer: Callable[[Family, Family, str, str], Packet]
+    # where a checksummed encapsulation needs another receiver (outer IP version ->)
+    checksummed_receivers: Mapping[int, Receiver] = field(default_factory=dict, repr=False)
+    # the oracle: the encapsulation's headers (a template; checksums and the fields
+    # the kernel derives per packet left out), and the datagram a captured one carries
+    outer: Callable[[Encapsulation], Packet]
     inner: Callable[[Packet], Packet]
+    port: int = 0  # its UDP port, for a tunnel type that has one (ipvsadm --tun-port)
 
-    def receiver(self, family: Family) -> Receiver:
+    def receiver(self, family: Family, checksum: TunnelChecksum | None) -> Receiver:
+        special = self.checksummed_receivers.get(family.version)
+        if special is not None and checksum is not None and checksum.flags & ENCAP_FLAG_CSUM:
+            return special
         return self.receivers[family.version]
 
-    def modules(self, family: Family) -> tuple[str, ...]:
+    def modules(self, family: Family, checksum: TunnelChecksum = NOCSUM) -> tuple[str, ...]:
         """What a real server needs to receive this tunnel over ``family``."""
-        return (self.receiver(family).module,)
+        return self.receiver(family, checksum).modules
 
     def setup(self, rs: RealServerHost) -> list[str]:
         """Receive the tunnel and hold the VIP on its device."""
-        r = self.receiver(rs.family)
-        return [f"ip link set {r.device} up", f"ip addr add {rs.vip_prefix} dev {r.device}",
-                *r.extra(rs)]  # fmt: skip
+        r = self.receiver(rs.family, rs.tunnel_checksum)
+        return [*r.create(rs), f"ip link set {r.device} up",
+                f"ip addr add {rs.vip_prefix} dev {r.device}", *r.extra(rs, r.device)]  # fmt: skip
 
     def teardown(self) -> list[str]:
-        """Undo setup for every family: the devices hold nothing but VIPs."""
+        """Undo setup for every family and option: the devices hold nothing but VIPs."""
+        every = [*self.receivers.values(), *self.checksummed_receivers.values()]
         return [
-            f"ip addr flush dev {r.device} 2>/dev/null; ip link set {r.device} down "
-            "2>/dev/null; true"
-            for r in self.receivers.values()
-        ]
+            *(cmd for r in every for cmd in r.remove),
+            *(f"ip addr flush dev {r.device} 2>/dev/null; ip link set {r.device} down "
+              "2>/dev/null; true" for r in every),
+        ]  # fmt: skip
 
 
 TUNNELS: Registry[Tunnel] = Registry("tunnel type")
 
 
-def _rp_filter_off(rs: RealServerHost) -> list[str]:
+def _rp_filter_off(rs: RealServerHost, device: str) -> list[str]:
     # decapsulated packets arrive on the tunnel from a source routed via eth0:
     # strict reverse-path filtering would drop them (max of all and iface)
-    devices = ("all", "tunl0", rs.interface)
+    devices = ("all", device, rs.interface)
     return ["sysctl -qw " + " ".join(f"net.ipv4.conf.{d}.rp_filter=0" for d in devices)]
 
 
-def _ip_in_ip(outer: Family, inner: Family, src: str, dst: str) -> Packet:
-    return outer.layer(src=src, dst=dst, **{outer.protocol_field: inner.encapsulated_as})
-
+IPIP_RECEIVERS = {
+    4: Receiver(modules=("ipip",), device="tunl0", extra=_rp_filter_off),
+    6: Receiver(modules=("ip6_tunnel",), device="ip6tnl0"),
+}
 
 IPIP = TUNNELS.register(
     Tunnel(
         name="ipip",
         ipvs_type=0,
-        receivers={
-            4: Receiver(module="ipip", device="tunl0", extra=_rp_filter_off),
-            6: Receiver(module="ip6_tunnel", device="ip6tnl0"),
-        },
-        outer=_ip_in_ip,
+        checksums=("nocsum",),
+        receivers=IPIP_RECEIVERS,
+        outer=lambda e: e.ip(e.inner.encapsulated_as),
         inner=lambda outer: outer.payload,
+    )
+)
+
+
+def _fou(option: str) -> Callable[[RealServerHost], list[str]]:
+    def add(rs: RealServerHost) -> list[str]:
+        return [f"ip fou add port {rs.tunnel_port} gue {option}".rstrip()]
+
+    return add
+
+
+# every fou port of the host, whatever family: "port 6080 gue [-6]" per line
+_FOU_DEL = "ip fou show 2>/dev/null | while read -r _ p _ f; do ip fou del port $p $f; done"
+
+
+def _gue_outer(e: Encapsulation) -> Packet:
+    remote = e.checksum.flags & ENCAP_FLAG_REMCSUM and e.inner_partial
+    gue = GUE(version=0, control=0, proto=e.inner.encapsulated_as)
+    if remote:  # ipvs_gue_encap: the inner checksum's place, after the GUE header
+        gue = GUE(version=0, control=0, hlen=2, proto=e.inner.encapsulated_as,
+                  flags=GUE_FLAG_PRIV, private_flags=GUE_PFLAG_REMCSUM,
+                  csum_start=e.inner_header_length,
+                  csum_offset=e.inner_header_length + e.inner_checksum_offset)  # fmt: skip
+    else:
+        gue = GUE(version=0, control=0, hlen=0, proto=e.inner.encapsulated_as, flags=0)
+    udp = UDP(dport=e.port)
+    if not e.checksum.flags:
+        udp = UDP(dport=e.port, chksum=0)  # udp_set_csum(nocheck): no outer checksum
+    return e.ip(17) / udp / gue
+
+
+GUE_TUNNEL = TUNNELS.register(
+    Tunnel(
+        name="gue",
+        ipvs_type=1,
+        checksums=("nocsum", "csum", "remcsum"),
+        port=GUE_PORT,
+        receivers={
+            4: Receiver(
+                modules=("fou", "ipip"),
+                device="tunl0",
+                create=_fou(""),
+                extra=_rp_filter_off,
+                remove=(_FOU_DEL,),
+            ),
+            6: Receiver(
+                modules=("fou", "ip6_tunnel"),
+                device="ip6tnl0",
+                create=_fou("-6"),
+                remove=(_FOU_DEL,),
+            ),
+        },
+        outer=_gue_outer,
+        inner=lambda outer: outer[GUE].payload,
+    )
+)
+
+
+def _gre_device(kind: str, name: str) -> Callable[[RealServerHost], list[str]]:
+    def create(rs: RealServerHost) -> list[str]:
+        # its own local address: the lookup prefers it to the catch-all fallback device
+        return [f"ip link del {name} 2>/dev/null; true",
+                f"ip link add {name} type {kind} local {rs.address} icsum"]  # fmt: skip
+
+    return create
+
+
+def _gre_outer(e: Encapsulation) -> Packet:
+    # ipvs_gre_encap: the carried family's EtherType, a checksum only with --tun-csum
+    ethertype = {4: 0x0800, 6: 0x86DD}[e.inner.version]
+    return e.ip(47) / GRE(proto=ethertype, chksum_present=int(bool(e.checksum.flags)))
+
+
+GRE_TUNNEL = TUNNELS.register(
+    Tunnel(
+        name="gre",
+        ipvs_type=2,
+        checksums=("nocsum", "csum"),
+        receivers={
+            4: Receiver(modules=("ip_gre",), device="gre0", extra=_rp_filter_off),
+            6: Receiver(modules=("ip6_gre",), device="ip6gre0"),
+        },
+        checksummed_receivers={
+            4: Receiver(
+                modules=("ip_gre",),
+                device="lvsgre",
+                create=_gre_device("gre", "lvsgre"),
+                extra=_rp_filter_off,
+                remove=("ip link del lvsgre 2>/dev/null; true",),
+            ),
+            6: Receiver(
+                modules=("ip6_gre",),
+                device="lvsip6gre",
+                create=_gre_device("ip6gre", "lvsip6gre"),
+                remove=("ip link del lvsip6gre 2>/dev/null; true",),
+            ),
+        },
+        outer=_gre_outer,
+        inner=lambda outer: outer[GRE].payload,
     )
 )

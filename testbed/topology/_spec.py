@@ -19,6 +19,7 @@ from ..registry import (
     PROTOCOLS,
     SCHED_FLAGS,
     SCHEDULERS,
+    TUNNEL_CHECKSUMS,
     TUNNELS,
     Address,
     Family,
@@ -88,11 +89,23 @@ class RealServer:
     upper_threshold: int = 0  # ipvsadm -x (0: none)
     lower_threshold: int = 0  # ipvsadm -y
     tunnel: str = "ipip"  # how TUN reaches it (ipvsadm --tun-type)
+    tunnel_checksum: str = "nocsum"  # ipvsadm --tun-nocsum | --tun-csum | --tun-remcsum
+    tunnel_port: int = 0  # ipvsadm --tun-port (0: the tunnel type's own port, if it has one)
 
     def __post_init__(self) -> None:
         _name(self.name, "real server name")
         object.__setattr__(self, "ip", parse_address(self.ip, f"real server {self.name} ip"))
-        TUNNELS[self.tunnel]  # an unknown tunnel type fails in one line
+        tunnel = TUNNELS[self.tunnel]  # an unknown tunnel type fails in one line
+        TUNNEL_CHECKSUMS[self.tunnel_checksum]
+        if self.tunnel_checksum not in tunnel.checksums:
+            raise TestbedError(
+                f"real server {self.name}: tunnel {self.tunnel} takes no {self.tunnel_checksum} "
+                f"(choose from {', '.join(tunnel.checksums)})"
+            )
+        if self.tunnel_port:
+            _port(self.tunnel_port, f"real server {self.name} tunnel_port")
+            if not tunnel.port:
+                raise TestbedError(f"real server {self.name}: tunnel {self.tunnel} has no port")
         for what in ("weight", "upper_threshold", "lower_threshold"):
             value = getattr(self, what)
             if (
@@ -342,6 +355,10 @@ class ClusterSpec:
     def tunnel_of(self, rs: RealServer) -> Tunnel:
         return TUNNELS[rs.tunnel]
 
+    def tunnel_port_of(self, rs: RealServer) -> int:
+        """The UDP port the real server's tunnel arrives on (0 for a tunnel without one)."""
+        return rs.tunnel_port or self.tunnel_of(rs).port
+
     def modules(self) -> tuple[str, ...]:
         """Kernel modules this spec's service needs: IPVS, its scheduler, its mode's
         (and, for an encapsulating mode, each real server's tunnel's)."""
@@ -349,7 +366,11 @@ class ClusterSpec:
         needed = ["ip_vs", SCHEDULERS[service.scheduler].module, *service.forwarding.modules]
         if service.forwarding.encapsulates:
             family = service.family
-            needed += [m for r in self.real_servers for m in self.tunnel_of(r).modules(family)]
+            needed += [
+                m
+                for r in self.real_servers
+                for m in self.tunnel_of(r).modules(family, TUNNEL_CHECKSUMS[r.tunnel_checksum])
+            ]
         needed += service.transport.modules
         return tuple(dict.fromkeys(needed))
 
