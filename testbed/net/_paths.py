@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
-from ..registry import Combination, Tunnel
+from ..registry import Combination, Encapsulation, TunnelOption
 from ._packets import Hop
 
 
@@ -44,7 +44,8 @@ class Site:
     director: str
     outer_sources: dict[str, str]  # real server name -> the director's source toward it
     router: str
-    tunnels: dict[str, Tunnel]  # real server name -> its tunnel type
+    tunnels: dict[str, TunnelOption]  # real server name -> how TUN reaches it
+    tunnel_ports: dict[str, int]  # real server name -> its tunnel's UDP port (or 0)
     macs: dict[str, str]  # interface -> MAC
 
     def _ip(self, **fields: object) -> Packet:
@@ -60,6 +61,22 @@ class Site:
         """Any packet of the flow on its way back to the client."""
         return self._ip(dst=f.client_ip) / self.shape.protocol.layer(dport=f.sport)
 
+    def encapsulation(self, f: TracedFlow) -> Encapsulation:
+        """The director's encapsulation toward the flow's real server (ip_vs_xmit.c):
+        the carried datagram's checksum is partial where senders leave it to offload."""
+        family, option = self.shape.family, self.tunnels[f.rs]
+        return Encapsulation(
+            outer=family,
+            inner=family,
+            src=self.outer_sources[f.rs],
+            dst=f.rs_ip,
+            port=self.tunnel_ports[f.rs],
+            checksum=option.checksum,
+            inner_partial=self.shape.checksums.tx_offload,
+            inner_header_length=family.header_length,
+            inner_checksum_offset=self.shape.protocol.checksum_offset,
+        )
+
     def at_real_server(self, f: TracedFlow) -> tuple[str, int]:
         """The (address, port) the client's packets carry when they reach the real server."""
         if self.shape.mode.rewrites_destination:
@@ -73,9 +90,7 @@ def request_hops(s: Site, f: TracedFlow) -> list[Hop]:
     d_out, d_in, rs_if = f"{s.director}-eth0", f"{s.director}-eth1", f"{f.rs}-eth0"
     to_vip = s.opening(f.client_ip, s.vip, f.sport, s.port)
     if mode.encapsulates:  # the datagram untouched inside the real server's tunnel
-        family = s.shape.family
-        outer = s.tunnels[f.rs].outer(family, family, s.outer_sources[f.rs], f.rs_ip)
-        payload = outer / to_vip
+        payload = s.tunnels[f.rs].tunnel.outer(s.encapsulation(f)) / to_vip
     else:  # the same datagram, or with destination address and port rewritten
         dst, dport = s.at_real_server(f)
         payload = s.opening(f.client_ip, dst, f.sport, dport)
@@ -139,7 +154,7 @@ def forbidden_hops(s: Site, f: TracedFlow) -> list[Hop]:
 def carried(s: Site, f: TracedFlow, sent: Packet) -> Packet:
     """The datagram a forwarded frame carries: unwrapped from the tunnel where the mode
     encapsulates (``sent`` is the network layer as the director sent it)."""
-    return s.tunnels[f.rs].inner(sent) if s.shape.mode.encapsulates else sent
+    return s.tunnels[f.rs].tunnel.inner(sent) if s.shape.mode.encapsulates else sent
 
 
 def as_forwarded(s: Site, f: TracedFlow, received: Packet) -> Packet:

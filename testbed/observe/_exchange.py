@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..cluster import Cluster
 from ..ipvs import ServiceState
 from ..net import Frame, Site, TracedFlow
-from ..registry import Combination
+from ..registry import TUNNEL_CHECKSUMS, Combination, TunnelOption
 from ..topology import ClusterSpec, RealServer
 from ._records import ForwardingRecord, TraceHop, record
 
@@ -66,7 +66,11 @@ def site_of(cluster: Cluster, shape: Combination) -> Site:
         director=d,
         outer_sources=outer_sources(cluster),
         router=gw,
-        tunnels={r.name: spec.tunnel_of(r) for r in spec.real_servers},
+        tunnels={
+            r.name: TunnelOption(spec.tunnel_of(r), TUNNEL_CHECKSUMS[r.tunnel_checksum])
+            for r in spec.real_servers
+        },
+        tunnel_ports={r.name: spec.tunnel_port_of(r) for r in spec.real_servers},
         macs={i: cluster.mac(i) for i in intfs},
     )
 
@@ -158,11 +162,23 @@ def _handshake_trace(frames: list[Frame], shape: Combination, sport: int) -> lis
     ]
 
 
-def send_exchange(cluster: Cluster, shape: Combination, *, rounds: int = ROUNDS) -> Exchange:
-    """Configure the shape (rr), send the requests, capture, and record what was seen."""
+def send_exchange(
+    cluster: Cluster,
+    shape: Combination,
+    *,
+    rounds: int = ROUNDS,
+    tunnel: TunnelOption | None = None,
+) -> Exchange:
+    """Configure the shape (rr; every real server reached through ``tunnel`` if given),
+    send the requests, capture, and record what was seen."""
     spec = cluster.base_spec.in_family(shape.family).with_service(
         mode=shape.mode.name, protocol=shape.protocol.name, scheduler="rr"
     )
+    if tunnel is not None:
+        spec = spec.with_real_servers(*(
+            dataclasses.replace(r, tunnel=tunnel.tunnel.name, tunnel_checksum=tunnel.checksum.name)
+            for r in spec.real_servers
+        ))  # fmt: skip
     cluster.configure(spec, checksums=shape.checksums)
     site = site_of(cluster, shape)
     client = spec.clients[0]

@@ -31,6 +31,8 @@ from ._tunnel import (
     Receiver,
     Tunnel,
     TunnelChecksum,
+    TunnelOption,
+    tunnel_options,
 )
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "Scheduler",
     "Tunnel",
     "TunnelChecksum",
+    "TunnelOption",
     "UnknownEntry",
     "combinations",
     "family_of",
@@ -68,4 +71,5 @@ __all__ = [
     "pairwise",
     "parse_address",
     "parse_network",
+    "tunnel_options",
 ]

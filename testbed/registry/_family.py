@@ -49,6 +49,7 @@ class Family:
     layer: type[Packet]  # scapy network layer
     protocol_field: str  # the header field naming the next protocol
     encapsulated_as: int  # that field's value when this family is carried inside IP
+    header_length: int  # the fixed header's length in bytes (no options or extensions)
     hop_limit: str  # the field a forwarding hop decrements
     header_checksum: str | None  # recomputed by every hop that changes the header
     length: Callable[[Packet], int]  # a datagram's length as IPVS counts bytes (whole packet)
@@ -190,6 +191,7 @@ IPV4 = FAMILIES.register(
         layer=IP,
         protocol_field="proto",
         encapsulated_as=socket.IPPROTO_IPIP,  # 4
+        header_length=20,
         hop_limit="ttl",
         header_checksum="chksum",
         length=lambda pkt: int(pkt[IP].len),
@@ -227,10 +229,11 @@ IPV6 = FAMILIES.register(
         layer=IPv6,
         protocol_field="nh",
         encapsulated_as=socket.IPPROTO_IPV6,  # 41
+        header_length=40,
         hop_limit="hlim",
         header_checksum=None,  # IPv6 has none
         # IPVS counts skb->len: the 40-byte fixed header plus the payload
-        length=lambda pkt: 40 + int(pkt[IPv6].plen),
+        length=lambda pkt: 40 + int(pkt[IPv6].plen),  # header_length + payload
         neighbour_protocol="ND",
         solicitation=_neighbour_solicitation,
         claims=lambda pkt, addr: ICMPv6ND_NA in pkt and pkt[ICMPv6ND_NA].tgt == addr,

@@ -42,6 +42,7 @@ class Protocol:
     ipvsadm_flag: str  # ipvsadm -A -t ...
     layer: type[Packet]  # scapy transport layer
     checksum: str  # its checksum field (left to offload on veth: not compared)
+    checksum_offset: int  # that field's offset in the header (skb->csum_offset)
     opening: Callable[[int, int], Packet]  # (sport, dport) -> a connection's first packet
     answer: Callable[[int, int], Packet]  # the server's first packet back
     is_opening: Callable[[Packet], bool]
@@ -87,6 +88,7 @@ PROTOCOLS.register(
         ipvsadm_flag="-t",
         layer=TCP,
         checksum="chksum",
+        checksum_offset=16,
         opening=lambda sport, dport: TCP(sport=sport, dport=dport, flags="S"),
         answer=lambda sport, dport: TCP(sport=sport, dport=dport, flags="SA"),
         is_opening=lambda pkt: TCP in pkt and pkt[TCP].flags == "S",
@@ -104,6 +106,7 @@ PROTOCOLS.register(
         ipvsadm_flag="-u",
         layer=UDP,
         checksum="chksum",
+        checksum_offset=6,
         opening=lambda sport, dport: UDP(sport=sport, dport=dport) / Raw(load=REQUEST),
         answer=lambda sport, dport: UDP(sport=sport, dport=dport),
         is_opening=lambda pkt: _payload_starts(pkt, UDP, REQUEST),
@@ -121,6 +124,7 @@ PROTOCOLS.register(
         ipvsadm_flag="--sctp-service",
         layer=SCTP,
         checksum="chksum",  # CRC32c over the whole packet (RFC 9260 appendix A)
+        checksum_offset=8,
         opening=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInit(),
         answer=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInitAck(),
         is_opening=lambda pkt: SCTPChunkInit in pkt,

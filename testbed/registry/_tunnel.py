@@ -267,3 +267,23 @@ GRE_TUNNEL = TUNNELS.register(
         inner=lambda outer: outer[GRE].payload,
     )
 )
+
+
+@dataclass(frozen=True)
+class TunnelOption:
+    """A tunnel type with one of its checksum options: how TUN reaches a real server."""
+
+    tunnel: Tunnel
+    checksum: TunnelChecksum
+
+    @property
+    def id(self) -> str:
+        """``gue-remcsum``; a tunnel type with one option is just its name."""
+        if len(self.tunnel.checksums) == 1:
+            return self.tunnel.name
+        return f"{self.tunnel.name}-{self.checksum.name}"
+
+
+def tunnel_options() -> list[TunnelOption]:
+    """Every registered tunnel type with each checksum option it takes."""
+    return [TunnelOption(t, TUNNEL_CHECKSUMS[c]) for t in TUNNELS.values() for c in t.checksums]
