@@ -18,7 +18,7 @@ name. Adding a mode is registering one more ``Mode``::
 from ._checksums import CHECKSUMS, COMPUTED, OFFLOAD, Checksums
 from ._combination import POLICIES, Combination, combinations, pairwise
 from ._family import FAMILIES, Address, Family, Network, family_of, parse_address, parse_network
-from ._gue import GUE
+from ._gue import GUE, GUE_FLAG_PRIV
 from ._host import DirectorHost, RealServerHost
 from ._mode import MODES, Mode, neutral_baseline
 from ._protocol import PROTOCOLS, Protocol
@@ -40,6 +40,7 @@ __all__ = [
     "COMPUTED",
     "FAMILIES",
     "GUE",
+    "GUE_FLAG_PRIV",
     "MODES",
     "OFFLOAD",
     "POLICIES",

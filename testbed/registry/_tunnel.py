@@ -116,6 +116,8 @@ class Tunnel:
     outer: Callable[[Encapsulation], Packet]
     inner: Callable[[Packet], Packet]
     port: int = 0  # its UDP port, for a tunnel type that has one (ipvsadm --tun-port)
+    # the header whose checksum field --tun-csum fills (None: it has no checksum)
+    checksum_layer: type[Packet] | None = None
 
     def receiver(self, family: Family, checksum: TunnelChecksum | None) -> Receiver:
         special = self.checksummed_receivers.get(family.version)
@@ -220,6 +222,7 @@ GUE_TUNNEL = TUNNELS.register(
         },
         outer=_gue_outer,
         inner=lambda outer: outer[GUE].payload,
+        checksum_layer=UDP,
     )
 )
 
@@ -265,6 +268,7 @@ GRE_TUNNEL = TUNNELS.register(
         },
         outer=_gre_outer,
         inner=lambda outer: outer[GRE].payload,
+        checksum_layer=GRE,
     )
 )
 

@@ -1,0 +1,181 @@
+"""TUN's tunnel types, byte by byte: IP-in-IP, GUE and GRE, with each checksum option.
+
+Every real server is reached through one tunnel option (ipvsadm --tun-type,
+--tun-port, --tun-nocsum / --tun-csum / --tun-remcsum), a real client makes
+requests through the VIP, and the director's encapsulations are captured on
+its inside interface. Cases are (tunnel option, who computes checksums,
+family, protocol), every pair of values covered: with checksum offload the
+carried transport checksum is partial, which is when GUE's remote checksum
+offload applies; with checksums computed by the stack it is final.
+Sources: ipvsadm(8); net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_tunnel_xmit,
+ip_vs_tunnel_xmit_v6, ipvs_gue_encap, ipvs_gre_encap, udp_set_csum);
+include/net/gue.h; RFC 2784 / RFC 2890 (GRE checksum); ip-fou(8).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from scapy.packet import Packet
+
+from conformance.conftest import skip_unless_available
+from testbed import Cluster
+from testbed.kernel import missing_module
+from testbed.net import Frame, as_forwarded
+from testbed.observe import Exchange, send_exchange, unservable
+from testbed.registry import (
+    CHECKSUMS,
+    FAMILIES,
+    GUE,
+    GUE_FLAG_PRIV,
+    MODES,
+    PROTOCOLS,
+    Combination,
+    TunnelOption,
+    pairwise,
+    tunnel_options,
+)
+
+TUN = next(m for m in MODES.values() if m.encapsulates)
+# fields of the outer headers the kernel derives per packet (not the tunnel's choice):
+# taken from the capture before the byte comparison, and shown when it fails
+DERIVED = {"IP": ("id", "flags", "tos", "ttl", "chksum"), "IPv6": ("tc", "fl", "hlim"),
+           "UDP": ("sport", "chksum"), "GRE": ("chksum",)}  # fmt: skip
+
+
+def _cases() -> list[tuple[TunnelOption, Combination]]:
+    options = {o.id: o for o in tunnel_options()}
+    rows = pairwise([list(options), list(CHECKSUMS), list(FAMILIES), list(PROTOCOLS)])
+    return [
+        (options[o], Combination(mode=TUN, protocol=PROTOCOLS[p], family=FAMILIES[f],
+                                 checksums=CHECKSUMS[c]))
+        for o, c, f, p in rows
+    ]  # fmt: skip
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{o.id}-{s.id[len(TUN.name) + 1 :]}"
+                                                   for o, s in CASES])  # fmt: skip
+def tunnel_exchange(request: pytest.FixtureRequest, cluster: Cluster) -> Exchange:
+    option, shape = request.param
+    if reason := unservable(cluster.base_spec, shape):
+        pytest.skip(reason)
+    modules = option.tunnel.modules(shape.family, option.checksum)
+    needed_by = f"{option.id} over {shape.family.title}"
+    skip_unless_available(cluster, needed_by=needed_by, family=shape.family, mode=TUN.name,
+                          protocol=shape.protocol.name)  # fmt: skip
+    if reason := missing_module(*modules, needed_by=needed_by):
+        pytest.skip(reason)
+    return send_exchange(cluster, shape, tunnel=option)
+
+
+def _encapsulations(ex: Exchange) -> list[tuple[Frame, Packet, object]]:
+    """(captured encapsulation, the datagram the director received, flow) per flow."""
+    site, shape = ex.site, ex.shape
+    net, proto = shape.family.layer, shape.protocol
+    out = []
+    for flow in ex.flows:
+        received = [
+            f.packet[net] for f in ex.transport_frames(f"{site.director}-eth0", "in", dst=site.vip)
+            if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == flow.sport
+        ]  # fmt: skip
+        sent = [
+            f for f in ex.transport_frames(f"{site.director}-eth1", "out", dst=flow.rs_ip)
+            if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == flow.sport
+        ]  # fmt: skip
+        assert received and sent, f"opening packet of client port {flow.sport} not seen twice"
+        out.append((sent[0], received[0], flow))
+    return out
+
+
+def test_every_request_is_answered_through_the_tunnel(tunnel_exchange: Exchange) -> None:
+    """Each real server decapsulates and answers: every request gets an answer, and rr
+    reaches every real server.
+
+    Source: ipvsadm(8) --tun-type; ip-fou(8) (GUE receive), ip-link(8) (gre, ip6gre,
+    ipip, ip6tnl); ip_tunnel.c ip_tunnel_rcv (a GRE checksum the receiving device
+    does not expect is dropped).
+    """
+    got = tunnel_exchange.responses
+    servers = {r.name for r in tunnel_exchange.cluster.spec.real_servers}
+    assert "" not in got and set(got) == servers, (
+        f"answers {Counter(got)} (empty: no answer); every one of {sorted(servers)} should "
+        f"answer {tunnel_exchange.site.tunnels}"
+    )
+
+
+def _with_kernel_fields(expected: Packet, captured: Packet) -> Packet:
+    """``expected`` with the per-packet fields the kernel derives copied from the capture."""
+    exp, cap = expected, captured
+    while exp and cap and type(exp) is type(cap):
+        for name in DERIVED.get(type(exp).__name__, ()):
+            if name not in exp.fields or exp.fields[name] is None:
+                exp.setfieldval(name, cap.getfieldval(name))
+        if isinstance(exp, GUE):
+            break
+        exp, cap = exp.payload, cap.payload
+    return expected
+
+
+def test_encapsulation_is_exact(tunnel_exchange: Exchange) -> None:
+    """The director's packet is the tunnel's headers around the received datagram, byte
+    for byte: outer addresses (director to real server), the tunnel's protocol, GUE's
+    UDP port and header (with the remote checksum offload option exactly when the
+    option is remcsum and the carried checksum is partial), GRE's EtherType and
+    checksum-present flag, then the datagram with only its hop limit decremented.
+
+    Per-packet fields the kernel derives (IP id, TOS/traffic class, outer TTL, UDP
+    source port from the flow hash, checksums) are taken from the capture.
+    Source: ip_vs_xmit.c ipvs_gue_encap, ipvs_gre_encap, ip_vs_tunnel_xmit(_v6);
+    include/net/gue.h.
+    """
+    ex = tunnel_exchange
+    site = ex.site
+    net = ex.shape.family.layer
+    for sent, received, flow in _encapsulations(ex):
+        tunnel = site.tunnels[flow.rs].tunnel
+        captured = sent.packet[net]
+        inner = as_forwarded(site, flow, received)
+        expected = net(bytes(_with_kernel_fields(tunnel.outer(site.encapsulation(flow)) / inner,
+                                                 net(bytes(captured)))))  # fmt: skip
+        assert bytes(expected) == bytes(captured), (
+            f"{site.tunnels[flow.rs].id}: the encapsulation differs from the option's\n"
+            f"  expected: {expected.summary()}\n  captured: {captured.summary()}\n"
+            f"  expected bytes: {bytes(expected).hex()}\n"
+            f"  captured bytes: {bytes(captured).hex()}"
+        )
+
+
+def test_encapsulation_checksum_is_what_the_option_says(tunnel_exchange: Exchange) -> None:
+    """csum and remcsum: the encapsulation's own checksum (GUE's outer UDP, GRE's) is the
+    one the packet carries once its inner checksum is complete. A partial inner
+    checksum is completed by the sending device (local checksum offload computes the
+    outer one for the completed packet) or, with remote checksum offload, by the
+    receiver (the outer checksum covers the bytes as sent). (nocsum: no checksum,
+    which the exact encapsulation test asserts.)
+
+    Source: ip_vs_xmit.c ip_vs_tunnel_xmit (udp_set_csum(!check, ...)),
+    ipvs_gre_encap (TUNNEL_CSUM); Documentation/networking/checksum-offloads.rst
+    (LCO, RCO); RFC 2784 (GRE checksum).
+    """
+    ex = tunnel_exchange
+    option = ex.site.tunnels[ex.cluster.spec.real_servers[0].name]
+    layer = option.tunnel.checksum_layer
+    if layer is None or not option.checksum.flags:
+        pytest.skip(f"{option.id}: the encapsulation carries no checksum")
+    net, proto = ex.shape.family.layer, ex.shape.protocol
+    for sent, _received, _flow in _encapsulations(ex):
+        packet = net(bytes(sent.packet[net]))
+        if not (GUE in packet and packet[GUE].flags & GUE_FLAG_PRIV):
+            packet[proto.layer].setfieldval(proto.checksum, None)  # as the receiver sees it
+            packet = net(bytes(packet))
+        captured = packet[layer].chksum
+        packet[layer].chksum = None
+        wanted = net(bytes(packet))[layer].chksum
+        assert captured == wanted, (
+            f"{option.id} ({ex.shape.checksums.name}): {layer.__name__} checksum "
+            f"{captured:#06x}, should be {wanted:#06x}\n  {sent.summary()}"
+        )
