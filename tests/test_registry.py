@@ -227,6 +227,9 @@ def test_udp_and_sctp_packets_and_clients() -> None:
     assert sctp.is_opening(init) and not sctp.is_answer(init)
     assert sctp.is_answer(IP(bytes(IP() / sctp.answer(80, 40000))))
     assert sctp.ports(init) == (40000, 80) and sctp.modules == ("sctp",)
+    # carried in GUE, UDP in UDP: the carried datagram is the one that counts
+    wrapped = IP(bytes(IP() / UDP(sport=5555, dport=6080) / GUE(proto=4) / request))
+    assert udp.is_opening(wrapped) and udp.ports(wrapped) == (40000, 80)
     command = sctp.client("[2001:db8:203:113::100]:80", 3)
     assert "-m loadgen.ask --protocol sctp --count 3 '[2001:db8:203:113::100]:80'" in command
     assert [p.ipvsadm_flag for p in PROTOCOLS.values()] == ["-t", "-u", "--sctp-service"]

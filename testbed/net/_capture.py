@@ -4,18 +4,26 @@ Each capture point is a thread that enters the host's network namespace
 (setns only affects the calling thread), opens an AF_PACKET socket bound to
 one interface and records raw frames with the kernel's packet type, which
 tells whether this host received the frame, sent it, or merely saw a bridge
-flood (PACKET_OTHERHOST). Each frame carries the kernel's receive time
-(SO_TIMESTAMPNS), not the time the thread got to read it: under emulation a
-reader runs late and would stamp a paced burst as simultaneous. Frames are
-decoded with scapy only when looked at.
+flood (PACKET_OTHERHOST).
+
+The socket reads through a TPACKET_V2 ring (packet_mmap.rst), into which
+the kernel copies each frame at the moment it is seen. A plain AF_PACKET
+socket queues a clone that shares the frame's data with the packet's
+further path: a receiver that edits headers in place (fou's GUE decapsulation
+shortens the outer IP length, remote checksum offload writes the inner
+checksum) would change what the capture later reads. Each frame carries the
+kernel's time stamp from the ring, not the time the thread got to read it:
+under emulation a reader runs late and would stamp a paced burst as
+simultaneous. Frames are decoded with scapy only when looked at.
 """
 
 from __future__ import annotations
 
+import mmap
+import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,19 +35,6 @@ from ._netns import enter_netns, run_in_netns
 _ETH_P_ALL = 0x0003
 # linux/if_packet.h packet types
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = range(5)
-# asm-generic/socket.h: SO_TIMESTAMPNS (SCM_TIMESTAMPNS), a struct timespec per message
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
-
-
-def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
-    """The receive time the kernel attached to a frame, or now if it attached none."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack_from(data)
-            return sec + nsec / 1e9
-    return time.time()
 
 
 def send_frames(pid: int, ifname: str, frames: Iterable[bytes]) -> None:
@@ -82,6 +77,47 @@ class Frame:
         return f"{self.point} {self.direction:>5} {self.packet.summary()}"
 
 
+# linux/if_packet.h: a TPACKET_V2 receive ring
+SOL_PACKET, PACKET_RX_RING, PACKET_VERSION, TPACKET_V2 = 263, 5, 10, 1
+TP_STATUS_KERNEL, TP_STATUS_USER = 0, 1
+# struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec (then vlan, padding)
+_TPACKET2_HDR = struct.Struct("@IIIHHII")
+_SLL_OFFSET = 32  # TPACKET_ALIGN(sizeof(struct tpacket2_hdr)): the sockaddr_ll follows
+_SLL_PKTTYPE = 10  # offset of sll_pkttype in struct sockaddr_ll
+FRAME_SIZE = 16384  # per frame: any Ethernet frame, and segmentation-offload batches
+BLOCK_SIZE = 1 << 20  # a multiple of the page size holding whole frames
+BLOCKS = 8  # 8 MiB, 512 frames in flight per capture point
+
+
+class _Ring:
+    """An AF_PACKET socket's TPACKET_V2 receive ring, read frame by frame."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        req = struct.pack("IIII", BLOCK_SIZE, BLOCKS, FRAME_SIZE,
+                          BLOCKS * (BLOCK_SIZE // FRAME_SIZE))  # fmt: skip
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self.frames = BLOCKS * (BLOCK_SIZE // FRAME_SIZE)
+        self.map = mmap.mmap(sock.fileno(), BLOCK_SIZE * BLOCKS)
+        self.next = 0
+
+    def take(self) -> list[tuple[float, int, bytes]]:
+        """(kernel time, packet type, bytes) of every frame the kernel has filled."""
+        out = []
+        while True:
+            base = self.next * FRAME_SIZE
+            status, _len, snaplen, mac, _net, sec, nsec = _TPACKET2_HDR.unpack_from(self.map, base)
+            if not status & TP_STATUS_USER:
+                return out
+            pkttype = self.map[base + _SLL_OFFSET + _SLL_PKTTYPE]
+            out.append((sec + nsec / 1e9, pkttype, self.map[base + mac : base + mac + snaplen]))
+            struct.pack_into("@I", self.map, base, TP_STATUS_KERNEL)  # hand it back
+            self.next = (self.next + 1) % self.frames
+
+    def close(self) -> None:
+        self.map.close()
+
+
 class _Point(threading.Thread):
     def __init__(self, point: str, pid: int, ifname: str, stop: threading.Event) -> None:
         super().__init__(name=f"capture-{point}", daemon=True)
@@ -94,25 +130,25 @@ class _Point(threading.Thread):
         try:
             enter_netns(self.pid)
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            ring = _Ring(sock)
             sock.bind((self.ifname, _ETH_P_ALL))
-            sock.settimeout(0.05)
         except BaseException as exc:
             self.error = exc
             self.ready.set()
             return
         self.ready.set()
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         with sock:
-            # keep reading after stop until the socket is drained
+            # keep reading after stop until the ring is drained
             while True:
-                try:
-                    data, ancillary, _flags, addr = sock.recvmsg(65535, _ANCILLARY)
-                except TimeoutError:
+                taken = ring.take()
+                self.frames += [Frame(self.point, t, kind, data) for t, kind, data in taken]
+                if not taken:
                     if self._stop_event.is_set():
-                        return
-                    continue
-                self.frames.append(Frame(self.point, _kernel_time(ancillary), addr[2], data))
+                        break
+                    poller.poll(50)
+            ring.close()
 
 
 class Capture:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from scapy.layers.inet import TCP, UDP
 from scapy.layers.sctp import SCTP, SCTPChunkInit, SCTPChunkInitAck
-from scapy.packet import Packet, Raw
+from scapy.packet import NoPayload, Packet, Raw
 
 from loadgen.wire import ANSWER_START, REQUEST
 
@@ -54,8 +54,8 @@ class Protocol:
     modules: tuple[str, ...] = ()  # what clients and servers need to speak it
 
     def ports(self, pkt: Packet) -> tuple[int, int]:
-        """(sport, dport) of a packet of this protocol."""
-        layer = pkt[self.layer]
+        """(sport, dport) of a packet of this protocol (the carried one, if encapsulated)."""
+        layer = innermost(pkt, self.layer)
         return int(layer.sport), int(layer.dport)
 
 
@@ -76,8 +76,20 @@ def _ask(protocol: str) -> Callable[[str, int], str]:
     return command
 
 
+def innermost(pkt: Packet, layer: type[Packet]) -> Packet | None:
+    """The last ``layer`` header of a packet: the carried one when a tunnel wraps it in
+    the same protocol (GUE is UDP around UDP)."""
+    found, current = None, pkt
+    while not isinstance(current, NoPayload):
+        if type(current) is layer:
+            found = current
+        current = current.payload
+    return found
+
+
 def _payload_starts(pkt: Packet, layer: type[Packet], start: bytes) -> bool:
-    return layer in pkt and bytes(pkt[layer].payload).startswith(start)
+    carried = innermost(pkt, layer)
+    return carried is not None and bytes(carried.payload).startswith(start)
 
 
 PROTOCOLS.register(
