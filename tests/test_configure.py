@@ -23,8 +23,9 @@ class FakeNode:
 
     def waitOutput(self) -> str:
         self.log.append((self.name, self.pending))
+        out = "".join(f"02:00:00:00:00:{n:02x}\n" for n in range(self.pending.count("/address")))
         self.pending = ""
-        return "__rc=0\n"
+        return out + "__rc=0\n"
 
     def intfNames(self) -> list[str]:
         return ["lo", f"{self.name}-eth0"]
@@ -91,3 +92,10 @@ def test_a_family_view_and_checksum_handling_reach_every_host(cluster: Any) -> N
     assert "sysctl -qw net.ipv6.conf.all.forwarding=1" in _scripts(cluster, "d2")[0]
     assert all("tx off" in script for _, script in cluster.log)
     assert cluster.spec is v6
+
+
+def test_macs_are_read_once_for_every_host_at_once(cluster: Any) -> None:
+    assert cluster.mac("d1-eth0") == "02:00:00:00:00:00"
+    assert len(cluster.log) == len(cluster.base_spec.hosts)  # one round, every host
+    assert cluster.mac("r3-eth0") == "02:00:00:00:00:00" and cluster.mac("gw-eth0")
+    assert len(cluster.log) == len(cluster.base_spec.hosts)  # and never again

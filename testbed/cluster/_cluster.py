@@ -106,6 +106,7 @@ class Cluster(Scoped):
         # runs there), and the checksum handling set on every interface
         self._applied: dict[str, list[str]] = {}
         self._checksums: Checksums | None = None
+        self._macs: dict[str, str] = {}
         # extra sections for describe(), e.g. the HA daemons' state while they run
         self.diagnostics: list[Callable[[], str]] = []
 
@@ -433,8 +434,15 @@ class Cluster(Scoped):
         return addrs
 
     def mac(self, intf: str) -> str:
-        host = intf.split("-", 1)[0]
-        return self.run(host, f"cat /sys/class/net/{intf}/address").strip()
+        """An interface's MAC address (read once: the network's links live as long as it)."""
+        if not self._macs:
+            hosts = {h.name: self.node(h.name).intfNames() for h in self.base_spec.hosts}
+            read = {h: [f"cat /sys/class/net/{i}/address" for i in names if i != "lo"]
+                    for h, names in hosts.items()}  # fmt: skip
+            for host, out in self.run_each(read, changes_setup=False).items():
+                names = [i for i in hosts[host] if i != "lo"]
+                self._macs.update(zip(names, out.split(), strict=True))
+        return self._macs[intf]
 
     def capture(self, *points: str) -> Capture:
         """Capture on interfaces named ``<host>-eth<N>``."""
