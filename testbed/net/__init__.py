@@ -21,6 +21,7 @@ from ._packets import (
     expect_absent,
     expect_hop,
     matches,
+    partial_checksum,
 )
 from ._paths import (
     Site,
@@ -59,6 +60,7 @@ __all__ = [
     "expect_hop",
     "forbidden_hops",
     "matches",
+    "partial_checksum",
     "reply_hops",
     "request_hops",
     "run_in_netns",

@@ -165,3 +165,19 @@ def checksum_errors(packet: Packet) -> list[str]:
         if captured != wanted and not _no_udp_checksum(layer, captured):
             errors.append(f"{type(layer).__name__}.{name} {captured:#x}, should be {wanted:#x}")
     return errors
+
+
+def partial_checksum(layer: Packet) -> int:
+    """The checksum field a sender leaves for the device to complete (CHECKSUM_PARTIAL):
+    the folded sum of the pseudo-header alone (udp_set_csum: ~udp_v4_check(len, saddr,
+    daddr, 0)), to which the device adds the segment's sum."""
+    from scapy.layers.inet import in4_pseudoheader
+    from scapy.layers.inet6 import in6_pseudoheader
+    from scapy.utils import checksum
+
+    under = layer.underlayer
+    if type(under).__name__ == "IP":
+        pseudo = in4_pseudoheader(under.proto, under, under.len - 4 * under.ihl)
+    else:
+        pseudo = in6_pseudoheader(under.nh, under, under.plen)
+    return ~checksum(bytes(pseudo)) & 0xFFFF

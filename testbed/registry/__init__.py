@@ -21,7 +21,7 @@ from ._family import FAMILIES, Address, Family, Network, family_of, parse_addres
 from ._gue import GUE, GUE_FLAG_PRIV
 from ._host import DirectorHost, RealServerHost
 from ._mode import MODES, Mode, neutral_baseline
-from ._protocol import PROTOCOLS, Protocol
+from ._protocol import PROTOCOLS, Protocol, innermost_header
 from ._registry import Registry, UnknownEntry
 from ._scheduler import SCHED_FLAGS, SCHEDULERS, Scheduler
 from ._tunnel import (
@@ -68,6 +68,7 @@ __all__ = [
     "UnknownEntry",
     "combinations",
     "family_of",
+    "innermost_header",
     "neutral_baseline",
     "pairwise",
     "parse_address",

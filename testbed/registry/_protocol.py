@@ -43,6 +43,9 @@ class Protocol:
     layer: type[Packet]  # scapy transport layer
     checksum: str  # its checksum field (left to offload on veth: not compared)
     checksum_offset: int  # that field's offset in the header (skb->csum_offset)
+    # an Internet checksum (RFC 1071), which local and remote checksum offload
+    # assume of a carried packet; SCTP's is a CRC32c
+    internet_checksum: bool = True
     opening: Callable[[int, int], Packet]  # (sport, dport) -> a connection's first packet
     answer: Callable[[int, int], Packet]  # the server's first packet back
     is_opening: Callable[[Packet], bool]
@@ -55,7 +58,7 @@ class Protocol:
 
     def ports(self, pkt: Packet) -> tuple[int, int]:
         """(sport, dport) of a packet of this protocol (the carried one, if encapsulated)."""
-        layer = innermost(pkt, self.layer)
+        layer = innermost_header(pkt, self.layer)
         return int(layer.sport), int(layer.dport)
 
 
@@ -76,7 +79,7 @@ def _ask(protocol: str) -> Callable[[str, int], str]:
     return command
 
 
-def innermost(pkt: Packet, layer: type[Packet]) -> Packet | None:
+def innermost_header(pkt: Packet, layer: type[Packet]) -> Packet | None:
     """The last ``layer`` header of a packet: the carried one when a tunnel wraps it in
     the same protocol (GUE is UDP around UDP)."""
     found, current = None, pkt
@@ -88,7 +91,7 @@ def innermost(pkt: Packet, layer: type[Packet]) -> Packet | None:
 
 
 def _payload_starts(pkt: Packet, layer: type[Packet], start: bytes) -> bool:
-    carried = innermost(pkt, layer)
+    carried = innermost_header(pkt, layer)
     return carried is not None and bytes(carried.payload).startswith(start)
 
 
@@ -137,6 +140,7 @@ PROTOCOLS.register(
         layer=SCTP,
         checksum="chksum",  # CRC32c over the whole packet (RFC 9260 appendix A)
         checksum_offset=8,
+        internet_checksum=False,
         opening=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInit(),
         answer=lambda sport, dport: SCTP(sport=sport, dport=dport) / SCTPChunkInitAck(),
         is_opening=lambda pkt: SCTPChunkInit in pkt,
