@@ -76,7 +76,7 @@ def test_an_unchanged_host_is_left_alone_until_something_runs_there(cluster: Any
     cluster.configure(spec)
     cluster.log.clear()
     cluster.configure(spec.with_service(scheduler="wlc"))  # only the IPVS table differs
-    assert all(script.startswith("( ip neigh flush all )") for _, script in cluster.log)
+    assert all(script.startswith("{ ip neigh flush all; }") for _, script in cluster.log)
     cluster.run("r2", "sysctl -w net.ipv4.conf.all.arp_ignore=0")  # a test changes r2
     cluster.log.clear()
     cluster.configure(spec)
@@ -99,3 +99,18 @@ def test_macs_are_read_once_for_every_host_at_once(cluster: Any) -> None:
     assert len(cluster.log) == len(cluster.base_spec.hosts)  # one round, every host
     assert cluster.mac("r3-eth0") == "02:00:00:00:00:00" and cluster.mac("gw-eth0")
     assert len(cluster.log) == len(cluster.base_spec.hosts)  # and never again
+
+
+def test_a_mode_change_undoes_only_what_the_last_setup_made(cluster: Any) -> None:
+    cluster.configure(cluster.base_spec.with_service(mode="dr"))
+    cluster.log.clear()
+    cluster.configure(cluster.base_spec.with_service(mode="tun"))
+    r1 = _scripts(cluster, "r1")[0]
+    assert r1.startswith("{ ip addr del 203.0.113.100/32 dev lo 2>/dev/null; true; }")
+    assert "ip link set tunl0 up" in r1 and "ip -6 route" not in r1  # no full neutral
+    cluster.log.clear()
+    v6 = cluster.base_spec.in_family(FAMILIES["ipv6"]).with_service(mode="nat")
+    cluster.configure(v6)
+    r1 = _scripts(cluster, "r1")[0]
+    assert r1.startswith("{ ip addr flush dev tunl0; } && { ip link set tunl0 down; }")
+    assert r1.count("route replace default") == 1  # only NAT's, in IPv6

@@ -102,9 +102,9 @@ class Cluster(Scoped):
         self._ipvs: dict[str, Ipvs] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self.timings: dict[str, float] = {}
-        # per host, the script configure() last ran there (dropped when anything else
-        # runs there), and the checksum handling set on every interface
-        self._applied: dict[str, list[str]] = {}
+        # per host, the setup configure() last made there and what undoes it (dropped
+        # when anything else runs there), and the checksum handling on every interface
+        self._applied: dict[str, tuple[list[str], list[str]]] = {}
         self._checksums: Checksums | None = None
         self._macs: dict[str, str] = {}
         # extra sections for describe(), e.g. the HA daemons' state while they run
@@ -287,10 +287,11 @@ class Cluster(Scoped):
         handling without a rebuild.
 
         ``spec`` is the base spec or one of its family views, changed with
-        ``with_service`` and the like. Real servers are first put back to neutral in
-        every family, then set up for the mode in ``spec``'s family; a host whose
-        script is the one configure last ran there, with nothing run on it since,
-        is left alone. All hosts are set up at once.
+        ``with_service`` and the like. A real server whose setup configure made,
+        with nothing run there since, is left alone if its setup stays, or has that
+        setup undone and the new one made; any other is first put back to neutral
+        in every family. All hosts are set up at once (process forks are what cost
+        under emulation).
         """
         # the network has the declared hosts: any subset of them may serve
         if {r.name for r in spec.real_servers} - {r.name for r in self.base_spec.real_servers}:
@@ -298,17 +299,22 @@ class Cluster(Scoped):
         mode = spec.service.forwarding
         require_modules(*spec.modules())
         self.spec = spec
-        scripts: dict[str, list[str]] = {h.name: [] for h in self.base_spec.hosts}
+        # per host: (its setup, what undoes it); configure runs only what changed
+        wanted: dict[str, tuple[list[str], list[str]]] = {}
         for rs in spec.real_servers:
-            for view in self.base_spec.views():
-                scripts[rs.name] += neutral_baseline(
-                    real_server_host(view, view.real_server(rs.name))
-                )
-            scripts[rs.name] += mode.real_server_setup(real_server_host(spec, rs))
+            host = real_server_host(spec, rs)
+            wanted[rs.name] = (mode.real_server_setup(host), mode.real_server_teardown(host))
         for d in spec.directors:
-            scripts[d.name] += mode.director_setup(director_host(spec, d.name))
-        changed = {h: cmds for h, cmds in scripts.items() if self._applied.get(h) != cmds}
-        batch = {h: list(changed.get(h, [])) for h in scripts}
+            wanted[d.name] = (mode.director_setup(director_host(spec, d.name)), [])
+        batch: dict[str, list[str]] = {h.name: [] for h in self.base_spec.hosts}
+        for name, (setup, _undo) in wanted.items():
+            before = self._applied.get(name)
+            if before is not None and before[0] == setup:
+                continue
+            # from a setup this cluster made, the way back is known; from anything
+            # else (a test ran commands there), back to neutral in every family
+            batch[name] += before[1] if before is not None else self._neutral(name)
+            batch[name] += setup
         if checksums is not self._checksums:
             for h, cmds in batch.items():
                 devices = [i for i in self.node(h).intfNames() if i != "lo"]
@@ -316,7 +322,7 @@ class Cluster(Scoped):
         # neighbours learned under the previous mode or a failover: forgotten everywhere
         self.run_each({h: [*cmds, FLUSH_NEIGHBOURS] for h, cmds in batch.items()},
                       changes_setup=False)  # fmt: skip
-        self._applied.update(changed)
+        self._applied.update(wanted)
         self._checksums = checksums
         self.ipvs.apply(spec.service, spec.real_servers)
         self._say(
@@ -324,6 +330,15 @@ class Cluster(Scoped):
             f"{spec.service.endpoint} -> {len(spec.real_servers)} real servers"
             + ("" if checksums is OFFLOAD else f" ({checksums.title})")
         )
+
+    def _neutral(self, name: str) -> list[str]:
+        """A real server back to neutral in every family (nothing for another host)."""
+        return [
+            cmd
+            for view in self.base_spec.views()
+            if any(r.name == name for r in view.real_servers)
+            for cmd in neutral_baseline(real_server_host(view, view.real_server(name)))
+        ]
 
     def forget_neighbours(self) -> None:
         """Flush every host's neighbour caches: after VIP or DIP moved, a client's entry
@@ -357,7 +372,7 @@ class Cluster(Scoped):
             if not cmds:
                 continue
             node = self.node(host)
-            script = " && ".join(f"( {c} )" for c in cmds)
+            script = " && ".join(f"{{ {c}; }}" for c in cmds)  # groups: no subshell fork
             node.sendCmd(f"{script}; echo __rc=$?")
             if changes_setup:
                 self._applied.pop(host, None)

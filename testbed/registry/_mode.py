@@ -44,6 +44,8 @@ class Mode:
     reply_via_director: bool  # replies pass the director (it rewrites their source)
     vip_on_real_servers: bool  # real servers hold the VIP: the ARP problem applies
     real_server_setup: Callable[[RealServerHost], list[str]]  # after the neutral baseline
+    # exactly what undoes that setup (leaves the host at the neutral baseline)
+    real_server_teardown: Callable[[RealServerHost], list[str]]
     director_setup: Callable[[DirectorHost], list[str]] = _nothing
     # the bench's goal for one TCP stream through the VIP against the direct path
     # (reported next to the figure, never enforced)
@@ -90,6 +92,9 @@ NAT = MODES.register(
         real_server_setup=lambda rs: [
             f"ip {rs.family.ip_option} route replace default via {rs.dip}"
         ],
+        real_server_teardown=lambda rs: [
+            f"ip {rs.family.ip_option} route replace default via {rs.router}"
+        ],
         # the real servers' replies are forwarded by the director
         director_setup=lambda d: [f"sysctl -qw {d.family.forwarding}=1"],
         throughput_goal=0.80,
@@ -115,6 +120,10 @@ DR = MODES.register(
             *rs.family.hide_vip(rs.interface),
             f"ip addr add {rs.vip_prefix} dev lo",
         ],
+        real_server_teardown=lambda rs: [
+            f"ip addr del {rs.vip_prefix} dev lo 2>/dev/null; true",
+            *rs.family.claim_defaults(rs.interface),
+        ],
         throughput_goal=0.90,
     )
 )
@@ -135,6 +144,10 @@ TUN = MODES.register(
         reply_via_director=False,
         vip_on_real_servers=True,
         real_server_setup=lambda rs: [*rs.family.hide_vip(rs.interface), *rs.tunnel.setup(rs)],
+        real_server_teardown=lambda rs: [
+            *rs.tunnel.undo(rs),
+            *rs.family.claim_defaults(rs.interface),
+        ],
         throughput_goal=0.85,
     )
 )

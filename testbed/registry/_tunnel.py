@@ -135,6 +135,11 @@ class Tunnel:
         return [*r.create(rs), f"ip link set {r.device} up",
                 f"ip addr add {rs.vip_prefix} dev {r.device}", *r.extra(rs, r.device)]  # fmt: skip
 
+    def undo(self, rs: RealServerHost) -> list[str]:
+        """Exactly what undoes setup(rs)."""
+        r = self.receiver(rs.family, rs.tunnel_checksum)
+        return [f"ip addr flush dev {r.device}", f"ip link set {r.device} down", *r.remove]
+
     def teardown(self) -> list[str]:
         """Undo setup for every family and option: the devices hold nothing but VIPs."""
         every = [*self.receivers.values(), *self.checksummed_receivers.values()]
