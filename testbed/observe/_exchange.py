@@ -130,12 +130,15 @@ def _trace_flows(
     by_point = {f"{r.name}-eth0": r for r in servers}
     reached: dict[int, RealServer] = {}
     opened: list[int] = []
+    client_if = f"{name}-eth0"
     for f in frames:
+        if f.point != client_if and f.point not in by_point:
+            continue  # decoding every frame of every point costs seconds under emulation
         pkt = f.packet
         if not proto.is_opening(pkt):
             continue
         sport = proto.ports(pkt)[0]
-        if f.point == f"{name}-eth0" and f.direction == "out" and pkt[net].dst == site.vip:
+        if f.point == client_if and f.direction == "out" and pkt[net].dst == site.vip:
             opened.append(sport)
         elif f.point in by_point and f.direction == "in":
             reached.setdefault(sport, by_point[f.point])
