@@ -9,6 +9,11 @@ Each request is its own connection from a new source port: a TCP or SCTP
 association (connect, request, answer, close) or a UDP socket sending one
 datagram and waiting for one back, so the director schedules every
 request afresh. Requests go one after another, in order.
+
+``--sport P`` sends from a chosen source port (one request at a time, so a
+later run can reuse the port: a UDP "connection" of the director's table).
+``--one-socket`` (UDP) sends every request from one socket and port, each
+datagram after the previous one's answer or time-out.
 """
 
 from __future__ import annotations
@@ -37,26 +42,46 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(host)), int(port)
 
 
-def ask(protocol: str, endpoint: tuple[str, int], *, source: str | None = None,
-        timeout: float = 5.0) -> str:  # fmt: skip
-    """One request on a new connection; the answering server's name, or ""."""
+def _socket(protocol: str, endpoint: tuple[str, int], source: str | None, sport: int,
+            timeout: float) -> socket.socket:  # fmt: skip
     kind, proto = PROTOCOLS[protocol]
     family = socket.AF_INET6 if ipaddress.ip_address(endpoint[0]).version == 6 else socket.AF_INET
-    with socket.socket(family, kind, proto) as sock:
-        sock.settimeout(timeout)
+    sock = socket.socket(family, kind, proto)
+    sock.settimeout(timeout)
+    if sport:  # the port of an earlier run, maybe still in TIME_WAIT here
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if source or sport:
+        sock.bind((source or ("::" if family == socket.AF_INET6 else "0.0.0.0"), sport))
+    return sock
+
+
+def _exchange(sock: socket.socket) -> str:
+    """Send one request on a connected socket; the answering server's name, or ""."""
+    try:
+        sock.sendall(REQUEST)
+        if sock.type == socket.SOCK_DGRAM:
+            return name_in(sock.recv(MAX_ANSWER))
+        data = bytearray()
+        while chunk := sock.recv(MAX_ANSWER):
+            data += chunk
+        return name_in(bytes(data))
+    except OSError:  # refused, reset, unreachable, timed out
+        return ""
+
+
+def ask(protocol: str, endpoint: tuple[str, int], *, source: str | None = None,
+        sport: int = 0, timeout: float = 5.0) -> str:  # fmt: skip
+    """One request on a new connection; the answering server's name, or ""."""
+    try:
+        sock = _socket(protocol, endpoint, source, sport, timeout)
+    except OSError:
+        return ""
+    with sock:
         try:
-            if source:
-                sock.bind((source, 0))
             sock.connect(endpoint)  # UDP: fixes the peer, so only its answer is read
-            sock.sendall(REQUEST)
-            if kind == socket.SOCK_DGRAM:
-                return name_in(sock.recv(MAX_ANSWER))
-            data = bytearray()
-            while chunk := sock.recv(MAX_ANSWER):
-                data += chunk
-            return name_in(bytes(data))
-        except OSError:  # refused, reset, unreachable, timed out
+        except OSError:
             return ""
+        return _exchange(sock)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     parser.add_argument("--source", help="source address (default: the route's)")
+    parser.add_argument("--sport", type=int, default=0, help="source port (default: any)")
+    parser.add_argument(
+        "--one-socket", action="store_true", help="UDP: every request from one socket and port"
+    )
     args = parser.parse_args(argv)
     try:
         endpoint = parse_endpoint(args.endpoint)
@@ -73,8 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.count < 1:
         parser.error("--count must be at least 1")
+    if not 0 <= args.sport < 65536:
+        parser.error("--sport must be a port")
+    if args.one_socket:
+        if args.protocol != "udp":
+            parser.error("--one-socket is for UDP (a stream's requests share its connection)")
+        with _socket("udp", endpoint, args.source, args.sport, args.timeout) as sock:
+            sock.connect(endpoint)
+            for _ in range(args.count):
+                print(_exchange(sock), flush=True)
+        return 0
     for _ in range(args.count):
-        print(ask(args.protocol, endpoint, source=args.source, timeout=args.timeout), flush=True)
+        print(ask(args.protocol, endpoint, source=args.source, sport=args.sport,
+                  timeout=args.timeout), flush=True)  # fmt: skip
     return 0
 
 

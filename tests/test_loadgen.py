@@ -332,3 +332,19 @@ def test_wire_answer_names_its_server() -> None:
 
     assert wire.name_in(wire.answer("r2")) == "r2"
     assert wire.name_in(b"HTTP/1.0 200 OK\r\n") == "" and wire.name_in(b"garbage") == ""
+
+
+def test_ask_from_a_chosen_port_and_from_one_socket(udp_server: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    for _ in range(2):  # the same source port twice in a row
+        assert _ask("--protocol", "udp", "--sport", str(free), f"127.0.0.1:{udp_server}") == ["u7"]
+    assert _ask("--protocol", "udp", "--one-socket", "--count", "3",
+                f"127.0.0.1:{udp_server}") == ["u7"] * 3  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "loadgen.ask", "--protocol", "tcp",
+                           "--one-socket", "127.0.0.1:1"], cwd=REPO, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 2 and "--one-socket is for UDP" in done.stderr
