@@ -81,3 +81,23 @@ def test_ipvsadm_commands_build_the_service() -> None:
         "ipvsadm -A -t 203.0.113.100:80 -s sh -b sh-port",
         "ipvsadm -a -t 203.0.113.100:80 -r 198.51.100.11:8080 -m -w 1",
     ]
+
+
+def test_timeouts_are_read_and_written_as_ipvsadm_does() -> None:
+    import pytest
+
+    from testbed.ipvs import Timeouts, parse_timeouts
+
+    t = parse_timeouts("Timeout (tcp tcpfin udp): 900 120 300\n")
+    assert t == Timeouts(tcp=900, tcpfin=120, udp=300)
+    assert Timeouts(tcp=0, tcpfin=0, udp=4).command() == "ipvsadm --set 0 0 4"
+    with pytest.raises(ValueError):
+        parse_timeouts("ipvsadm: permission denied")
+
+
+def test_one_packet_scheduling_is_written_as_ops() -> None:
+    from testbed import load_topology
+    from testbed.ipvs import ipvsadm_commands
+
+    spec = load_topology(protocol="udp", one_packet=True)
+    assert ipvsadm_commands(spec.service, spec.real_servers)[0].endswith(" -s rr -o")

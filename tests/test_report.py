@@ -15,11 +15,13 @@ from testbed.observe import (
     FeedbackRecord,
     ForwardingRecord,
     HealthRecord,
+    OnePacketRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncRun,
     ThresholdRecord,
     TraceHop,
+    UdpEntryRecord,
     from_json,
     load_records,
     to_json,
@@ -63,6 +65,12 @@ RECORDS = [
     ScaleRecord(key="nat", connections=20000, ipvs_active=[6667, 6667, 6666],
                 ramped={"held": 20000, "failed": 0, "connect_ms": {"p99": 310}},
                 result={"resets": 0}),
+    UdpEntryRecord(key="udp-nat", timeout_set=4, timeout_read=4, ring=["r3", "r2", "r1"],
+                   first="r3", state="UDP", expires_first=4, renewed="r3", expires_renewed=4,
+                   gone_after_s=4.4, after="r2"),
+    OnePacketRecord(key="ops-dr", datagrams=3, ring=["r3", "r2", "r1"],
+                    schedule=["r3", "r2", "r1"], answers=["r3", "r2", "r1"],
+                    answer_sources=["203.0.113.100:80"], entries_seen=0, conns_counted=3),
 ]  # fmt: skip
 
 

@@ -12,15 +12,19 @@ itself uses; ``ipvsadm -Ln`` is parsed separately as an independent reader::
 from ._conntable import Conn, DestCounters, read_connections, read_dest_counters
 from ._ipvsadm import (
     KERNEL_PROTOCOLS,
+    TIMEOUTS_COMMAND,
     IpvsadmRow,
+    Timeouts,
     ipvsadm_commands,
     parse_ipvsadm,
+    parse_timeouts,
     rows_from_netlink,
 )
 from ._netlink import DestState, Ipvs, ServiceState, Stats, method_name
 
 __all__ = [
     "KERNEL_PROTOCOLS",
+    "TIMEOUTS_COMMAND",
     "Conn",
     "DestCounters",
     "DestState",
@@ -28,9 +32,11 @@ __all__ = [
     "IpvsadmRow",
     "ServiceState",
     "Stats",
+    "Timeouts",
     "ipvsadm_commands",
     "method_name",
     "parse_ipvsadm",
+    "parse_timeouts",
     "read_connections",
     "read_dest_counters",
     "rows_from_netlink",

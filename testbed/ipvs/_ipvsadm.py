@@ -93,6 +93,8 @@ def ipvsadm_commands(service: Service, real_servers: Iterable[RealServer]) -> li
         add += f" -b {','.join(service.sched_flags)}"
     if service.persistence:
         add += f" -p {service.persistence}"
+    if service.one_packet:
+        add += " -o"
     out = [add]
     mode = service.forwarding
     for rs in real_servers:
@@ -104,3 +106,29 @@ def ipvsadm_commands(service: Service, real_servers: Iterable[RealServer]) -> li
             cmd += f" -y {rs.lower_threshold}"
         out.append(cmd)
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """The connection-table timeouts of a director's namespace, in seconds (ipvsadm(8)
+    --set tcp tcpfin udp; 0 in a change means "leave as it is")."""
+
+    tcp: int
+    tcpfin: int
+    udp: int
+
+    def command(self) -> str:
+        """The ipvsadm command that sets them."""
+        return f"ipvsadm --set {self.tcp} {self.tcpfin} {self.udp}"
+
+
+TIMEOUTS_COMMAND = "ipvsadm -L --timeout"
+_TIMEOUTS = re.compile(r"Timeout \(tcp tcpfin udp\): (\d+) (\d+) (\d+)")
+
+
+def parse_timeouts(text: str) -> Timeouts:
+    """``ipvsadm -L --timeout`` ("Timeout (tcp tcpfin udp): 900 120 300") as values."""
+    m = _TIMEOUTS.search(text)
+    if not m:
+        raise ValueError(f"no timeouts in {text!r}")
+    return Timeouts(tcp=int(m[1]), tcpfin=int(m[2]), udp=int(m[3]))

@@ -17,6 +17,7 @@ from ..registry import MODES, SCHEDULERS, TUNNEL_CHECKSUMS, TUNNELS
 from ..topology import RealServer, Service
 
 IP_VS_SVC_F_PERSISTENT = 0x0001  # include/uapi/linux/ip_vs.h
+IP_VS_SVC_F_ONEPACKET = 0x0004
 IP_VS_CONN_F_FWD_MASK = 0x0007
 # forwarding methods the testbed never configures but the kernel may report
 _OTHER_METHODS = {1: "local", 4: "bypass"}
@@ -137,6 +138,8 @@ class Ipvs:
         if service.persistence:
             flags |= IP_VS_SVC_F_PERSISTENT
             fields["timeout"] = service.persistence
+        if service.one_packet:
+            flags |= IP_VS_SVC_F_ONEPACKET
         if flags:
             fields["flags"] = {"flags": flags, "mask": 0xFFFF}
         return IPVSService(**fields)

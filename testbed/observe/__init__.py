@@ -43,11 +43,19 @@ from ._records import (
 )
 from ._scale import active_per_server, hold_through_vip
 from ._sync import SyncRun, longest_silence, run_sync, throughput_timeline
+from ._udp import (
+    UDP_TIMEOUT,
+    OnePacketRecord,
+    UdpEntryRecord,
+    one_packet_schedule,
+    udp_entry_lifetime,
+)
 
 __all__ = [
     "RECORD_KINDS",
     "ROUNDS",
     "SLACK",
+    "UDP_TIMEOUT",
     "Advert",
     "Comparison",
     "Decision",
@@ -58,11 +66,13 @@ __all__ = [
     "ForwardingRecord",
     "Harness",
     "HealthRecord",
+    "OnePacketRecord",
     "ScaleRecord",
     "SchedulerRecord",
     "SyncRun",
     "ThresholdRecord",
     "TraceHop",
+    "UdpEntryRecord",
     "active_per_server",
     "capture_points",
     "compare",
@@ -74,6 +84,7 @@ __all__ = [
     "longest_silence",
     "observe_failover",
     "of_kind",
+    "one_packet_schedule",
     "record",
     "record_kind",
     "record_timings",
@@ -89,5 +100,6 @@ __all__ = [
     "throughput_timeline",
     "time_until",
     "to_json",
+    "udp_entry_lifetime",
     "unservable",
 ]

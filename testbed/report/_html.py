@@ -17,10 +17,12 @@ from ..observe import (
     FeedbackRecord,
     ForwardingRecord,
     HealthRecord,
+    OnePacketRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncRun,
     ThresholdRecord,
+    UdpEntryRecord,
     load_records,
     of_kind,
 )
@@ -171,6 +173,37 @@ def _record_tables(records: list[Any]) -> str:
                     ("service counters", _counters),
                     ("frames", lambda r: r.frames_captured),
                     ("exchange s", lambda r: r.exchange_s),
+                ],
+            ),
+            table(
+                "UDP entries: created, renewed, expired",
+                "One client port's entry in the director's table: its state and timer after "
+                "the first datagram, after a second one half a timeout later, and how long "
+                "after the last datagram it left; who answered before and after.",
+                of_kind(records, UdpEntryRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("udp timeout set / read", lambda r: f"{r.timeout_set} / {r.timeout_read} s"),
+                    ("state, timer", lambda r: f"{r.state} {r.expires_first} s"),
+                    ("renewed timer", lambda r: f"{r.expires_renewed} s"),
+                    ("gone after s", lambda r: r.gone_after_s),
+                    ("first / renewed / after", lambda r: f"{r.first} / {r.renewed} / {r.after}"),
+                    ("rr order", lambda r: r.ring),
+                ],
+            ),
+            table(
+                "One-packet scheduling (UDP)",
+                "Datagrams from one client socket: which real server got each, what came "
+                "back and from where, entries kept by the director, connections counted.",
+                of_kind(records, OnePacketRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("schedule", lambda r: r.schedule),
+                    ("rr order", lambda r: r.ring),
+                    ("answers", lambda r: [a or "none" for a in r.answers]),
+                    ("answers came from", lambda r: sorted(set(r.answer_sources))),
+                    ("entries", lambda r: r.entries_seen),
+                    ("conns counted", lambda r: r.conns_counted),
                 ],
             ),
             table(

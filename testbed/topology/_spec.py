@@ -130,6 +130,7 @@ class Service:
     mode: str = "nat"
     nat_port: int | None = None  # real servers' port in NAT mode
     persistence: int = 0  # ipvsadm -p seconds (0: off)
+    one_packet: bool = False  # ipvsadm -o: every UDP datagram scheduled on its own
     sched_flags: tuple[str, ...] = ()  # ipvsadm -b
 
     def __post_init__(self) -> None:

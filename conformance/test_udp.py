@@ -1,0 +1,120 @@
+"""UDP connection entries and one-packet scheduling, observed in the director's table.
+
+A UDP datagram from a new client address and port is scheduled and makes an
+entry (state "UDP"); later datagrams of the port, and in NAT the answers,
+follow it and renew its timer, the udp timeout of ``ipvsadm --set``. Once the
+timer runs out the entry is gone and the port is scheduled afresh. With
+one-packet scheduling (``-o``) the director keeps no entry: every datagram
+is scheduled on its own.
+Sources: ipvsadm(8) --set, -o/--ops; net/netfilter/ipvs/ip_vs_proto_udp.c
+(udp_timeouts, udp_state_transition), ip_vs_conn.c (ip_vs_conn_new,
+IP_VS_CONN_F_ONE_PACKET is never hashed), ip_vs_core.c (ip_vs_schedule),
+ip_vs_nfct.c (ip_vs_update_conntrack: "Never alter conntrack for OPS conns
+(no reply is expected)").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from testbed import Cluster
+from testbed.observe import OnePacketRecord, UdpEntryRecord, one_packet_schedule, udp_entry_lifetime
+from testbed.registry import Mode
+
+# the timer is in jiffies and /proc shows whole seconds; the poll of the table
+# adds 0.2 s, the client's start-up under emulation a second or so
+EXPIRY_SLACK_S = 2.5
+
+
+@pytest.fixture(scope="module")
+def entry(state_table_mode: Mode, cluster: Cluster) -> UdpEntryRecord:
+    return udp_entry_lifetime(cluster, state_table_mode)
+
+
+def test_a_datagram_makes_an_entry_with_the_udp_timeout(entry: UdpEntryRecord) -> None:
+    """The first datagram of a client port creates an entry in state UDP whose timer is
+    the udp timeout set with ``ipvsadm --set``, which ``ipvsadm -L --timeout`` reports.
+
+    Source: ipvsadm(8) --set; ip_vs_proto_udp.c udp_state_transition
+    (cp->timeout = timeout_table[IP_VS_UDP_S_NORMAL]), udp_state_name_table.
+    """
+    assert entry.timeout_read == entry.timeout_set, entry
+    assert entry.first, f"the first datagram got no answer: {entry}"
+    assert entry.state == "UDP", f"entry state {entry.state!r}, expected 'UDP': {entry}"
+    assert entry.timeout_set - 1 <= entry.expires_first <= entry.timeout_set, (
+        f"timer {entry.expires_first} s right after the datagram, udp timeout {entry.timeout_set} s"
+    )
+
+
+def test_a_datagram_within_the_timeout_keeps_its_real_server(entry: UdpEntryRecord) -> None:
+    """A second datagram from the same port half a timeout later goes to the same real
+    server through the same entry, whose timer starts again.
+
+    Source: ip_vs_core.c ip_vs_in_hook (an existing entry is used, not scheduled);
+    ip_vs_proto_udp.c udp_state_transition (timer renewed per packet).
+    """
+    assert entry.renewed == entry.first, (
+        f"first datagram to {entry.first!r}, the second (same port, entry alive) to "
+        f"{entry.renewed!r}"
+    )
+    assert entry.expires_renewed >= entry.timeout_set - 1, (
+        f"timer after the second datagram {entry.expires_renewed} s: not renewed "
+        f"(udp timeout {entry.timeout_set} s)"
+    )
+
+
+def test_the_entry_expires_after_the_udp_timeout(entry: UdpEntryRecord) -> None:
+    """With no datagram for the udp timeout, the entry leaves the table.
+
+    Source: ip_vs_conn.c ip_vs_conn_expire (the entry's timer); ipvsadm(8) --set.
+    """
+    assert entry.gone_after_s is not None, (
+        f"the entry was still in the table {entry.timeout_set + 15} s after the last datagram"
+    )
+    low, high = entry.timeout_set - 1, entry.timeout_set + EXPIRY_SLACK_S
+    assert low <= entry.gone_after_s <= high, (
+        f"entry gone {entry.gone_after_s} s after the last datagram; udp timeout "
+        f"{entry.timeout_set} s (accepted {low}..{high})"
+    )
+
+
+def test_after_expiry_the_port_is_scheduled_afresh(entry: UdpEntryRecord) -> None:
+    """Once the entry has gone, the same client port is a new connection: rr gives it
+    the real server after the one it had.
+
+    Source: ip_vs_core.c ip_vs_schedule; ip_vs_rr.c (the next server in the list).
+    """
+    ring = entry.ring
+    expected = ring[(ring.index(entry.first) + 1) % len(ring)]
+    assert entry.after == expected, (
+        f"after expiry the port went to {entry.after!r}; rr after {entry.first!r} in "
+        f"{ring} is {expected!r}"
+    )
+
+
+@pytest.fixture(scope="module")
+def one_packet(mode: Mode, cluster: Cluster) -> Iterator[OnePacketRecord]:
+    yield one_packet_schedule(cluster, mode)
+
+
+def test_one_packet_scheduling_schedules_every_datagram(one_packet: OnePacketRecord) -> None:
+    """With ``-o`` every datagram from one client socket is scheduled on its own (rr:
+    each goes to the next real server), no entry is kept, and each counts as a
+    connection.
+
+    Source: ipvsadm(8) -o ("one-packet scheduling"); ip_vs_core.c ip_vs_schedule
+    (IP_VS_CONN_F_ONE_PACKET for UDP); ip_vs_conn.c (such an entry is never
+    hashed and is freed once the packet is sent).
+    """
+    r = one_packet
+    start = r.ring.index(r.schedule[0]) if r.schedule else 0
+    expected = [r.ring[(start + i) % len(r.ring)] for i in range(r.datagrams)]
+    assert r.schedule == expected, (
+        f"datagrams went to {r.schedule}; rr over {r.ring} gives {expected}"
+    )
+    assert r.entries_seen == 0, f"{r.entries_seen} entries kept for the client's port"
+    assert r.conns_counted == r.datagrams, (
+        f"{r.conns_counted} connections counted for {r.datagrams} datagrams"
+    )

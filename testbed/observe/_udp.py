@@ -1,0 +1,171 @@
+"""UDP through the director: the connection entry a datagram makes, its timeout, and
+one-packet scheduling.
+
+A UDP "connection" of IPVS is the entry the first datagram from a client
+address and port creates; later datagrams (and, in NAT, the answers) follow
+it and renew its timer, which is the udp timeout of ``ipvsadm --set``
+(net/netfilter/ipvs/ip_vs_proto_udp.c udp_state_transition). With
+one-packet scheduling (``ipvsadm -o``) no entry is kept: every datagram is
+scheduled on its own (ip_vs_core.c ip_vs_schedule, ip_vs_conn.c).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..cluster import Cluster
+from ..ipvs import TIMEOUTS_COMMAND, Timeouts, parse_timeouts, read_connections
+from ..registry import PROTOCOLS, Mode
+from ..topology import ClusterSpec
+from ..util import wait_until
+from ._records import record, record_kind
+
+UDP_TIMEOUT = 4  # s: the udp timeout the experiment sets (the kernel's default is 300)
+ENTRY_PORT = 41000  # the client port whose entry is followed
+OPS_PORT = 41500  # the client port of the one-packet run
+
+
+def _udp_spec(cluster: Cluster, mode: Mode, **service: object) -> ClusterSpec:
+    return cluster.base_spec.with_service(mode=mode.name, protocol="udp", scheduler="rr",
+                                          **service)  # fmt: skip
+
+
+def _ask(cluster: Cluster, *options: str, count: int = 1) -> list[str]:
+    """``count`` UDP requests from the first client (loadgen.ask with ``options``)."""
+    spec = cluster.spec
+    command = PROTOCOLS["udp"].client(spec.service.endpoint, count)
+    out = cluster.run(spec.clients[0].name, f"{command} {' '.join(options)}", check=False)
+    return [line.strip() for line in out.splitlines()][:count]
+
+
+def _ring(cluster: Cluster) -> list[str]:
+    """The real servers' names in the kernel's list order (rr walks it)."""
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    return [names[d.addr] for d in cluster.service_state().dests]
+
+
+@record_kind("udp-entry")
+@dataclass(frozen=True, kw_only=True)
+class UdpEntryRecord:
+    """One client port's UDP entry followed from its first datagram to its expiry."""
+
+    key: str  # the mode
+    timeout_set: int
+    timeout_read: int  # the udp timeout ipvsadm -L --timeout reported after the set
+    ring: list[str]  # rr's order (the kernel's list)
+    first: str  # the real server that answered the first datagram
+    state: str  # the entry's state in /proc/net/ip_vs_conn
+    expires_first: int  # its timer right after the first datagram, in s
+    renewed: str  # who answered a second datagram half a timeout later
+    expires_renewed: int  # the timer right after it
+    gone_after_s: float | None  # from the last datagram until the entry left the table
+    after: str  # who answered the same port once the entry had gone
+
+
+def _entry(cluster: Cluster, client: tuple[str, int]) -> tuple[str, int] | None:
+    found = read_connections(cluster.pid(cluster.spec.active.name), client=client)
+    return (found[0].state, found[0].expires) if found else None
+
+
+def udp_entry_lifetime(
+    cluster: Cluster, mode: Mode, *, timeout: int = UDP_TIMEOUT
+) -> UdpEntryRecord:
+    """Set the udp timeout, then follow one client port's entry through a renewal to its
+    expiry and the port's next datagram. The timeouts are put back afterwards."""
+    cluster.configure(_udp_spec(cluster, mode))
+    director = cluster.spec.active.name
+    client = (str(cluster.spec.clients[0].ip), ENTRY_PORT)
+    saved = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
+    try:
+        cluster.run(director, Timeouts(tcp=0, tcpfin=0, udp=timeout).command())
+        read = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
+        sport = ("--sport", str(ENTRY_PORT), "--timeout", "2")
+        [first] = _ask(cluster, *sport)
+        state, expires_first = _entry(cluster, client) or ("(none)", -1)
+        time.sleep(timeout / 2)
+        [renewed] = _ask(cluster, *sport)
+        last = time.monotonic()
+        _, expires_renewed = _entry(cluster, client) or ("(none)", -1)
+        gone_after = None
+        while time.monotonic() - last < timeout + 15:
+            if _entry(cluster, client) is None:
+                gone_after = time.monotonic() - last
+                break
+            time.sleep(0.2)
+        [after] = _ask(cluster, *sport)
+    finally:
+        cluster.run(director, saved.command())
+    return record(
+        UdpEntryRecord(
+            key=mode.name,
+            timeout_set=timeout,
+            timeout_read=read.udp,
+            ring=_ring(cluster),
+            first=first,
+            state=state,
+            expires_first=expires_first,
+            renewed=renewed,
+            expires_renewed=expires_renewed,
+            gone_after_s=None if gone_after is None else round(gone_after, 2),
+            after=after,
+        )
+    )
+
+
+@record_kind("one-packet")
+@dataclass(frozen=True, kw_only=True)
+class OnePacketRecord:
+    """Datagrams from one client socket to a one-packet-scheduled service."""
+
+    key: str  # the mode
+    datagrams: int
+    ring: list[str]  # rr's order (the kernel's list)
+    schedule: list[str]  # which real server received each datagram, in order
+    answers: list[str]  # what the client's (connected) socket got per datagram
+    answer_sources: list[str]  # "addr:port" of every answer that reached the client
+    entries_seen: int  # entries of the client's port in the director's table
+    conns_counted: int  # the service's connection counter
+    vip: str = field(default="")
+
+
+def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> OnePacketRecord:
+    """``datagrams`` requests from one UDP socket to a service with ``-o``, captured at
+    the real servers and the client; the director's table read right after."""
+    cluster.configure(_udp_spec(cluster, mode, one_packet=True))
+    spec = cluster.spec
+    client = spec.clients[0]
+    points = [f"{client.name}-eth0", *(f"{r.name}-eth0" for r in spec.real_servers)]
+    udp = PROTOCOLS["udp"]
+    with cluster.capture(*points) as cap:
+        answers = _ask(cluster, "--one-socket", "--sport", str(OPS_PORT), "--timeout", "1",
+                       count=datagrams)  # fmt: skip
+        entries = len(read_connections(cluster.pid(spec.active.name),
+                                       client=(str(client.ip), OPS_PORT)))  # fmt: skip
+        time.sleep(0.5)
+    frames = cap.frames()
+    by_point = {f"{r.name}-eth0": r.name for r in spec.real_servers}
+    schedule = [
+        by_point[f.point] for f in frames
+        if f.point in by_point and f.direction == "in" and udp.is_opening(f.packet)
+    ]  # fmt: skip
+    back = [f for f in frames if f.point == f"{client.name}-eth0" and f.direction == "in"
+            and udp.is_answer(f.packet)]  # fmt: skip
+    net = spec.service.family.layer
+    sources = [f"{f.packet[net].src}:{udp.ports(f.packet)[0]}" for f in back]
+    # the exported counters are refreshed by the estimator, seconds late since 6.2
+    wait_until(lambda: cluster.service_state().stats.conns >= datagrams, timeout=30,
+               interval=0.5)  # fmt: skip
+    return record(
+        OnePacketRecord(
+            key=mode.name,
+            datagrams=datagrams,
+            ring=_ring(cluster),
+            schedule=schedule,
+            answers=answers,
+            answer_sources=sources,
+            entries_seen=entries,
+            conns_counted=cluster.service_state().stats.conns,
+            vip=str(spec.service.vip),
+        )
+    )
