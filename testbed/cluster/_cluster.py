@@ -406,16 +406,19 @@ class Cluster(Scoped):
     def service_state(self) -> ServiceState:
         return self.ipvs.service()
 
-    def client_addresses(self, client: str, count: int) -> list[str]:
-        """``count`` extra source addresses on a client, added once and kept.
+    def client_addresses(
+        self, client: str, count: int, *, spec: ClusterSpec | None = None
+    ) -> list[str]:
+        """``count`` extra source addresses on a client, added once and kept (in the
+        family of ``spec``, a view of the cluster; default: the current spec's).
 
         For many source addresses (hashing schedulers) or many connections to
         one VIP:port (each address has its own 64k ports).
         """
-        names = [c.name for c in self.spec.clients]
+        s = spec or self.spec
+        names = [c.name for c in s.clients]
         if client not in names:
             raise TestbedError(f"{client!r} is not a client (clients: {', '.join(names)})")
-        s = self.spec
         net = s.outside
         declared = {c.ip for c in s.clients} | {h.outside for h in (s.router, *s.directors)}
         declared.add(s.service.vip)
@@ -430,11 +433,11 @@ class Cluster(Scoped):
         addrs = [str(net.network_address + h) for h in hosts[:count]]
         dev = f"{client}-eth0"
         present = set(
-            self.run(client, f"ip {self.family.ip_option} -o addr show dev {dev}").split()
+            self.run(client, f"ip {s.service.family.ip_option} -o addr show dev {dev}").split()
         )
         missing = [a for a in addrs if f"{a}/{net.prefixlen}" not in present]
         if missing:
-            fam = self.family
+            fam = s.service.family
             own = next(c.ip for c in s.clients if c.name == client)
             self.run(
                 client,

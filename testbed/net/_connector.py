@@ -1,10 +1,11 @@
-"""Fast, controlled TCP connections from a client namespace.
+"""Fast, controlled connections from a client namespace: TCP, SCTP or UDP.
 
 Spawning a process per connection is far too slow under software emulation,
 so connections are opened by a worker thread of this process that has
 entered the client's network namespace (sockets stay in the namespace they
 were created in). Each connection has a chosen source address and port, so
-hashing schedulers can be checked per flow.
+hashing schedulers can be checked per flow. A UDP "connection" is one
+datagram from its address and port: what makes the director's entry.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from ..registry import family_of
+from ..registry import PROTOCOLS, Protocol, family_of
 from ._netns import enter_netns
 
 # close with RST: no TIME_WAIT holding the (address, port) pair
@@ -27,11 +28,14 @@ class Connector:
     ...     sock = conn.open("203.0.113.11", 40001, ("203.0.113.100", 80))
     """
 
-    def __init__(self, client_pid: int, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, client_pid: int, *, timeout: float = 10.0, protocol: Protocol | None = None
+    ) -> None:
         self._pool = ThreadPoolExecutor(
             max_workers=1, initializer=enter_netns, initargs=(client_pid,)
         )
         self._timeout = timeout
+        self.protocol = protocol or PROTOCOLS["tcp"]
         self.held: list[socket.socket] = []
 
     def __enter__(self) -> Connector:
@@ -41,13 +45,17 @@ class Connector:
         self.close()
 
     def _connect(self, saddr: str, sport: int, dst: tuple[str, int]) -> socket.socket:
-        sock = socket.socket(family_of(saddr).af, socket.SOCK_STREAM)
+        kind = socket.SOCK_DGRAM if self.protocol.datagrams else socket.SOCK_STREAM
+        sock = socket.socket(family_of(saddr).af, kind, self.protocol.number)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        if self.protocol.number == socket.IPPROTO_TCP:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         sock.settimeout(self._timeout)
         try:
             sock.bind((saddr, sport))
             sock.connect(dst)
+            if self.protocol.datagrams:
+                sock.send(b"lvs-testbed\n")  # the datagram that makes the entry
         except OSError:
             sock.close()
             raise

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ..cluster import Cluster
 from ..ipvs import read_connections, read_dest_counters
 from ..net import Connector
+from ..registry import PROTOCOLS, Family, Protocol
 from ..sched import Dest, Flow, Model
 from ..topology import RealServer
 from ..util import wait_until
@@ -50,22 +51,35 @@ class Harness:
     method (ip_vs_core.c ip_vs_schedule).
     """
 
-    def __init__(self, cluster: Cluster, *, mode: str = "nat") -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        mode: str = "nat",
+        protocol: Protocol | None = None,
+        family: Family | None = None,
+        first_port: int = 81,
+    ) -> None:
         self.cluster = cluster
         self.mode = mode
-        spec = cluster.spec
+        self.protocol = protocol or PROTOCOLS["tcp"]
+        # the cluster in the harness's family: its addresses, VIP and real servers
+        self.base = cluster.base_spec.in_family(family or cluster.base_spec.service.family)
+        spec = self.base
         self.client = spec.clients[0]
         self.director_pid = cluster.pid(spec.active.name)
-        self.sources = cluster.client_addresses(self.client.name, SOURCE_COUNT)
+        self.sources = cluster.client_addresses(self.client.name, SOURCE_COUNT, spec=spec)
         # refused flows (no server) are answered with ICMP port unreachable:
         # no rate limit, or the client would wait for a timeout instead
-        cluster.run(spec.active.name, "sysctl -qw net.ipv4.icmp_ratelimit=0")
+        cluster.run(spec.active.name, f"sysctl -qw {spec.service.family.icmp_ratelimit}=0")
         self._ports = itertools.count(20000)
         # every configure() gets a new virtual port: the kernel may revive a
         # deleted real server of the same VIP:port from its trash
         # (ip_vs_trash_get_dest), with connections lingering from an earlier test
-        self._vports = itertools.count(81)
-        self.connector = Connector(cluster.pid(self.client.name), timeout=10.0)
+        self._vports = itertools.count(first_port)
+        self.connector = Connector(
+            cluster.pid(self.client.name), timeout=10.0, protocol=self.protocol
+        )
         self.names = {str(r.ip): r.name for r in spec.real_servers}
         self.errors: list[str] = []  # failed connects, for failure messages
 
@@ -76,7 +90,7 @@ class Harness:
     @property
     def server_names(self) -> list[str]:
         """The real servers, in the topology's order."""
-        return [r.name for r in self.cluster.base_spec.real_servers]
+        return [r.name for r in self.base.real_servers]
 
     # -- configuration -------------------------------------------------------------------
     def configure(
@@ -89,7 +103,7 @@ class Harness:
     ) -> None:
         """A fresh service (scheduler state reset) with the given weights and thresholds."""
         self.connector.close_all()
-        spec = self.cluster.base_spec  # not the previous test's weights and thresholds
+        spec = self.base  # not the previous test's weights and thresholds
         n = len(spec.real_servers)
         servers = []
         for i, rs in enumerate(spec.real_servers):
@@ -100,7 +114,11 @@ class Harness:
                 changes["upper_threshold"] = spread_over(upper, n)[i]
             servers.append(dataclasses.replace(rs, **changes))
         new = spec.with_real_servers(*servers).with_service(
-            scheduler=scheduler, sched_flags=tuple(flags), mode=self.mode, port=next(self._vports)
+            scheduler=scheduler,
+            sched_flags=tuple(flags),
+            mode=self.mode,
+            protocol=self.protocol.name,
+            port=next(self._vports),
         )
         self.cluster.configure(new)
 

@@ -43,6 +43,7 @@ class Family:
     ip_option: str  # `ip -4 ...`
     sysctl: str  # the sysctl tree of the family
     forwarding: str  # the sysctl that makes a host a router for this family
+    icmp_ratelimit: str  # the sysctl that paces the host's ICMP errors
     address_flags: str  # `ip addr add ... <flags>` on an Ethernet interface
     prefix_route_metric: int  # the metric of the route the kernel adds for an address
     ipvs_netmask: int  # IPVS_SVC_ATTR_NETMASK of a plain (non-persistent) service
@@ -185,6 +186,7 @@ IPV4 = FAMILIES.register(
         ip_option="-4",
         sysctl="net.ipv4",
         forwarding="net.ipv4.ip_forward",
+        icmp_ratelimit="net.ipv4.icmp_ratelimit",
         address_flags="",
         prefix_route_metric=0,
         ipvs_netmask=0xFFFFFFFF,  # what ipvsadm sends for IPv4
@@ -219,6 +221,7 @@ IPV6 = FAMILIES.register(
         ip_option="-6",
         sysctl="net.ipv6",
         forwarding="net.ipv6.conf.all.forwarding",
+        icmp_ratelimit="net.ipv6.icmp.ratelimit",
         # no duplicate address detection: an address is usable at once, not after
         # a second or more of "tentative" (the testbed's addresses are unique)
         address_flags="nodad",

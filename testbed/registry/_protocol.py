@@ -55,6 +55,7 @@ class Protocol:
     # the answering real server's name per line ("" for a failed one)
     client: Callable[[str, int], str]
     modules: tuple[str, ...] = ()  # what clients and servers need to speak it
+    datagrams: bool = False  # connectionless: a "connection" is a datagram's address and port
 
     def ports(self, pkt: Packet) -> tuple[int, int]:
         """(sport, dport) of a packet of this protocol (the carried one, if encapsulated)."""
@@ -128,6 +129,7 @@ PROTOCOLS.register(
         is_answer=lambda pkt: _payload_starts(pkt, UDP, ANSWER_START),
         server_option="--udp",
         client=_ask("udp"),
+        datagrams=True,
     )
 )
 
