@@ -21,6 +21,7 @@ from ._exchange import (
 )
 from ._failover import Advert, Failover, observe_failover
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
+from ._icmp import Injection, InjectionRecord, inject
 from ._records import (
     RECORD_KINDS,
     FailoverRecord,
@@ -66,6 +67,8 @@ __all__ = [
     "ForwardingRecord",
     "Harness",
     "HealthRecord",
+    "Injection",
+    "InjectionRecord",
     "OnePacketRecord",
     "ScaleRecord",
     "SchedulerRecord",
@@ -78,6 +81,7 @@ __all__ = [
     "compare",
     "from_json",
     "hold_through_vip",
+    "inject",
     "kernel_weights",
     "load_feedback",
     "load_records",

@@ -17,6 +17,7 @@ from ..observe import (
     FeedbackRecord,
     ForwardingRecord,
     HealthRecord,
+    InjectionRecord,
     OnePacketRecord,
     ScaleRecord,
     SchedulerRecord,
@@ -204,6 +205,17 @@ def _record_tables(records: list[Any]) -> str:
                     ("answers came from", lambda r: sorted(set(r.answer_sources))),
                     ("entries", lambda r: r.entries_seen),
                     ("conns counted", lambda r: r.conns_counted),
+                ],
+            ),
+            table(
+                "Crafted packets: what each led to",
+                "Packets a client crafted (PMTU, ICMP errors, fragments) and every frame "
+                "then captured on the path.",
+                of_kind(records, InjectionRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("sent", lambda r: r.sent),
+                    ("seen", lambda r: [f"{h.point} {h.direction} {h.packet}" for h in r.seen]),
                 ],
             ),
             table(
