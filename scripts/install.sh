@@ -15,7 +15,7 @@ apt_packages=(
   mininet bridge-utils iproute2 ipvsadm keepalived iperf3 curl tcpdump
   qemu-system-x86 linux-image-amd64 busybox-static kmod procps psmisc
   python3 python3-venv python3-pip ethtool socat
-  heartbeat ldirectord conntrackd conntrack
+  heartbeat ldirectord conntrackd conntrack vsftpd
 )
 
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -41,7 +41,7 @@ fi
 
 # The HA daemons' Debian units may auto-start on install; the testbed runs its
 # own instances per namespace, never the system one.
-systemctl disable --now keepalived heartbeat ldirectord conntrackd >/dev/null 2>&1 || true
+systemctl disable --now keepalived heartbeat ldirectord conntrackd vsftpd >/dev/null 2>&1 || true
 
 if [[ ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" || "$here/requirements.lock" -nt "$stamp" ]]; then
   log "python: building $venv"

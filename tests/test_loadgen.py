@@ -348,3 +348,15 @@ def test_ask_from_a_chosen_port_and_from_one_socket(udp_server: int) -> None:
                            "--one-socket", "127.0.0.1:1"], cwd=REPO, capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 2 and "--one-socket is for UDP" in done.stderr
+
+
+def test_vsftpd_config_serves_anonymously_both_families_in_the_foreground(tmp_path: Path) -> None:
+    from testbed.load import vsftpd_config
+
+    conf = dict(
+        line.split("=", 1)
+        for line in vsftpd_config("r2", tmp_path / "root", tmp_path / "e", tmp_path / "l").split()
+    )
+    assert conf["listen_ipv6"] == "YES" and conf["listen"] == "NO" and conf["background"] == "NO"
+    assert conf["ftpd_banner"] == "r2" and conf["anon_root"] == str(tmp_path / "root")
+    assert conf["write_enable"] == "NO" and conf["connect_from_port_20"] == "YES"

@@ -24,14 +24,18 @@ from ._drivers import (
     spread_sources,
     strip_samples,
 )
+from ._ftp import FTP_PORT, WHO, FtpServers, vsftpd_config
 from ._stream_servers import AGENT_PORT, HOLD_PORT, STREAM_PORT, ensure_stream_servers
 
 __all__ = [
     "AGENT_PORT",
     "CONNS_PER_ADDRESS",
+    "FTP_PORT",
     "HOLD_PORT",
     "IPERF_PORT",
     "STREAM_PORT",
+    "WHO",
+    "FtpServers",
     "Holders",
     "IperfResult",
     "connect_rate",
@@ -43,4 +47,5 @@ __all__ = [
     "route_clients_inside",
     "spread_sources",
     "strip_samples",
+    "vsftpd_config",
 ]

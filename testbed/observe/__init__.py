@@ -20,6 +20,7 @@ from ._exchange import (
     unservable,
 )
 from ._failover import Advert, Failover, observe_failover
+from ._ftp import FTP_WAYS, FtpRecord, FtpWay, ftp_download
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
 from ._records import (
@@ -53,6 +54,7 @@ from ._udp import (
 )
 
 __all__ = [
+    "FTP_WAYS",
     "RECORD_KINDS",
     "ROUNDS",
     "SLACK",
@@ -65,6 +67,8 @@ __all__ = [
     "FailoverRecord",
     "FeedbackRecord",
     "ForwardingRecord",
+    "FtpRecord",
+    "FtpWay",
     "Harness",
     "HealthRecord",
     "Injection",
@@ -80,6 +84,7 @@ __all__ = [
     "capture_points",
     "compare",
     "from_json",
+    "ftp_download",
     "hold_through_vip",
     "inject",
     "kernel_weights",

@@ -16,6 +16,7 @@ from ..observe import (
     FailoverRecord,
     FeedbackRecord,
     ForwardingRecord,
+    FtpRecord,
     HealthRecord,
     InjectionRecord,
     OnePacketRecord,
@@ -205,6 +206,20 @@ def _record_tables(records: list[Any]) -> str:
                     ("answers came from", lambda r: sorted(set(r.answer_sources))),
                     ("entries", lambda r: r.entries_seen),
                     ("conns counted", lambda r: r.conns_counted),
+                ],
+            ),
+            table(
+                "FTP through NAT (ip_vs_ftp)",
+                "One download per way of opening the data connection: the real server of "
+                "the control connection (banner) and of the data connection (the file), the "
+                "data connection's other end as the client saw it, the director's entries.",
+                of_kind(records, FtpRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("command", lambda r: r.command),
+                    ("control / data server", lambda r: f"{r.banner_server} / {r.data_server}"),
+                    ("data connection with", lambda r: r.data_peer),
+                    ("director's entries", lambda r: r.director_entries),
                 ],
             ),
             table(
