@@ -2,9 +2,13 @@
 
 Each failover (VRRPv2 with advert_int 1 s, VRRPv3 with 0.3 s; keepalived
 stopped, killed, or its director's cable cut) runs once and is checked by
-several tests. Sources: RFC 3768 / RFC 5798 section 6 (master-down interval,
-skew, priority 0 on shutdown, preemption), keepalived.conf(5) (state, priority,
-nopreempt, garp_master_repeat / garp_master_delay / vrrp_garp_interval).
+several tests. An IPv6 VIP fails over too (VRRPv3, which carries IPv6): the
+new master announces it with unsolicited neighbour advertisements, counted
+like gratuitous ARPs. Sources: RFC 3768 / RFC 5798 section 6 (master-down
+interval, skew, priority 0 on shutdown, preemption), RFC 5798 8.1.2 / 8.2.2
+(gratuitous ARP, unsolicited NA), keepalived.conf(5) (state, priority,
+nopreempt, garp_master_repeat / garp_master_delay / vrrp_garp_interval, which
+govern unsolicited NAs as well).
 """
 
 from __future__ import annotations
@@ -19,12 +23,20 @@ from conformance.conftest import skip_unless_topology
 from testbed import Cluster
 from testbed.ha import FAULTS, HaPair, Vrrp, master_down_interval
 from testbed.observe import Failover, observe_failover
+from testbed.registry import FAMILIES, Family
 
 V2 = Vrrp(version=2, advert_int=1.0)
 V3 = Vrrp(version=3, advert_int=0.3)
 GARP = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2)
 PACED = Vrrp(version=3, advert_int=0.3, garp_repeat=3, garp_delay=2, garp_interval=0.2)
-CASES = [(v, f) for v in (V2, V3) for f in FAULTS] + [(GARP, "stop"), (PACED, "stop")]
+IPV4, IPV6 = FAMILIES.values()
+CASES = [(v, f, IPV4) for v in (V2, V3) for f in FAULTS] + [
+    (GARP, "stop", IPV4),
+    (PACED, "stop", IPV4),
+    # an IPv6 VIP: a clean handover, and a killed master that keeps its VIP behind
+    (V3, "stop", IPV6),
+    (V3, "kill", IPV6),
+]
 # keepalived (through at least 2.2.7) merges the repeats of a paced burst: with
 # vrrp_garp_interval > 0 each address gets one GARP at once and one queued, so
 # 2 per burst whatever garp_master_repeat says (vrrp_arp.c queue_garp; upstream
@@ -33,21 +45,56 @@ CASES = [(v, f) for v in (V2, V3) for f in FAULTS] + [(GARP, "stop"), (PACED, "s
 PACED_BUG = "keepalived#1760: vrrp_garp_interval > 0 sends 2 GARPs per burst, not repeat"
 
 
-def _case_id(case: tuple[Vrrp, str]) -> str:
-    vrrp, fault = case
-    return f"{vrrp.label}-{fault}"
+def _case_id(case: tuple[Vrrp, str, Family]) -> str:
+    vrrp, fault, family = case
+    return f"{vrrp.label}-{fault}" + ("" if family is IPV4 else f"-{family.name}")
+
+
+class Pairs:
+    """One keepalived pair at a time, in the address family a case asks for."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.current: HaPair | None = None
+
+    def get(self, family: Family) -> HaPair:
+        if self.current is not None and self.current.spec.service.family is not family:
+            self.close()
+        if self.current is None:
+            if family not in self.cluster.base_spec.families:
+                pytest.skip(f"topology {self.cluster.base_spec.name!r} has no {family.title} "
+                            "addresses")  # fmt: skip
+            # VRRP does not look at the forwarding mode
+            pair = HaPair(self.cluster, vrrp=V2, family=family)
+            pair.__enter__()
+            self.current = pair
+        return self.current
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.__exit__(None, None, None)
+            self.current = None
 
 
 @pytest.fixture(scope="module")
-def ha(cluster: Cluster) -> Iterator[HaPair]:
+def pairs(cluster: Cluster) -> Iterator[Pairs]:
     skip_unless_topology(cluster, directors=2)
-    with HaPair(cluster, vrrp=V2) as pair:  # VRRP does not look at the forwarding mode
-        yield pair
+    made = Pairs(cluster)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="module")
+def ha(pairs: Pairs) -> HaPair:
+    return pairs.get(IPV4)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=_case_id)
-def failover(request: pytest.FixtureRequest, ha: HaPair) -> Failover:
-    vrrp, fault = request.param
+def failover(request: pytest.FixtureRequest, pairs: Pairs) -> Failover:
+    vrrp, fault, family = request.param
+    ha = pairs.get(family)
     ha.reconfigure(vrrp)
     return observe_failover(ha, fault)
 
@@ -73,9 +120,9 @@ def test_service_restored_through_backup(failover: Failover) -> None:
 
 
 def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
-    """At takeover the new master sends garp_master_repeat gratuitous ARPs for the VIP,
-    vrrp_garp_interval apart, and the same again garp_master_delay later
-    (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
+    """At takeover the new master sends garp_master_repeat gratuitous ARPs (for an IPv6
+    VIP unsolicited NAs) for the VIP, vrrp_garp_interval apart, and the same again
+    garp_master_delay later (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
     if failover.garp.interval > 0 and _merged_bursts(failover):
         pytest.xfail(PACED_BUG)
     promise.garp_as_promised(failover)

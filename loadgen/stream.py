@@ -89,7 +89,11 @@ async def _main(args: argparse.Namespace) -> None:
         (args.hold_port, _handler("hold", 0, 0)),
         (args.agent_port, _agent),
     ):
-        sock = socket.create_server(("0.0.0.0", port), backlog=4096, reuse_port=True)
+        # one socket for both families where the host has IPv6 (IPv4 as mapped addresses)
+        both = socket.has_dualstack_ipv6()
+        sock = socket.create_server(("::" if both else "0.0.0.0", port), backlog=4096,
+                                    reuse_port=True, family=socket.AF_INET6 if both
+                                    else socket.AF_INET, dualstack_ipv6=both)  # fmt: skip
         servers.append(await asyncio.start_server(handler, sock=sock))
     mark_ready(args.ready_file)
     await asyncio.gather(*(s.serve_forever() for s in servers))

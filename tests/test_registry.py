@@ -354,3 +354,15 @@ def test_local_ipv6_addresses_are_read_from_proc() -> None:
     import os
 
     assert "::1" in FAMILIES["ipv6"].local_addresses(os.getpid())
+
+
+def test_announcements_of_an_address() -> None:
+    v4, v6 = FAMILIES["ipv4"], FAMILIES["ipv6"]
+    garp = Ether() / ARP(op=1, psrc="203.0.113.100", pdst="203.0.113.100")
+    assert v4.announces(garp, "203.0.113.100")
+    assert not v4.announces(Ether() / ARP(op=1, psrc="203.0.113.3", pdst="203.0.113.100"),
+                            "203.0.113.100")  # fmt: skip
+    na = Ether() / IPv6(dst="ff02::1") / ICMPv6ND_NA(tgt="2001:db8:203:113::100", S=0, O=1)
+    assert v6.announces(na, "2001:db8:203:113::100")
+    solicited = Ether() / IPv6() / ICMPv6ND_NA(tgt="2001:db8:203:113::100", S=1)
+    assert not v6.announces(solicited, "2001:db8:203:113::100")

@@ -22,6 +22,7 @@ from dataclasses import replace
 from ..cluster import Cluster
 from ..ipvs import Conn, read_connections
 from ..load import HOLD_PORT, STREAM_PORT, ensure_stream_servers
+from ..registry import Family
 from ..topology import ClusterSpec, Service
 from ..util import Scoped, TestbedError
 from ._keepalived import Keepalived, Vrrp, render
@@ -60,12 +61,14 @@ class DirectorPair(Scoped):
     decision_resolution: float = 0.0
     scripts_bound: float = 0.0
 
-    def __init__(self, cluster: Cluster, *, mode: str) -> None:
+    def __init__(self, cluster: Cluster, *, mode: str, family: Family | None = None) -> None:
         if reason := cluster.base_spec.needs(directors=2):
             raise TestbedError(reason)
         self.cluster = cluster
         self.mode = mode
-        self.spec: ClusterSpec = cluster.base_spec.with_service(mode=mode, scheduler="rr")
+        # the cluster in the pair's address family (default: the topology's own)
+        base = cluster.base_spec.in_family(family) if family else cluster.base_spec
+        self.spec: ClusterSpec = base.with_service(mode=mode, scheduler="rr")
         # the preferred director and its backup: the topology's first two
         self.names = tuple(d.name for d in self.spec.directors[:2])
         self._cut: set[str] = set()  # bridge ports set down by a "cut" fault
@@ -159,10 +162,11 @@ class HaPair(DirectorPair):
         vrrp: Vrrp | None = None,
         mode: str = "dr",
         sync: str = "off",
+        family: Family | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise TestbedError(f"unknown sync mode {sync!r} (choose from {', '.join(SYNC_MODES)})")
-        super().__init__(cluster, mode=mode)
+        super().__init__(cluster, mode=mode, family=family)
         self.vrrp = replace(vrrp or Vrrp(), sync_daemon=sync == "keepalived")
         self.sync = sync
         base = self.spec.service

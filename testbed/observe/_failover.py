@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.inet import TCP
+from scapy.layers.l2 import Ether
 
 from ..ha import DirectorPair, GarpExpectation, TakeoverWindow
 from ..net import Frame, Probe, Prober
@@ -183,11 +183,11 @@ class Failover:
         )
 
 
-def _syn_times(frames: list[Frame], vip: str) -> list[tuple[float, int]]:
+def _syn_times(frames: list[Frame], vip: str, net: type) -> list[tuple[float, int]]:
     out = []
     for f in frames:
         pkt = f.packet
-        if f.direction == "in" and TCP in pkt and pkt[TCP].flags == "S" and pkt[IP].dst == vip:
+        if f.direction == "in" and TCP in pkt and pkt[TCP].flags == "S" and pkt[net].dst == vip:
             out.append((f.time, int(pkt[TCP].sport)))
     return out
 
@@ -210,7 +210,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     """Fail the preferred director, observe the takeover, then bring it back."""
     c, (d1, d2) = pair.cluster, pair.names
     client = c.spec.clients[0].name
-    vip = str(c.spec.service.vip)
+    vip, family = str(c.spec.service.vip), c.spec.service.family
     macs = {d: c.mac(f"{d}-eth0") for d in (d1, d2)}
     garp = pair.garp
     with (
@@ -224,8 +224,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
             return [
                 f.time
                 for f in cap.frames(f"{client}-eth0")
-                if ARP in f.packet
-                and f.packet[ARP].psrc == vip == f.packet[ARP].pdst
+                if family.announces(f.packet, vip)
                 and f.packet[Ether].src == macs[d2]
                 and f.time >= fault_at
             ]
@@ -247,8 +246,10 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
     takeover_at = min([*garp_times[:1], reported_at])
     senders = {mac: d for d, mac in macs.items()}
     adverts = _adverts(cap.frames(f"{client}-eth0"), senders, since=fault_at - 1)
-    via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip)
-    via_master = [t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip) if t >= fault_at - 1]
+    via_backup = _syn_times(cap.frames(f"{d2}-eth0"), vip, family.layer)
+    via_master = [
+        t for t, _ in _syn_times(cap.frames(f"{d1}-eth0"), vip, family.layer) if t >= fault_at - 1
+    ]
     first = prober.first_success_after(fault_at, sports={s for _, s in via_backup})
     recover_at = pair.recover(fault)
     failback_at = pair.wait_failback(recover_at)

@@ -61,6 +61,10 @@ class Family:
     # does a host answer for an address it holds on another interface? (the "weak
     # host" of ARP with arp_ignore=0)
     claims_for_other_interfaces: bool
+    # is this frame an unasked announcement of that address (a new holder telling the
+    # segment: gratuitous ARP, unsolicited NA)?
+    announces: Callable[[Packet, str], bool]
+    announcement: str  # its name, for messages
     # commands that keep a real server holding the VIP from claiming it on its
     # segment (the "ARP problem"), and the commands that undo them
     hide_vip: Callable[[str], list[str]]
@@ -203,6 +207,9 @@ IPV4 = FAMILIES.register(
         # arp_ignore=0 (the default): "reply for any local target IP address,
         # configured on any interface" (ip-sysctl.rst)
         claims_for_other_interfaces=True,
+        # RFC 5227 / RFC 5798 8.1.2: sender and target both the address
+        announces=lambda pkt, addr: ARP in pkt and pkt[ARP].psrc == addr == pkt[ARP].pdst,
+        announcement="gratuitous ARP",
         hide_vip=lambda dev: _arp(dev, 1, 2),
         claim_defaults=lambda dev: _arp(dev, 0, 0),
         # arp_ignore=0: answer for any local address, the VIP on lo included
@@ -241,6 +248,11 @@ IPV6 = FAMILIES.register(
         solicitation=_neighbour_solicitation,
         claims=lambda pkt, addr: ICMPv6ND_NA in pkt and pkt[ICMPv6ND_NA].tgt == addr,
         claims_for_other_interfaces=False,
+        # RFC 4861 7.2.6 / RFC 5798 8.2.2: an advertisement nobody solicited
+        announces=lambda pkt, addr: (
+            ICMPv6ND_NA in pkt and pkt[ICMPv6ND_NA].tgt == addr and not pkt[ICMPv6ND_NA].S
+        ),
+        announcement="unsolicited NA",
         # Linux answers a neighbour solicitation only for an address on the
         # interface it arrived on (ndisc.c ndisc_recv_ns, ipv6_get_ifaddr with
         # the receiving device): a VIP on lo is never claimed on the segment,
