@@ -45,6 +45,7 @@ from ._records import (
 )
 from ._scale import active_per_server, hold_through_vip
 from ._sync import SyncRun, longest_silence, run_sync, throughput_timeline
+from ._sync_entries import SyncEntryRecord, sync_daemons, synced_entry
 from ._udp import (
     UDP_TIMEOUT,
     OnePacketRecord,
@@ -76,6 +77,7 @@ __all__ = [
     "OnePacketRecord",
     "ScaleRecord",
     "SchedulerRecord",
+    "SyncEntryRecord",
     "SyncRun",
     "ThresholdRecord",
     "TraceHop",
@@ -106,6 +108,8 @@ __all__ = [
     "served_by",
     "site_of",
     "spread_over",
+    "sync_daemons",
+    "synced_entry",
     "throughput_timeline",
     "time_until",
     "to_json",

@@ -22,6 +22,7 @@ from ..observe import (
     OnePacketRecord,
     ScaleRecord,
     SchedulerRecord,
+    SyncEntryRecord,
     SyncRun,
     ThresholdRecord,
     UdpEntryRecord,
@@ -206,6 +207,19 @@ def _record_tables(records: list[Any]) -> str:
                     ("answers came from", lambda r: sorted(set(r.answer_sources))),
                     ("entries", lambda r: r.entries_seen),
                     ("conns counted", lambda r: r.conns_counted),
+                ],
+            ),
+            table(
+                "Sync daemon: entries of every protocol and family",
+                "One flow per protocol and family through the sync master; its entry there "
+                "and on the backup, and how long after the flow the backup had it.",
+                of_kind(records, SyncEntryRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("answered by", lambda r: r.answered_by),
+                    ("master's entry", lambda r: r.master),
+                    ("backup's entry", lambda r: r.backup or "none"),
+                    ("after s", lambda r: r.seconds),
                 ],
             ),
             table(
