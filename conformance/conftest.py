@@ -139,6 +139,12 @@ def skip_unless_available(
         pytest.skip(reason)
 
 
+def skip_unless_family(cluster: Cluster, family: Family) -> None:
+    """Skip in one line if the topology has no addresses of the family."""
+    if reason := cluster.base_spec.lacks(family):
+        pytest.skip(reason)
+
+
 def skip_unless_topology(cluster: Cluster, **counts: int) -> None:
     """Skip in one line if the topology has fewer hosts than the test needs."""
     if reason := cluster.base_spec.needs(**counts):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from conformance import failover_promises as promise
-from conformance.conftest import skip_unless_topology
+from conformance.conftest import skip_unless_family, skip_unless_topology
 from testbed import Cluster
 from testbed.ha import FAULTS, HaPair, Vrrp, master_down_interval
 from testbed.observe import Failover, observe_failover
@@ -61,9 +61,7 @@ class Pairs:
         if self.current is not None and self.current.spec.service.family is not family:
             self.close()
         if self.current is None:
-            if family not in self.cluster.base_spec.families:
-                pytest.skip(f"topology {self.cluster.base_spec.name!r} has no {family.title} "
-                            "addresses")  # fmt: skip
+            skip_unless_family(self.cluster, family)
             # VRRP does not look at the forwarding mode
             pair = HaPair(self.cluster, vrrp=V2, family=family)
             pair.__enter__()

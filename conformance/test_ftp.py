@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from conformance.conftest import skip_unless_family
 from testbed import Cluster
 from testbed.kernel import missing_module
 from testbed.load import FTP_PORT, FtpServers
@@ -40,8 +41,7 @@ def ftp(cluster: Cluster) -> Iterator[FtpServers]:
 @pytest.fixture(scope="module", params=CASES, ids=[f"{w.name}-{f.name}" for w, f in CASES])
 def download(request: pytest.FixtureRequest, cluster: Cluster, ftp: FtpServers) -> FtpRecord:
     way, family = request.param
-    if family not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no {family.title} addresses")
+    skip_unless_family(cluster, family)
     spec = cluster.base_spec.in_family(family).with_service(
         mode=NAT.name, protocol="tcp", scheduler="rr", port=FTP_PORT, nat_port=None
     )

@@ -28,6 +28,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.packet import Packet, Raw
 
+from conformance.conftest import skip_unless_family
 from loadgen.wire import REQUEST
 from testbed import Cluster
 from testbed.observe import Injection, inject
@@ -72,15 +73,24 @@ def _flush_path_mtu(cluster: Cluster) -> None:
 # -- path MTU through the tunnel ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pmtu_disc_on(cluster: Cluster) -> Iterator[Injection]:
-    """IPv4 TUN, pmtu_disc=1 (the default): a DF datagram of the link's MTU."""
+def _df_datagram_through_the_tunnel(cluster: Cluster, pmtu_disc: int) -> Iterator[Injection]:
+    """IPv4 TUN with net.ipv4.vs.pmtu_disc set: a DF datagram of the link's MTU, which
+    fits the link but not the tunnel. The sysctl and the client's path MTU are put back."""
     spec = _spec(cluster, FAMILIES["ipv4"], TUN)
     cluster.configure(spec)
     d = spec.active.name
-    cluster.run(d, "sysctl -qw net.ipv4.vs.pmtu_disc=1")
-    yield inject(cluster, [_request(spec, PMTU_PORT, MTU, flags="DF")], key="pmtu-ipv4-disc1")
-    _flush_path_mtu(cluster)
+    cluster.run(d, f"sysctl -qw net.ipv4.vs.pmtu_disc={pmtu_disc}")
+    try:
+        sent = _request(spec, PMTU_PORT + pmtu_disc, MTU, flags="DF")
+        yield inject(cluster, [sent], key=f"pmtu-ipv4-disc{pmtu_disc}")
+    finally:
+        cluster.run(d, "sysctl -qw net.ipv4.vs.pmtu_disc=1")  # the default
+        _flush_path_mtu(cluster)
+
+
+@pytest.fixture(scope="module")
+def pmtu_disc_on(cluster: Cluster) -> Iterator[Injection]:
+    yield from _df_datagram_through_the_tunnel(cluster, 1)
 
 
 def test_df_datagram_too_big_for_the_tunnel_gets_fragmentation_needed(
@@ -109,16 +119,7 @@ def test_df_datagram_too_big_for_the_tunnel_gets_fragmentation_needed(
 
 @pytest.fixture(scope="module")
 def pmtu_disc_off(cluster: Cluster) -> Iterator[Injection]:
-    """IPv4 TUN with pmtu_disc=0: the same DF datagram."""
-    spec = _spec(cluster, FAMILIES["ipv4"], TUN)
-    cluster.configure(spec)
-    d = spec.active.name
-    cluster.run(d, "sysctl -qw net.ipv4.vs.pmtu_disc=0")
-    try:
-        yield inject(cluster, [_request(spec, PMTU_PORT + 1, MTU, flags="DF")],
-                     key="pmtu-ipv4-disc0")  # fmt: skip
-    finally:
-        cluster.run(d, "sysctl -qw net.ipv4.vs.pmtu_disc=1")
+    yield from _df_datagram_through_the_tunnel(cluster, 0)
 
 
 def test_with_pmtu_disc_off_the_tunnel_fragments_instead(
@@ -145,8 +146,7 @@ def test_with_pmtu_disc_off_the_tunnel_fragments_instead(
 
 @pytest.fixture(scope="module")
 def too_big_v6(cluster: Cluster) -> Iterator[Injection]:
-    if FAMILIES["ipv6"] not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no IPv6 addresses")
+    skip_unless_family(cluster, FAMILIES["ipv6"])
     spec = _spec(cluster, FAMILIES["ipv6"], TUN)
     cluster.configure(spec)
     yield inject(cluster, [_request(spec, PMTU_PORT, MTU)], key="pmtu-ipv6")
@@ -265,8 +265,7 @@ def test_a_real_servers_icmp_error_comes_back_from_the_vip(
 def fragmented(request: pytest.FixtureRequest, cluster: Cluster) -> Injection:
     """A 3,000-byte request to the VIP in NAT, sent as fragments of at most 1,000."""
     family: Family = request.param
-    if family not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no {family.title} addresses")
+    skip_unless_family(cluster, family)
     spec = _spec(cluster, family, NAT)
     cluster.configure(spec)
     whole = _request(spec, FRAG_PORT, 3000)

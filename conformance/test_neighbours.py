@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.conftest import skip_unless_available
+from conformance.conftest import skip_unless_available, skip_unless_family
 from testbed import Cluster
 from testbed.net import Frame, send_frames
 from testbed.registry import Family, Mode
@@ -51,8 +51,7 @@ def vip_on_real_servers(mode: Mode, family: Family, cluster: Cluster) -> Iterato
             f"{mode.title}: real servers do not hold the VIP, so there is no "
             f"{family.neighbour_protocol} problem"
         )
-    if family not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no {family.title} addresses")
+    skip_unless_family(cluster, family)
     skip_unless_available(cluster, needed_by=f"{mode.title} {family.title}", family=family,
                           mode=mode.name)  # fmt: skip
     base = cluster.base_spec.in_family(family)

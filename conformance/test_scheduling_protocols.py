@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.conftest import skip_unless_available
+from conformance.conftest import skip_unless_available, skip_unless_family
 from conformance.test_schedulers import check, hashed_flows, model_for, need
 from testbed import Cluster
 from testbed.observe import Harness
@@ -51,9 +51,7 @@ def harnesses(cluster: Cluster) -> Iterator[dict[tuple[str, str], Harness]]:
 def case(request: pytest.FixtureRequest, cluster: Cluster,
          harnesses: dict[tuple[str, str], Harness]) -> tuple[str, Harness]:  # fmt: skip
     scheduler, protocol, family = request.param
-    if FAMILIES[family] not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no {FAMILIES[family].title} "
-                    "addresses")  # fmt: skip
+    skip_unless_family(cluster, FAMILIES[family])
     need(scheduler)
     skip_unless_available(cluster, needed_by=f"{scheduler} over {protocol}/{family}",
                           family=FAMILIES[family], mode=NAT.name, protocol=protocol)  # fmt: skip

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.conftest import skip_unless_available, skip_unless_topology
+from conformance.conftest import skip_unless_available, skip_unless_family, skip_unless_topology
 from testbed import Cluster
 from testbed.observe import SyncEntryRecord, sync_daemons, synced_entry
 from testbed.registry import FAMILIES, MODES, PROTOCOLS
@@ -37,8 +37,7 @@ def daemons(cluster: Cluster) -> Iterator[None]:
 @pytest.fixture(scope="module", params=CASES, ids=[f"{p.name}-{f.name}" for p, f in CASES])
 def entry(request: pytest.FixtureRequest, cluster: Cluster, daemons: None) -> SyncEntryRecord:
     protocol, family = request.param
-    if family not in cluster.base_spec.families:
-        pytest.skip(f"topology {cluster.base_spec.name!r} has no {family.title} addresses")
+    skip_unless_family(cluster, family)
     skip_unless_available(cluster, needed_by=f"{protocol.name} over {family.name}",
                           family=family, mode=MODE.name, protocol=protocol.name)  # fmt: skip
     return synced_entry(cluster, MODE, protocol, family, index=CASES.index(request.param))

@@ -26,9 +26,7 @@ ROUNDS = 2  # requests per real server in an exchange
 
 def unservable(spec: ClusterSpec, shape: Combination) -> str | None:
     """Why a topology cannot carry a service of this shape, or None."""
-    if shape.family not in spec.families:
-        return f"topology {spec.name!r} has no {shape.family.title} addresses"
-    return None
+    return spec.lacks(shape.family)
 
 
 def outer_sources(cluster: Cluster) -> dict[str, str]:

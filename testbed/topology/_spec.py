@@ -292,12 +292,18 @@ class ClusterSpec:
         """This cluster once per address family, each with that family's addresses."""
         return self._views
 
+    def lacks(self, family: Family) -> str | None:
+        """Why this topology cannot carry ``family`` (one line), or None."""
+        if family in self.families:
+            return None
+        return f"topology {self.name!r} has no {family.title} addresses"
+
     def in_family(self, family: Family) -> ClusterSpec:
         """This cluster seen in one family: every address, the VIP and DIP in it."""
         for view in self._views:
             if view.service.family is family:
                 return view
-        raise TestbedError(f"topology {self.name!r} has no {family.title} addresses")
+        raise TestbedError(str(self.lacks(family)))
 
     def _check_placement(self) -> None:
         names: set[str] = set()
