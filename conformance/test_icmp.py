@@ -31,14 +31,13 @@ from scapy.packet import Packet, Raw
 from conformance.conftest import skip_unless_family
 from loadgen.wire import REQUEST
 from testbed import Cluster
-from testbed.observe import Injection, inject
+from testbed.observe import Injection, fresh_client_port, inject
 from testbed.registry import FAMILIES, MODES, PROTOCOLS, Family, Mode
 from testbed.topology import ClusterSpec
 
 UDP_ = PROTOCOLS["udp"]
 TUN = next(m for m in MODES.values() if m.encapsulates)
 NAT = next(m for m in MODES.values() if m.rewrites_destination)
-PMTU_PORT, ICMP_PORT, FRAG_PORT = 42001, 42002, 42003  # client ports of the cases
 CLOSED_PORT = 9  # a port no real server listens on (discard)
 MTU = 1500  # every link of the testbed
 
@@ -81,7 +80,7 @@ def _df_datagram_through_the_tunnel(cluster: Cluster, pmtu_disc: int) -> Iterato
     d = spec.active.name
     cluster.run(d, f"sysctl -qw net.ipv4.vs.pmtu_disc={pmtu_disc}")
     try:
-        sent = _request(spec, PMTU_PORT + pmtu_disc, MTU, flags="DF")
+        sent = _request(spec, fresh_client_port(cluster), MTU, flags="DF")
         yield inject(cluster, [sent], key=f"pmtu-ipv4-disc{pmtu_disc}")
     finally:
         cluster.run(d, "sysctl -qw net.ipv4.vs.pmtu_disc=1")  # the default
@@ -112,7 +111,8 @@ def test_df_datagram_too_big_for_the_tunnel_gets_fragmentation_needed(
     assert (err[ICMP].type, err[ICMP].code) == (3, 4), f"expected type 3 code 4: {err.summary()}"
     assert err[ICMP].nexthopmtu == MTU - 20, f"MTU {err[ICMP].nexthopmtu}, expected {MTU - 20}"
     assert err[IP].src == str(spec.service.vip), f"the error came from {err[IP].src}"
-    assert err[IPerror].dst == str(spec.service.vip) and err[UDPerror].sport == PMTU_PORT
+    sport = pmtu_disc_on.sent[0][UDP].sport
+    assert err[IPerror].dst == str(spec.service.vip) and err[UDPerror].sport == sport
     forwarded = [f for f in pmtu_disc_on.at(f"{d}-eth1", "out") if UDP_.is_opening(f.packet)]
     assert not forwarded, f"forwarded anyway: {[f.summary() for f in forwarded]}"
 
@@ -149,7 +149,8 @@ def too_big_v6(cluster: Cluster) -> Iterator[Injection]:
     skip_unless_family(cluster, FAMILIES["ipv6"])
     spec = _spec(cluster, FAMILIES["ipv6"], TUN)
     cluster.configure(spec)
-    yield inject(cluster, [_request(spec, PMTU_PORT, MTU)], key="pmtu-ipv6")
+    sent = _request(spec, fresh_client_port(cluster), MTU)
+    yield inject(cluster, [sent], key="pmtu-ipv6")
     _flush_path_mtu(cluster)
 
 
@@ -180,16 +181,16 @@ def test_ipv6_datagram_too_big_for_the_tunnel_gets_packet_too_big(
 
 @pytest.fixture(scope="module")
 def client_error(mode: Mode, cluster: Cluster) -> tuple[Injection, str]:
-    """A UDP flow from the client's ICMP_PORT, then the client's "port unreachable"
+    """A UDP flow from a fresh client port, then the client's "port unreachable"
     about the answer (as if its port had closed meanwhile); the flow's real server."""
     spec = _spec(cluster, FAMILIES["ipv4"], mode)
     cluster.configure(spec)
-    client = spec.clients[0]
-    ask = UDP_.client(spec.service.endpoint, 1) + f" --sport {ICMP_PORT}"
+    client, port = spec.clients[0], fresh_client_port(cluster)
+    ask = UDP_.client(spec.service.endpoint, 1) + f" --sport {port}"
     [server] = [line.strip() for line in cluster.run(client.name, ask).splitlines()][:1]
     assert server, "the flow's datagram got no answer"
     s = spec.service
-    quoted = IP(src=str(s.vip), dst=str(client.ip)) / UDP(sport=s.port, dport=ICMP_PORT)
+    quoted = IP(src=str(s.vip), dst=str(client.ip)) / UDP(sport=s.port, dport=port)
     error = IP(src=str(client.ip), dst=str(s.vip)) / ICMP(type=3, code=3) / quoted
     return inject(cluster, [error], key=f"icmp-from-client-{mode.name}"), server
 
@@ -227,7 +228,8 @@ def closed_port(mode: Mode, cluster: Cluster) -> Injection:
     """A datagram to a service whose real servers do not listen on its port."""
     spec = _spec(cluster, FAMILIES["ipv4"], mode, port=CLOSED_PORT, nat_port=None)
     cluster.configure(spec)
-    return inject(cluster, [_request(spec, ICMP_PORT + 1, 100)], key=f"closed-port-{mode.name}")
+    sent = _request(spec, fresh_client_port(cluster), 100)
+    return inject(cluster, [sent], key=f"closed-port-{mode.name}")
 
 
 def test_a_real_servers_icmp_error_comes_back_from_the_vip(
@@ -268,7 +270,7 @@ def fragmented(request: pytest.FixtureRequest, cluster: Cluster) -> Injection:
     skip_unless_family(cluster, family)
     spec = _spec(cluster, family, NAT)
     cluster.configure(spec)
-    whole = _request(spec, FRAG_PORT, 3000)
+    whole = _request(spec, fresh_client_port(cluster), 3000)
     if family.version == 4:
         pieces = fragment(whole, fragsize=1000)
     else:

@@ -40,7 +40,7 @@ def entry(request: pytest.FixtureRequest, cluster: Cluster, daemons: None) -> Sy
     skip_unless_family(cluster, family)
     skip_unless_available(cluster, needed_by=f"{protocol.name} over {family.name}",
                           family=family, mode=MODE.name, protocol=protocol.name)  # fmt: skip
-    return synced_entry(cluster, MODE, protocol, family, index=CASES.index(request.param))
+    return synced_entry(cluster, MODE, protocol, family)
 
 
 def test_the_backup_gets_the_flows_entry(entry: SyncEntryRecord) -> None:

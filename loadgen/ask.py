@@ -13,7 +13,8 @@ request afresh. Requests go one after another, in order.
 ``--sport P`` sends from a chosen source port (one request at a time, so a
 later run can reuse the port: a UDP "connection" of the director's table).
 ``--one-socket`` (UDP) sends every request from one socket and port, each
-datagram after the previous one's answer or time-out.
+datagram after the previous one's answer or time-out. ``--interval S``
+waits S seconds between requests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import ipaddress
 import socket
 import sys
+import time
 
 from loadgen.wire import MAX_ANSWER, REQUEST, name_in
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-socket", action="store_true", help="UDP: every request from one socket and port"
     )
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between requests")
     args = parser.parse_args(argv)
     try:
         endpoint = parse_endpoint(args.endpoint)
@@ -109,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--one-socket is for UDP (a stream's requests share its connection)")
         with _socket("udp", endpoint, args.source, args.sport, args.timeout) as sock:
             sock.connect(endpoint)
-            for _ in range(args.count):
+            for i in range(args.count):
+                time.sleep(args.interval if i else 0)
                 print(_exchange(sock), flush=True)
         return 0
-    for _ in range(args.count):
+    for i in range(args.count):
+        time.sleep(args.interval if i else 0)
         print(ask(args.protocol, endpoint, source=args.source, sport=args.sport,
                   timeout=args.timeout), flush=True)  # fmt: skip
     return 0

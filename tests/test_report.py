@@ -69,7 +69,7 @@ RECORDS = [
                 ramped={"held": 20000, "failed": 0, "connect_ms": {"p99": 310}},
                 result={"resets": 0}),
     UdpEntryRecord(key="udp-nat", timeout_set=4, timeout_read=4, ring=["r3", "r2", "r1"],
-                   first="r3", state="UDP", expires_first=4, renewed="r3", expires_renewed=4,
+                   first="r3", state="UDP", spacing_s=3.0, renewed="r3", expires_renewed=6,
                    gone_after_s=4.4, after="r2"),
     FtpRecord(key="pasv-ipv4", command="PASV", active=False, banner_server="r2", data_server="r2",
               data_peer="203.0.113.100:30001", director_entries=["... -> 198.51.100.12:21"],

@@ -23,6 +23,7 @@ from ._failover import Advert, Failover, observe_failover
 from ._ftp import FTP_WAYS, FtpRecord, FtpWay, ftp_download
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
+from ._ports import fresh_client_port
 from ._records import (
     RECORD_KINDS,
     FailoverRecord,
@@ -85,6 +86,7 @@ __all__ = [
     "active_per_server",
     "capture_points",
     "compare",
+    "fresh_client_port",
     "from_json",
     "ftp_download",
     "hold_through_vip",

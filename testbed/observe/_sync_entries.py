@@ -22,11 +22,11 @@ from ..cluster import Cluster
 from ..ipvs import Conn, read_connections
 from ..registry import Family, Mode, Protocol
 from ..util import wait_until
+from ._ports import fresh_client_port
 from ._records import record, record_kind
 
 SYNC_ID = 9
 SYNC_WAIT_S = 15.0  # sync messages leave every second or so; emulation adds some
-FLOW_PORT = 43000  # client ports of the flows, one per case
 
 
 @record_kind("sync-entry")
@@ -63,8 +63,9 @@ def sync_daemons(cluster: Cluster) -> Iterator[tuple[str, str]]:
         cluster.ipvs_of(backup).flush()
 
 
-def synced_entry(cluster: Cluster, mode: Mode, protocol: Protocol, family: Family, *,
-                 index: int) -> SyncEntryRecord:  # fmt: skip
+def synced_entry(
+    cluster: Cluster, mode: Mode, protocol: Protocol, family: Family
+) -> SyncEntryRecord:
     """One flow of ``protocol`` over ``family`` through the master; its entry on both
     directors. The sync daemons must be running (``sync_daemons``)."""
     master, backup = (d.name for d in cluster.base_spec.directors[:2])
@@ -73,7 +74,7 @@ def synced_entry(cluster: Cluster, mode: Mode, protocol: Protocol, family: Famil
     )
     cluster.configure(spec)
     cluster.ipvs_of(backup).apply(spec.service, spec.real_servers)
-    client, sport = spec.clients[0], FLOW_PORT + index
+    client, sport = spec.clients[0], fresh_client_port(cluster)
     # UDP: three datagrams from one port (the sync threshold); TCP, SCTP: one whole flow
     count, more = (3, ["--one-socket"]) if protocol.datagrams else (1, [])
     command = shlex.join([sys.executable, "-m", "loadgen.ask", "--protocol", protocol.name,

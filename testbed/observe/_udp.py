@@ -19,11 +19,10 @@ from ..ipvs import TIMEOUTS_COMMAND, Timeouts, parse_timeouts, read_connections
 from ..registry import PROTOCOLS, Mode
 from ..topology import ClusterSpec
 from ..util import wait_until
+from ._ports import fresh_client_port
 from ._records import record, record_kind
 
-UDP_TIMEOUT = 4  # s: the udp timeout the experiment sets (the kernel's default is 300)
-ENTRY_PORT = 41000  # the client port whose entry is followed
-OPS_PORT = 41500  # the client port of the one-packet run
+UDP_TIMEOUT = 6  # s: the udp timeout the experiment sets (the kernel's default is 300)
 
 
 def _udp_spec(cluster: Cluster, mode: Mode, **service: object) -> ClusterSpec:
@@ -56,9 +55,9 @@ class UdpEntryRecord:
     ring: list[str]  # rr's order (the kernel's list)
     first: str  # the real server that answered the first datagram
     state: str  # the entry's state in /proc/net/ip_vs_conn
-    expires_first: int  # its timer right after the first datagram, in s
-    renewed: str  # who answered a second datagram half a timeout later
-    expires_renewed: int  # the timer right after it
+    spacing_s: float | None  # between the two datagrams at the director
+    renewed: str  # who answered the second datagram, half a timeout later
+    expires_renewed: int  # the entry's timer right after it, in s
     gone_after_s: float | None  # from the last datagram until the entry left the table
     after: str  # who answered the same port once the entry had gone
 
@@ -71,29 +70,34 @@ def _entry(cluster: Cluster, client: tuple[str, int]) -> tuple[str, int] | None:
 def udp_entry_lifetime(
     cluster: Cluster, mode: Mode, *, timeout: int = UDP_TIMEOUT
 ) -> UdpEntryRecord:
-    """Set the udp timeout, then follow one client port's entry through a renewal to its
-    expiry and the port's next datagram. The timeouts are put back afterwards."""
+    """Set the udp timeout, then follow one client port's entry: a datagram, a second
+    one half a timeout later (from the same running client), the entry's expiry, and
+    the port's next datagram. The timeouts are put back afterwards."""
     cluster.configure(_udp_spec(cluster, mode))
     director = cluster.spec.active.name
-    client = (str(cluster.spec.clients[0].ip), ENTRY_PORT)
+    port = fresh_client_port(cluster)
+    client = (str(cluster.spec.clients[0].ip), port)
     saved = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
     try:
         cluster.run(director, Timeouts(tcp=0, tcpfin=0, udp=timeout).command())
         read = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
-        sport = ("--sport", str(ENTRY_PORT), "--timeout", "2")
-        [first] = _ask(cluster, *sport)
-        state, expires_first = _entry(cluster, client) or ("(none)", -1)
-        time.sleep(timeout / 2)
-        [renewed] = _ask(cluster, *sport)
+        source = ("--sport", str(port), "--timeout", "2")
+        with cluster.capture(f"{cluster.spec.active.name}-eth0") as cap:
+            # two datagrams from one socket, the second half a timeout after the first
+            first, renewed = _ask(cluster, *source, "--one-socket", "--interval",
+                                  str(timeout / 2), count=2)  # fmt: skip
         last = time.monotonic()
-        _, expires_renewed = _entry(cluster, client) or ("(none)", -1)
+        entry = _entry(cluster, client)
+        state, expires_renewed = entry or ("(none)", -1)
+        sent = [f.time for f in cap.frames() if f.direction == "in" and
+                PROTOCOLS["udp"].is_opening(f.packet)]  # fmt: skip
         gone_after = None
         while time.monotonic() - last < timeout + 15:
             if _entry(cluster, client) is None:
                 gone_after = time.monotonic() - last
                 break
             time.sleep(0.2)
-        [after] = _ask(cluster, *sport)
+        [after] = _ask(cluster, *source)
     finally:
         cluster.run(director, saved.command())
     return record(
@@ -104,7 +108,7 @@ def udp_entry_lifetime(
             ring=_ring(cluster),
             first=first,
             state=state,
-            expires_first=expires_first,
+            spacing_s=round(sent[1] - sent[0], 2) if len(sent) == 2 else None,
             renewed=renewed,
             expires_renewed=expires_renewed,
             gone_after_s=None if gone_after is None else round(gone_after, 2),
@@ -127,6 +131,7 @@ class OnePacketRecord:
     entries_seen: int  # entries of the client's port in the director's table
     conns_counted: int  # the service's connection counter
     vip: str = field(default="")
+    answers_via_director: bool = False  # the mode's answers pass the director
 
 
 def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> OnePacketRecord:
@@ -138,10 +143,11 @@ def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> 
     points = [f"{client.name}-eth0", *(f"{r.name}-eth0" for r in spec.real_servers)]
     udp = PROTOCOLS["udp"]
     with cluster.capture(*points) as cap:
-        answers = _ask(cluster, "--one-socket", "--sport", str(OPS_PORT), "--timeout", "1",
+        port = fresh_client_port(cluster)
+        answers = _ask(cluster, "--one-socket", "--sport", str(port), "--timeout", "1",
                        count=datagrams)  # fmt: skip
         entries = len(read_connections(cluster.pid(spec.active.name),
-                                       client=(str(client.ip), OPS_PORT)))  # fmt: skip
+                                       client=(str(client.ip), port)))  # fmt: skip
         time.sleep(0.5)
     frames = cap.frames()
     by_point = {f"{r.name}-eth0": r.name for r in spec.real_servers}
@@ -167,5 +173,6 @@ def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> 
             entries_seen=entries,
             conns_counted=cluster.service_state().stats.conns,
             vip=str(spec.service.vip),
+            answers_via_director=spec.service.forwarding.reply_via_director,
         )
     )

@@ -180,15 +180,16 @@ def _record_tables(records: list[Any]) -> str:
             ),
             table(
                 "UDP entries: created, renewed, expired",
-                "One client port's entry in the director's table: its state and timer after "
-                "the first datagram, after a second one half a timeout later, and how long "
-                "after the last datagram it left; who answered before and after.",
+                "One client port's entry in the director's table: its state, a second "
+                "datagram half a timeout after the first and the timer after it, how long "
+                "after the last datagram the entry left; who answered each time.",
                 of_kind(records, UdpEntryRecord),
                 [
                     ("mode", lambda r: r.key),
                     ("udp timeout set / read", lambda r: f"{r.timeout_set} / {r.timeout_read} s"),
-                    ("state, timer", lambda r: f"{r.state} {r.expires_first} s"),
-                    ("renewed timer", lambda r: f"{r.expires_renewed} s"),
+                    ("state", lambda r: r.state),
+                    ("second datagram after s", lambda r: r.spacing_s),
+                    ("timer after it", lambda r: f"{r.expires_renewed} s"),
                     ("gone after s", lambda r: r.gone_after_s),
                     ("first / renewed / after", lambda r: f"{r.first} / {r.renewed} / {r.after}"),
                     ("rr order", lambda r: r.ring),
