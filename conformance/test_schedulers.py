@@ -32,7 +32,7 @@ from testbed.observe import (
     record,
     spread_over,
 )
-from testbed.sched import MODELS, Flow, Model, disruption, slot_shares
+from testbed.sched import MODELS, Flow, Model, as_built, disruption, slot_shares
 
 FLOWS = 300  # per sequence check
 CLOSE_TIMEOUT_S = 11  # IPVS TCP CLOSE state lasts 10 s before the entry is unbound
@@ -56,17 +56,8 @@ def check(result: Comparison) -> None:
 
 
 def model_for(harness: Harness, scheduler: str, flags: tuple[str, ...] = ()) -> Model:
-    """The model in the state the kernel's is in after the service was built.
-
-    The service is created empty and the real servers are added one by one
-    (each add calls the scheduler's hook; wrr's ip_vs_wrr_dest_changed keeps
-    cw from the previous step), so the model replays the same adds.
-    """
-    dests = harness.dests()  # kernel list order: the last added first
-    model = MODELS[scheduler]([], flags=frozenset(flags))
-    for added in range(1, len(dests) + 1):
-        model.update(dests[-added:])
-    return model
+    """The model in the state the kernel's is in after the harness built the service."""
+    return as_built(scheduler, harness.dests(), flags)
 
 
 def hold_on(harness: Harness, loads: dict[str, int]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from testbed import Cluster
 from testbed.observe import OnePacketRecord, UdpEntryRecord, one_packet_schedule, udp_entry_lifetime
-from testbed.registry import Mode
+from testbed.registry import MODES, Mode
 
 # the timer is in jiffies and /proc shows whole seconds; the poll of the table
 # adds 0.2 s, the client's start-up under emulation a second or so
@@ -107,11 +107,23 @@ def test_one_packet_scheduling_schedules_every_datagram(one_packet: OnePacketRec
     (IP_VS_CONN_F_ONE_PACKET for UDP); ip_vs_conn.c (such an entry is never
     hashed and is freed once the packet is sent).
     """
-    r = one_packet
-    start = r.ring.index(r.schedule[0]) if r.schedule else 0
-    expected = [r.ring[(start + i) % len(r.ring)] for i in range(r.datagrams)]
-    assert r.schedule == expected, (
-        f"datagrams went to {r.schedule}; rr over {r.ring} gives {expected}"
+    _scheduled_per_datagram(one_packet)
+
+
+def test_one_packet_scheduling_follows_wrr(cluster: Cluster) -> None:
+    """The same with wrr: the datagrams of one socket follow the weighted interleaving
+    of the model (weights 4, 3, 2 over the real servers), datagram by datagram.
+
+    Source: ipvsadm(8) -o; ip_vs_wrr.c.
+    """
+    mode = next(m for m in MODES.values() if not m.reply_via_director)
+    _scheduled_per_datagram(one_packet_schedule(cluster, mode, scheduler="wrr",
+                                                weights=(4, 3, 2), datagrams=9))  # fmt: skip
+
+
+def _scheduled_per_datagram(r: OnePacketRecord) -> None:
+    assert r.schedule == r.expected, (
+        f"{r.key}: datagrams went to {r.schedule}; the model gives {r.expected}"
     )
     assert r.entries_seen == 0, f"{r.entries_seen} entries kept for the client's port"
     assert r.conns_counted == r.datagrams, (

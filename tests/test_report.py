@@ -78,7 +78,7 @@ RECORDS = [
                     backup="SCTP ... -> r1", seconds=1.2),
     InjectionRecord(key="pmtu-ipv4-disc1", sent=["IP / UDP 203.0.113.11:42001 > ..."],
                     seen=[TraceHop(point="c1-eth0", direction="in", packet="IP / ICMP")]),
-    OnePacketRecord(key="ops-dr", datagrams=3, ring=["r3", "r2", "r1"],
+    OnePacketRecord(key="ops-dr", datagrams=3, expected=["r3", "r2", "r1"],
                     schedule=["r3", "r2", "r1"], answers=["r3", "r2", "r1"],
                     answer_sources=["203.0.113.100:80"], entries_seen=0, conns_counted=3),
 ]  # fmt: skip

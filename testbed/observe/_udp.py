@@ -11,12 +11,15 @@ scheduled on its own (ip_vs_core.c ip_vs_schedule, ip_vs_conn.c).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..cluster import Cluster
 from ..ipvs import TIMEOUTS_COMMAND, Timeouts, parse_timeouts, read_connections
 from ..registry import PROTOCOLS, Mode
+from ..sched import Dest, Flow, as_built
 from ..topology import ClusterSpec
 from ..util import wait_until
 from ._ports import fresh_client_port
@@ -122,9 +125,9 @@ def udp_entry_lifetime(
 class OnePacketRecord:
     """Datagrams from one client socket to a one-packet-scheduled service."""
 
-    key: str  # the mode
+    key: str  # "<mode>-<scheduler>"
     datagrams: int
-    ring: list[str]  # rr's order (the kernel's list)
+    expected: list[str]  # the scheduler model's choice for each datagram, in order
     schedule: list[str]  # which real server received each datagram, in order
     answers: list[str]  # what the client's (connected) socket got per datagram
     answer_sources: list[str]  # "addr:port" of every answer that reached the client
@@ -134,16 +137,29 @@ class OnePacketRecord:
     answers_via_director: bool = False  # the mode's answers pass the director
 
 
-def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> OnePacketRecord:
-    """``datagrams`` requests from one UDP socket to a service with ``-o``, captured at
-    the real servers and the client; the director's table read right after."""
-    cluster.configure(_udp_spec(cluster, mode, one_packet=True))
+def one_packet_schedule(
+    cluster: Cluster,
+    mode: Mode,
+    *,
+    scheduler: str = "rr",
+    weights: Sequence[int] = (1,),
+    datagrams: int = 6,
+) -> OnePacketRecord:
+    """``datagrams`` requests from one UDP socket to a service with ``-o`` (and the
+    weights laid over the real servers), captured at the real servers and the client;
+    the director's table read right after; the scheduler model's prediction for the
+    same datagrams, one connection each."""
+    base = _udp_spec(cluster, mode, one_packet=True, scheduler=scheduler)
+    servers = [dataclasses.replace(r, weight=weights[i % len(weights)])
+               for i, r in enumerate(base.real_servers)]  # fmt: skip
+    cluster.configure(base.with_real_servers(*servers))
     spec = cluster.spec
     client = spec.clients[0]
     points = [f"{client.name}-eth0", *(f"{r.name}-eth0" for r in spec.real_servers)]
     udp = PROTOCOLS["udp"]
+    port = fresh_client_port(cluster)
+    kernel = cluster.service_state().dests  # the kernel's list order, before any datagram
     with cluster.capture(*points) as cap:
-        port = fresh_client_port(cluster)
         answers = _ask(cluster, "--one-socket", "--sport", str(port), "--timeout", "1",
                        count=datagrams)  # fmt: skip
         entries = len(read_connections(cluster.pid(spec.active.name),
@@ -162,17 +178,23 @@ def one_packet_schedule(cluster: Cluster, mode: Mode, *, datagrams: int = 6) -> 
     # the exported counters are refreshed by the estimator, seconds late since 6.2
     wait_until(lambda: cluster.service_state().stats.conns >= datagrams, timeout=30,
                interval=0.5)  # fmt: skip
+    names = {str(r.ip): r.name for r in spec.real_servers}
+    model = as_built(scheduler, [Dest(name=names[d.addr], addr=d.addr, port=d.port,
+                                      weight=d.weight) for d in kernel])  # fmt: skip
+    s = spec.service
+    flow = Flow(saddr=str(client.ip), sport=port, daddr=str(s.vip), dport=s.port)
+    expected = [str(getattr(model.schedule(flow), "name", None)) for _ in range(datagrams)]
     return record(
         OnePacketRecord(
-            key=mode.name,
+            key=f"{mode.name}-{scheduler}",
             datagrams=datagrams,
-            ring=_ring(cluster),
+            expected=expected,
             schedule=schedule,
             answers=answers,
             answer_sources=sources,
             entries_seen=entries,
             conns_counted=cluster.service_state().stats.conns,
-            vip=str(spec.service.vip),
-            answers_via_director=spec.service.forwarding.reply_via_director,
+            vip=str(s.vip),
+            answers_via_director=s.forwarding.reply_via_director,
         )
     )

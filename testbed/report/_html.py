@@ -197,13 +197,14 @@ def _record_tables(records: list[Any]) -> str:
             ),
             table(
                 "One-packet scheduling (UDP)",
-                "Datagrams from one client socket: which real server got each, what came "
-                "back and from where, entries kept by the director, connections counted.",
+                "Datagrams from one client socket: which real server got each (and the "
+                "scheduler model's choice), what came back and from where, entries kept by "
+                "the director, connections counted.",
                 of_kind(records, OnePacketRecord),
                 [
                     ("mode", lambda r: r.key),
                     ("schedule", lambda r: r.schedule),
-                    ("rr order", lambda r: r.ring),
+                    ("model", lambda r: r.expected),
                     ("answers", lambda r: [a or "none" for a in r.answers]),
                     ("answers came from", lambda r: sorted(set(r.answer_sources))),
                     ("entries", lambda r: r.entries_seen),
