@@ -29,8 +29,8 @@ UDP_TIMEOUT = 6  # s: the udp timeout the experiment sets (the kernel's default 
 
 
 def _udp_spec(cluster: Cluster, mode: Mode, **service: object) -> ClusterSpec:
-    return cluster.base_spec.with_service(mode=mode.name, protocol="udp", scheduler="rr",
-                                          **service)  # fmt: skip
+    return cluster.base_spec.with_service(**{"mode": mode.name, "protocol": "udp",
+                                             "scheduler": "rr", **service})  # fmt: skip
 
 
 def _ask(cluster: Cluster, *options: str, count: int = 1) -> list[str]:
