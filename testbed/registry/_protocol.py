@@ -54,6 +54,7 @@ class Protocol:
     # shell command: ``count`` requests to endpoint, one connection each, printing
     # the answering real server's name per line ("" for a failed one)
     client: Callable[[str, int], str]
+    client_port_option: str  # appended to a one-request client command: its source port
     modules: tuple[str, ...] = ()  # what clients and servers need to speak it
     datagrams: bool = False  # connectionless: a "connection" is a datagram's address and port
 
@@ -111,6 +112,7 @@ PROTOCOLS.register(
         is_answer=lambda pkt: TCP in pkt and pkt[TCP].flags == "SA",
         server_option="--port",
         client=_curl,
+        client_port_option="--local-port",
     )
 )
 
@@ -129,6 +131,7 @@ PROTOCOLS.register(
         is_answer=lambda pkt: _payload_starts(pkt, UDP, ANSWER_START),
         server_option="--udp",
         client=_ask("udp"),
+        client_port_option="--sport",
         datagrams=True,
     )
 )
@@ -149,6 +152,7 @@ PROTOCOLS.register(
         is_answer=lambda pkt: SCTPChunkInitAck in pkt,
         server_option="--sctp",
         client=_ask("sctp"),
+        client_port_option="--sport",
         modules=("sctp",),
     )
 )
