@@ -50,6 +50,9 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
         f"--junitxml={run_dir / 'junit.xml'}", "-o", "junit_family=xunit2",
         "-o", "console_output_style=classic",
         "--capture=tee-sys",  # progress (topology build, ...) shows live, and in reports
+        # a test still running after this long has every thread's stack printed, so
+        # a hang names where it is (it runs on: the run's own time limit ends it)
+        "-o", "faulthandler_timeout=900",
         f"--combinations={args.combinations}",
     ]  # fmt: skip
     for option in ("topology", "mode", "protocol", "family", "checksums"):
