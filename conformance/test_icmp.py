@@ -186,7 +186,7 @@ def client_error(mode: Mode, cluster: Cluster) -> tuple[Injection, str]:
     spec = _spec(cluster, FAMILIES["ipv4"], mode)
     cluster.configure(spec)
     client, port = spec.clients[0], fresh_client_port(cluster)
-    ask = UDP_.client(spec.service.endpoint, 1) + f" --sport {port}"
+    ask = f"{UDP_.client(spec.service.endpoint, 1)} {UDP_.client_port_option} {port}"
     [server] = [line.strip() for line in cluster.run(client.name, ask).splitlines()][:1]
     assert server, "the flow's datagram got no answer"
     s = spec.service
