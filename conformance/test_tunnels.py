@@ -14,16 +14,19 @@ include/net/gue.h; RFC 2784 / RFC 2890 (GRE checksum); ip-fou(8).
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
+from pyroute2 import NetlinkError
 from scapy.packet import Packet
 
-from conformance.conftest import skip_unless_available
+from conformance.conftest import skip_unless_available, skip_unless_family
 from testbed import Cluster
 from testbed.kernel import missing_module
-from testbed.net import Frame, as_forwarded, partial_checksum
-from testbed.observe import Exchange, send_exchange, unservable
+from testbed.net import as_forwarded, partial_checksum
+from testbed.observe import Exchange, send_exchange
 from testbed.registry import (
     CHECKSUMS,
     FAMILIES,
@@ -32,11 +35,15 @@ from testbed.registry import (
     MODES,
     PROTOCOLS,
     Combination,
+    Family,
+    Mode,
     TunnelOption,
+    family_of,
     innermost_header,
     pairwise,
     tunnel_options,
 )
+from testbed.topology import RealServer, Service
 
 TUN = next(m for m in MODES.values() if m.encapsulates)
 # fields of the outer headers the kernel derives per packet (not the tunnel's choice):
@@ -45,46 +52,67 @@ DERIVED = {"IP": ("id", "flags", "tos", "ttl", "chksum"), "IPv6": ("tc", "fl", "
            "UDP": ("sport", "chksum"), "GRE": ("chksum",)}  # fmt: skip
 
 
-def _cases() -> list[tuple[TunnelOption, Combination]]:
+@dataclass(frozen=True)
+class Case:
+    """One tunnel option carrying one service shape over one family (the VIP's, or the
+    other: ip_vs_ctl.c lets TUN alone reach a real server of the other family)."""
+
+    option: TunnelOption
+    shape: Combination
+    over: Family
+
+    @property
+    def id(self) -> str:
+        crossing = "" if self.over is self.shape.family else f"-over-{self.over.name}"
+        return f"{self.option.id}-{self.shape.id[len(TUN.name) + 1 :]}{crossing}"
+
+
+def _cases() -> list[Case]:
     options = {o.id: o for o in tunnel_options()}
-    rows = pairwise([list(options), list(CHECKSUMS), list(FAMILIES), list(PROTOCOLS)])
+    # the last dimension: over the VIP's own family, or over each other one
+    rows = pairwise([list(options), list(CHECKSUMS), list(FAMILIES), list(PROTOCOLS),
+                     ["own", "other"]])  # fmt: skip
     return [
-        (options[o], Combination(mode=TUN, protocol=PROTOCOLS[p], family=FAMILIES[f],
-                                 checksums=CHECKSUMS[c]))
-        for o, c, f, p in rows
+        Case(options[o], Combination(mode=TUN, protocol=PROTOCOLS[p], family=FAMILIES[f],
+                                     checksums=CHECKSUMS[c]), over)
+        for o, c, f, p, across in rows
+        for over in FAMILIES.values() if (over.name == f) == (across == "own")
     ]  # fmt: skip
 
 
 CASES = _cases()
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{o.id}-{s.id[len(TUN.name) + 1 :]}"
-                                                   for o, s in CASES])  # fmt: skip
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
 def tunnel_exchange(request: pytest.FixtureRequest, cluster: Cluster) -> Exchange:
-    option, shape = request.param
-    if reason := unservable(cluster.base_spec, shape):
-        pytest.skip(reason)
-    modules = option.tunnel.modules(shape.family, option.checksum)
-    needed_by = f"{option.id} over {shape.family.title}"
+    case: Case = request.param
+    option, shape = case.option, case.shape
+    skip_unless_family(cluster, shape.family)
+    skip_unless_family(cluster, case.over)
+    modules = option.tunnel.modules(case.over, shape.family, option.checksum)
+    needed_by = f"{option.id} carrying {shape.family.title} over {case.over.title}"
     skip_unless_available(cluster, needed_by=needed_by, family=shape.family, mode=TUN.name,
                           protocol=shape.protocol.name)  # fmt: skip
     if reason := missing_module(*modules, needed_by=needed_by):
         pytest.skip(reason)
-    return send_exchange(cluster, shape, tunnel=option)
+    return send_exchange(cluster, shape, tunnel=option, over=case.over)
 
 
-def _encapsulations(ex: Exchange) -> list[tuple[Frame, Packet, object]]:
-    """(captured encapsulation, the datagram the director received, flow) per flow."""
+def _encapsulations(ex: Exchange) -> list[tuple[Packet, Packet, object]]:
+    """(captured encapsulation from its outer header on, the datagram the director
+    received, flow) per flow."""
     site, shape = ex.site, ex.shape
     net, proto = shape.family.layer, shape.protocol
     out = []
     for flow in ex.flows:
+        outer = family_of(flow.rs_ip)
         received = [
             f.packet[net] for f in ex.transport_frames(f"{site.director}-eth0", "in", dst=site.vip)
             if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == flow.sport
         ]  # fmt: skip
         sent = [
-            f for f in ex.transport_frames(f"{site.director}-eth1", "out", dst=flow.rs_ip)
+            f.packet[outer.layer]
+            for f in ex.transport_frames(f"{site.director}-eth1", "out", outer, dst=flow.rs_ip)
             if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == flow.sport
         ]  # fmt: skip
         assert received and sent, f"opening packet of client port {flow.sport} not seen twice"
@@ -135,10 +163,8 @@ def test_encapsulation_is_exact(tunnel_exchange: Exchange) -> None:
     """
     ex = tunnel_exchange
     site = ex.site
-    net = ex.shape.family.layer
-    for sent, received, flow in _encapsulations(ex):
-        tunnel = site.tunnels[flow.rs].tunnel
-        captured = sent.packet[net]
+    for captured, received, flow in _encapsulations(ex):
+        tunnel, net = site.tunnels[flow.rs].tunnel, type(captured)
         inner = as_forwarded(site, flow, received)
         expected = net(bytes(_with_kernel_fields(tunnel.outer(site.encapsulation(flow)) / inner,
                                                  net(bytes(captured)))))  # fmt: skip
@@ -179,9 +205,10 @@ def test_encapsulation_checksum_is_what_the_option_says(tunnel_exchange: Exchang
     layer = option.tunnel.checksum_layer
     if layer is None or not option.checksum.flags:
         pytest.skip(f"{option.id}: the encapsulation carries no checksum")
-    net, proto = ex.shape.family.layer, ex.shape.protocol
+    proto = ex.shape.protocol
     for sent, _received, _flow in _encapsulations(ex):
-        packet = net(bytes(sent.packet[net]))
+        net = type(sent)
+        packet = net(bytes(sent))
         captured = packet[layer].chksum
         if GUE in packet and packet[GUE].flags & GUE_FLAG_PRIV:
             wanted, what = partial_checksum(packet[layer]), "left to the device"
@@ -195,3 +222,75 @@ def test_encapsulation_checksum_is_what_the_option_says(tunnel_exchange: Exchang
             f"{option.id} ({ex.shape.checksums.name}): {layer.__name__} checksum "
             f"{captured:#06x}, should be {wanted:#06x} ({what})\n  {sent.summary()}"
         )
+
+
+def _crossing(cluster: Cluster, mode: Mode) -> tuple[Service, RealServer]:
+    """A service of the declared family in ``mode``, and a real server of the other."""
+    spec = cluster.base_spec
+    other = next((f for f in spec.families if f is not spec.service.family), None)
+    if other is None:
+        pytest.skip(f"topology {spec.name!r} has one address family")
+    return spec.with_service(mode=mode.name).service, spec.in_family(other).real_servers[0]
+
+
+def _refusal(cluster: Cluster, service: Service, rs: RealServer) -> tuple[int, str]:
+    """(errno of the kernel's refusal, or 0; the director's table) for the service
+    with that one real server, added over netlink; the table is emptied after."""
+    try:
+        cluster.ipvs.apply(service, [rs])
+        code = 0
+    except NetlinkError as exc:
+        code = exc.code
+    table = cluster.run(cluster.spec.active.name, "ipvsadm -Ln")
+    cluster.ipvs.flush()
+    return code, table
+
+
+@pytest.mark.parametrize("mode", list(MODES.values()), ids=list(MODES))
+def test_only_tun_reaches_a_real_server_of_the_other_family(cluster: Cluster, mode: Mode) -> None:
+    """A real server whose address is of the other family than the VIP is accepted
+    for TUN, which carries the datagram whole, and refused (EINVAL) for the modes
+    that would forward the client's datagram itself to it.
+
+    Source: ip_vs_ctl.c ip_vs_genl_set_cmd ("Which connection types do we
+    support?": IP_VS_CONN_F_TUNNEL only); ipvsadm(8).
+    """
+    service, rs = _crossing(cluster, mode)
+    code, table = _refusal(cluster, service, rs)
+    wanted = 0 if mode.encapsulates else errno.EINVAL
+    assert code == wanted, (
+        f"{mode.title} service {service.endpoint} with real server {rs.ip}: "
+        f"{errno.errorcode.get(code, 'accepted')}, should be "
+        f"{errno.errorcode.get(wanted, 'accepted')}\n{table}"
+    )
+
+
+def test_sync_daemon_and_the_other_family_exclude_each_other(cluster: Cluster) -> None:
+    """ "The synchronization protocol is incompatible with mixed family services":
+    with a TUN real server of the other family in the table the sync daemon does not
+    start, and while a sync daemon runs such a real server is refused (EINVAL both).
+
+    Source: ip_vs_ctl.c ip_vs_genl_new_daemon and ip_vs_genl_set_cmd
+    (mixed_address_family_dests, sync_state).
+    """
+    service, rs = _crossing(cluster, TUN)
+    director = cluster.spec.active.name
+    start = f"ipvsadm --start-daemon master --mcast-interface {director}-eth1 --syncid 99"
+    stop = "ipvsadm --stop-daemon master"
+    cluster.ipvs.apply(service, [rs])
+    try:
+        refused = cluster.run(director, f"{start} 2>&1; echo rc=$?", check=False)
+    finally:
+        cluster.run(director, f"{stop} 2>/dev/null; true")
+        cluster.ipvs.flush()
+    assert "rc=0" not in refused, f"the sync daemon started beside {rs.ip}:\n{refused}"
+    cluster.run(director, start)
+    try:
+        code, table = _refusal(cluster, service, rs)
+        daemons = cluster.run(director, "ipvsadm -L --daemon")
+    finally:
+        cluster.run(director, f"{stop} 2>/dev/null; true")
+    assert code == errno.EINVAL, (
+        f"real server {rs.ip} beside a running sync daemon: "
+        f"{errno.errorcode.get(code, 'accepted')}, should be EINVAL\n{daemons}\n{table}"
+    )

@@ -32,6 +32,7 @@ from testbed.registry import (
     neutral_baseline,
     pairwise,
 )
+from testbed.topology import ClusterSpec
 
 SPEC = load_topology()
 RS = SPEC.real_servers[0]
@@ -202,6 +203,39 @@ def test_real_servers_receive_each_tunnel_type() -> None:
     assert gre.modules() == ("ip_vs", "ip_vs_rr", "ip6_gre")
     teardown = "\n".join(TUNNELS["gue"].teardown() + TUNNELS["gre"].teardown())
     assert "ip fou del port" in teardown and "ip link del lvsgre" in teardown
+
+
+def _crossing_setup(tunnel: str, vip_family: str) -> tuple[ClusterSpec, list[str]]:
+    """TUN setup of a real server reached over the other family than the VIP's."""
+    spec = SPEC.in_family(FAMILIES[vip_family]).with_service(mode="tun")
+    other = next(v for v in SPEC.views() if v.service.family is not spec.service.family)
+    rs = replace(other.real_servers[0], tunnel=tunnel)
+    crossing = spec.with_real_servers(rs)
+    return crossing, MODES["tun"].real_server_setup(real_server_host(crossing, rs))
+
+
+def test_a_real_server_of_the_other_family_receives_on_a_crossing_device() -> None:
+    spec, v6_in_v4 = _crossing_setup("ipip", "ipv6")
+    assert "ip addr add 2001:db8:203:113::100/128 dev sit0" in v6_in_v4
+    assert not any("rp_filter" in c for c in v6_in_v4)  # IPv6 inside: no filter to relax
+    assert spec.modules() == ("ip_vs", "ip_vs_rr", "sit")
+    spec, v4_in_v6 = _crossing_setup("gue", "ipv4")
+    assert "ip fou add port 6080 gue -6" in v4_in_v6
+    assert "ip link add lvs4in6 type ip6tnl local 2001:db8:198:51::11 mode ipip6" in v4_in_v6
+    assert "ip addr add 203.0.113.100/32 dev lvs4in6" in v4_in_v6
+    assert any("net.ipv4.conf.lvs4in6.rp_filter=0" in c for c in v4_in_v6)
+    assert spec.modules() == ("ip_vs", "ip_vs_rr", "fou", "ip6_tunnel")
+    _spec, gre = _crossing_setup("gre", "ipv4")
+    assert "ip addr add 203.0.113.100/32 dev ip6gre0" in gre  # GRE's devices take either
+    assert "ip link del lvs4in6 2>/dev/null; true" in "\n".join(TUNNELS["gue"].teardown())
+
+
+def test_only_an_encapsulating_mode_reaches_the_other_family() -> None:
+    spec, _setup = _crossing_setup("ipip", "ipv4")
+    with pytest.raises(TestbedError, match=r"only TUN carries a service to the other family"):
+        spec.with_service(mode="dr")
+    with pytest.raises(TestbedError, match="2001:db8:198:51::11 is already used by r1"):
+        spec.with_real_servers(spec.real_servers[0], replace(spec.real_servers[0], name="r9"))
 
 
 def test_tunnel_options_are_checked_per_tunnel_type() -> None:

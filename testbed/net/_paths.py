@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
-from ..registry import Combination, Encapsulation, TunnelOption
+from ..registry import Combination, Encapsulation, TunnelOption, family_of
 from ._packets import Hop
 
 
@@ -66,7 +66,7 @@ class Site:
         the carried datagram's checksum is partial where senders leave it to offload."""
         family, option = self.shape.family, self.tunnels[f.rs]
         return Encapsulation(
-            outer=family,
+            outer=family_of(f.rs_ip),  # the VIP's, unless the real server is of the other
             inner=family,
             src=self.outer_sources[f.rs],
             dst=f.rs_ip,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..cluster import Cluster
 from ..ipvs import ServiceState
 from ..net import Frame, Site, TracedFlow
-from ..registry import TUNNEL_CHECKSUMS, Combination, TunnelOption
+from ..registry import TUNNEL_CHECKSUMS, Combination, Family, TunnelOption
 from ..topology import ClusterSpec, RealServer
 from ._records import ForwardingRecord, TraceHop, record
 
@@ -104,10 +104,13 @@ class Exchange:
     def frames_at(self, point: str) -> list[Frame]:
         return [f for f in self.frames if f.point == point]
 
-    def transport_frames(self, point: str, direction: str, **ip: str) -> list[Frame]:
+    def transport_frames(
+        self, point: str, direction: str, outer: Family | None = None, **ip: str
+    ) -> list[Frame]:
         """Frames of the service's protocol at a point, in a direction, whose (outer)
-        network-layer fields match ``ip``."""
-        net, transport = self.shape.family.layer, self.shape.protocol.layer
+        network-layer fields match ``ip``: of family ``outer`` where a tunnel carries
+        the service's family in the other one."""
+        net, transport = (outer or self.shape.family).layer, self.shape.protocol.layer
         out = []
         for f in self.frames_at(point):
             pkt = f.packet
@@ -169,15 +172,19 @@ def send_exchange(
     *,
     rounds: int = ROUNDS,
     tunnel: TunnelOption | None = None,
+    over: Family | None = None,
 ) -> Exchange:
-    """Configure the shape (rr; every real server reached through ``tunnel`` if given),
-    send the requests, capture, and record what was seen."""
+    """Configure the shape (rr; every real server reached through ``tunnel`` if given,
+    by its address in family ``over`` if given), send the requests, capture, and
+    record what was seen."""
     spec = cluster.base_spec.in_family(shape.family).with_service(
         mode=shape.mode.name, protocol=shape.protocol.name, scheduler="rr"
     )
     if tunnel is not None:
+        carriers = cluster.base_spec.in_family(over or shape.family)
         spec = spec.with_real_servers(*(
-            dataclasses.replace(r, tunnel=tunnel.tunnel.name, tunnel_checksum=tunnel.checksum.name)
+            dataclasses.replace(carriers.real_server(r.name), tunnel=tunnel.tunnel.name,
+                                tunnel_checksum=tunnel.checksum.name)
             for r in spec.real_servers
         ))  # fmt: skip
     cluster.configure(spec, checksums=shape.checksums)

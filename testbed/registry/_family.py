@@ -72,6 +72,9 @@ class Family:
     # commands that make a real server holding the VIP claim it on its segment:
     # the control that shows the hiding above is what keeps the VIP to the director
     expose_vip: Callable[[str, str], list[str]]  # (interface, VIP/prefix)
+    # commands that make these devices accept datagrams from a source routed via
+    # another device, as decapsulated ones are (the reverse-path filter)
+    accept_any_source: Callable[[tuple[str, ...]], list[str]]
     # the addresses a namespace holds, read from /proc/<pid>/net without a process
     # (polling with `ip addr` forks dozens of processes a second under emulation)
     local_addresses: Callable[[int], set[str]]
@@ -214,6 +217,11 @@ IPV4 = FAMILIES.register(
         claim_defaults=lambda dev: _arp(dev, 0, 0),
         # arp_ignore=0: answer for any local address, the VIP on lo included
         expose_vip=lambda dev, _vip: _arp(dev, 0, 0),
+        # strict rp_filter drops them; the kernel applies the maximum of "all" and
+        # the device's value (ip-sysctl.rst), so both are cleared
+        accept_any_source=lambda devices: [
+            _sysctls({f"net.ipv4.conf.{d}.rp_filter": 0 for d in ("all", *devices)})
+        ],
         local_addresses=_fib_locals,
     )
 )
@@ -261,6 +269,7 @@ IPV6 = FAMILIES.register(
         claim_defaults=lambda _dev: [],
         # so the control puts the VIP on the segment's interface itself
         expose_vip=lambda dev, vip: [f"ip addr replace {vip} dev {dev} nodad"],
+        accept_any_source=lambda _devices: [],  # IPv6 has no reverse-path filter sysctl
         local_addresses=_inet6_locals,
     )
 )

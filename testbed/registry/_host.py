@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._family import Family, family_of
+
 if TYPE_CHECKING:
-    from ._family import Family
     from ._tunnel import Tunnel, TunnelChecksum
 
 
@@ -16,7 +17,7 @@ class RealServerHost:
 
     name: str
     interface: str  # its one interface, "<name>-eth0"
-    address: str
+    address: str  # its own: what the director forwards to (TUN: the tunnel's far end)
     vip: str  # the virtual service's address
     family: Family  # the VIP's family
     dip: str  # the director's inside address: NAT real servers' gateway
@@ -29,6 +30,12 @@ class RealServerHost:
     def vip_prefix(self) -> str:
         """The VIP as a single-address prefix, as it is put on a device."""
         return f"{self.vip}/{self.family.host_prefix}"
+
+    @property
+    def address_family(self) -> Family:
+        """Its own address's family: the VIP's, or the other one where TUN carries the
+        service over the other family (ip_vs_ctl.c: mixed families for TUN only)."""
+        return family_of(self.address)
 
 
 @dataclass(frozen=True, kw_only=True)

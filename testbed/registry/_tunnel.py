@@ -11,8 +11,12 @@ on ip6tnl0 (module ip6_tunnel); GUE is first unwrapped by a fou port
 which accept no checksummed GRE, so a real server that gets GRE checksums
 has a GRE device of its own created with ``icsum`` (ip_tunnel.c
 ip_tunnel_rcv drops a packet whose checksum flag differs from the device's).
-Sources: ip-sysctl.rst (rp_filter), ip-link(8) (ipip, ip6tnl, gre, ip6gre),
-ip-fou(8), net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_tunnel_xmit,
+A real server may be of the other family than the VIP (TUN only): IPv6
+carried over IPv4 arrives on sit0 (module sit), IPv4 over IPv6 on an
+ip6tnl device of mode ipip6 (ip6tnl0 takes IPv6 only: ip6_tunnel.c
+ipxip6_rcv drops another protocol); GRE's devices take either.
+Sources: ip-sysctl.rst (rp_filter), ip-link(8) (ipip, ip6tnl, sit, gre,
+ip6gre), ip-fou(8), net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_tunnel_xmit,
 ip_vs_tunnel_xmit_v6, ipvs_gue_encap, ipvs_gre_encap).
 """
 
@@ -96,8 +100,6 @@ class Receiver:
     modules: tuple[str, ...]
     device: str  # holds the VIP while the real server is reached this way
     create: Callable[[RealServerHost], list[str]] = _nothing  # before the device is up
-    # after the VIP is on the device: (host, device) -> commands
-    extra: Callable[[RealServerHost, str], list[str]] = lambda _rs, _dev: []
     remove: tuple[str, ...] = ()  # undoes create (shell commands, idempotent)
 
 
@@ -111,6 +113,8 @@ class Tunnel:
     receivers: Mapping[int, Receiver] = field(repr=False)  # outer IP version -> receiver
     # where a checksummed encapsulation needs another receiver (outer IP version ->)
     checksummed_receivers: Mapping[int, Receiver] = field(default_factory=dict, repr=False)
+    # where the other family inside needs another receiver (outer IP version ->)
+    crossing_receivers: Mapping[int, Receiver] = field(default_factory=dict, repr=False)
     # the oracle: the encapsulation's headers (a template; checksums and the fields
     # the kernel derives per packet left out), and the datagram a captured one carries
     outer: Callable[[Encapsulation], Packet]
@@ -119,30 +123,41 @@ class Tunnel:
     # the header whose checksum field --tun-csum fills (None: it has no checksum)
     checksum_layer: type[Packet] | None = None
 
-    def receiver(self, family: Family, checksum: TunnelChecksum | None) -> Receiver:
-        special = self.checksummed_receivers.get(family.version)
-        if special is not None and checksum is not None and checksum.flags & ENCAP_FLAG_CSUM:
+    def receiver(self, outer: Family, inner: Family, checksum: TunnelChecksum) -> Receiver:
+        """What receives this tunnel over ``outer`` carrying ``inner``."""
+        special = self.checksummed_receivers.get(outer.version)
+        if special is not None and checksum.flags & ENCAP_FLAG_CSUM:
             return special
-        return self.receivers[family.version]
+        if outer is not inner and outer.version in self.crossing_receivers:
+            return self.crossing_receivers[outer.version]
+        return self.receivers[outer.version]
 
-    def modules(self, family: Family, checksum: TunnelChecksum = NOCSUM) -> tuple[str, ...]:
-        """What a real server needs to receive this tunnel over ``family``."""
-        return self.receiver(family, checksum).modules
+    def modules(
+        self, outer: Family, inner: Family | None = None, checksum: TunnelChecksum = NOCSUM
+    ) -> tuple[str, ...]:
+        """What a real server needs to receive this tunnel over ``outer`` (carrying
+        ``inner``, by default the same family)."""
+        return self.receiver(outer, inner or outer, checksum).modules
+
+    def _receiver_of(self, rs: RealServerHost) -> Receiver:
+        return self.receiver(rs.address_family, rs.family, rs.tunnel_checksum or NOCSUM)
 
     def setup(self, rs: RealServerHost) -> list[str]:
         """Receive the tunnel and hold the VIP on its device."""
-        r = self.receiver(rs.family, rs.tunnel_checksum)
+        r = self._receiver_of(rs)
         return [*r.create(rs), f"ip link set {r.device} up",
-                f"ip addr add {rs.vip_prefix} dev {r.device}", *r.extra(rs, r.device)]  # fmt: skip
+                f"ip addr add {rs.vip_prefix} dev {r.device}",
+                *rs.family.accept_any_source((r.device, rs.interface))]  # fmt: skip
 
     def undo(self, rs: RealServerHost) -> list[str]:
         """Exactly what undoes setup(rs)."""
-        r = self.receiver(rs.family, rs.tunnel_checksum)
+        r = self._receiver_of(rs)
         return [f"ip addr flush dev {r.device}", f"ip link set {r.device} down", *r.remove]
 
     def teardown(self) -> list[str]:
         """Undo setup for every family and option: the devices hold nothing but VIPs."""
-        every = [*self.receivers.values(), *self.checksummed_receivers.values()]
+        every = [*self.receivers.values(), *self.checksummed_receivers.values(),
+                 *self.crossing_receivers.values()]  # fmt: skip
         return [
             *(cmd for r in every for cmd in r.remove),
             *(f"ip addr flush dev {r.device} 2>/dev/null; ip link set {r.device} down "
@@ -153,28 +168,17 @@ class Tunnel:
 TUNNELS: Registry[Tunnel] = Registry("tunnel type")
 
 
-def _rp_filter_off(rs: RealServerHost, device: str) -> list[str]:
-    # decapsulated packets arrive on the tunnel from a source routed via eth0:
-    # strict reverse-path filtering would drop them (max of all and iface)
-    devices = ("all", device, rs.interface)
-    return ["sysctl -qw " + " ".join(f"net.ipv4.conf.{d}.rp_filter=0" for d in devices)]
+def _own_device(kind: str, name: str, options: str = "") -> Callable[[RealServerHost], list[str]]:
+    def create(rs: RealServerHost) -> list[str]:
+        # its own local address: the lookup prefers it to the catch-all fallback device
+        add = f"ip link add {name} type {kind} local {rs.address} {options}"
+        return [f"ip link del {name} 2>/dev/null; true", add.rstrip()]
+
+    return create
 
 
-IPIP_RECEIVERS = {
-    4: Receiver(modules=("ipip",), device="tunl0", extra=_rp_filter_off),
-    6: Receiver(modules=("ip6_tunnel",), device="ip6tnl0"),
-}
-
-IPIP = TUNNELS.register(
-    Tunnel(
-        name="ipip",
-        ipvs_type=0,
-        checksums=("nocsum",),
-        receivers=IPIP_RECEIVERS,
-        outer=lambda e: e.ip(e.inner.encapsulated_as),
-        inner=lambda outer: outer.payload,
-    )
-)
+def _deleting(name: str) -> tuple[str, ...]:
+    return (f"ip link del {name} 2>/dev/null; true",)
 
 
 def _fou(option: str) -> Callable[[RealServerHost], list[str]]:
@@ -184,8 +188,37 @@ def _fou(option: str) -> Callable[[RealServerHost], list[str]]:
     return add
 
 
+def _both(*steps: Callable[[RealServerHost], list[str]]) -> Callable[[RealServerHost], list[str]]:
+    return lambda rs: [cmd for step in steps for cmd in step(rs)]
+
+
 # every fou port of the host, whatever family: "port 6080 gue [-6]" per line
 _FOU_DEL = "ip fou show 2>/dev/null | while read -r _ p _ f; do ip fou del port $p $f; done"
+# IPv4 carried over IPv6: ip6tnl0 takes IPv6 only, so a device of mode ipip6
+_IP4IN6 = _own_device("ip6tnl", "lvs4in6", "mode ipip6")
+
+IPIP = TUNNELS.register(
+    Tunnel(
+        name="ipip",
+        ipvs_type=0,
+        checksums=("nocsum",),
+        receivers={
+            4: Receiver(modules=("ipip",), device="tunl0"),
+            6: Receiver(modules=("ip6_tunnel",), device="ip6tnl0"),
+        },
+        crossing_receivers={
+            4: Receiver(modules=("sit",), device="sit0"),
+            6: Receiver(
+                modules=("ip6_tunnel",),
+                device="lvs4in6",
+                create=_IP4IN6,
+                remove=_deleting("lvs4in6"),
+            ),
+        },
+        outer=lambda e: e.ip(e.inner.encapsulated_as),
+        inner=lambda outer: outer.payload,
+    )
+)
 
 
 def _gue_outer(e: Encapsulation) -> Packet:
@@ -204,6 +237,8 @@ def _gue_outer(e: Encapsulation) -> Packet:
     return e.ip(17) / udp / gue
 
 
+# fou hands the unwrapped datagram to the handler of its protocol, as if it had
+# arrived in IP-in-IP: the same devices receive it
 GUE_TUNNEL = TUNNELS.register(
     Tunnel(
         name="gue",
@@ -212,11 +247,7 @@ GUE_TUNNEL = TUNNELS.register(
         port=GUE_PORT,
         receivers={
             4: Receiver(
-                modules=("fou", "ipip"),
-                device="tunl0",
-                create=_fou(""),
-                extra=_rp_filter_off,
-                remove=(_FOU_DEL,),
+                modules=("fou", "ipip"), device="tunl0", create=_fou(""), remove=(_FOU_DEL,)
             ),
             6: Receiver(
                 modules=("fou", "ip6_tunnel"),
@@ -225,20 +256,20 @@ GUE_TUNNEL = TUNNELS.register(
                 remove=(_FOU_DEL,),
             ),
         },
+        crossing_receivers={
+            4: Receiver(modules=("fou", "sit"), device="sit0", create=_fou(""), remove=(_FOU_DEL,)),
+            6: Receiver(
+                modules=("fou", "ip6_tunnel"),
+                device="lvs4in6",
+                create=_both(_fou("-6"), _IP4IN6),
+                remove=(_FOU_DEL, *_deleting("lvs4in6")),
+            ),
+        },
         outer=_gue_outer,
         inner=lambda outer: outer[GUE].payload,
         checksum_layer=UDP,
     )
 )
-
-
-def _gre_device(kind: str, name: str) -> Callable[[RealServerHost], list[str]]:
-    def create(rs: RealServerHost) -> list[str]:
-        # its own local address: the lookup prefers it to the catch-all fallback device
-        return [f"ip link del {name} 2>/dev/null; true",
-                f"ip link add {name} type {kind} local {rs.address} icsum"]  # fmt: skip
-
-    return create
 
 
 def _gre_outer(e: Encapsulation) -> Packet:
@@ -252,23 +283,22 @@ GRE_TUNNEL = TUNNELS.register(
         name="gre",
         ipvs_type=2,
         checksums=("nocsum", "csum"),
-        receivers={
-            4: Receiver(modules=("ip_gre",), device="gre0", extra=_rp_filter_off),
+        receivers={  # GRE's devices take either family inside (the EtherType says which)
+            4: Receiver(modules=("ip_gre",), device="gre0"),
             6: Receiver(modules=("ip6_gre",), device="ip6gre0"),
         },
         checksummed_receivers={
             4: Receiver(
                 modules=("ip_gre",),
                 device="lvsgre",
-                create=_gre_device("gre", "lvsgre"),
-                extra=_rp_filter_off,
-                remove=("ip link del lvsgre 2>/dev/null; true",),
+                create=_own_device("gre", "lvsgre", "icsum"),
+                remove=_deleting("lvsgre"),
             ),
             6: Receiver(
                 modules=("ip6_gre",),
                 device="lvsip6gre",
-                create=_gre_device("ip6gre", "lvsip6gre"),
-                remove=("ip link del lvsip6gre 2>/dev/null; true",),
+                create=_own_device("ip6gre", "lvsip6gre", "icsum"),
+                remove=_deleting("lvsip6gre"),
             ),
         },
         outer=_gre_outer,

@@ -181,6 +181,10 @@ class Service:
         return self.family.endpoint(self.vip, self.port)
 
 
+def _encapsulating() -> str:
+    return " or ".join(m.title for m in MODES.values() if m.encapsulates)
+
+
 def carried_over(addr: Address, source: Network, target: Network) -> Address:
     """``addr`` of network ``source`` as the same host of ``target``: its host number,
     written in decimal, read as hexadecimal, so the two read alike
@@ -261,6 +265,8 @@ class ClusterSpec:
             return carried_over(addr, self.outside, dual.outside)
 
         def ins(addr: Address) -> Address:
+            if addr.version != self.inside.version:  # a TUN real server of the other
+                return addr  # family already: its own address there
             return carried_over(addr, self.inside, dual.inside)
 
         def two(h: TwoLegged) -> TwoLegged:
@@ -326,7 +332,17 @@ class ClusterSpec:
             claim(f"{h.name} outside", h.outside, self.outside)
             claim(f"{h.name} inside", h.inside, self.inside)
         for r in self.real_servers:
-            claim(r.name, r.ip, self.inside)
+            if family_of(r.ip) is self.service.family:
+                claim(r.name, r.ip, self.inside)
+            elif not self.service.forwarding.encapsulates:  # ip_vs_ctl.c: EINVAL
+                raise TestbedError(
+                    f"real server {r.name}: {r.ip} is not {self.service.family.title} like the "
+                    f"VIP; only {_encapsulating()} carries a service to the other family"
+                )
+            elif r.ip in addrs:  # of the other family's inside network: unchecked here
+                raise TestbedError(f"{r.name}: {r.ip} is already used by {addrs[r.ip]}")
+            else:
+                addrs[r.ip] = r.name
         claim("service vip", self.service.vip, self.outside)
         claim("service dip", self.service.dip, self.inside)
 
@@ -372,11 +388,12 @@ class ClusterSpec:
         service = self.service
         needed = ["ip_vs", SCHEDULERS[service.scheduler].module, *service.forwarding.modules]
         if service.forwarding.encapsulates:
-            family = service.family
             needed += [
                 m
                 for r in self.real_servers
-                for m in self.tunnel_of(r).modules(family, TUNNEL_CHECKSUMS[r.tunnel_checksum])
+                for m in self.tunnel_of(r).modules(
+                    family_of(r.ip), service.family, TUNNEL_CHECKSUMS[r.tunnel_checksum]
+                )
             ]
         needed += service.transport.modules
         return tuple(dict.fromkeys(needed))
