@@ -47,6 +47,14 @@ from ._records import (
 from ._scale import active_per_server, hold_through_vip
 from ._sync import SyncRun, longest_silence, run_sync, throughput_timeline
 from ._sync_entries import SyncEntryRecord, sync_daemons, synced_entry
+from ._tcp_states import (
+    CLOSINGS,
+    IdleRecord,
+    TcpWalkRecord,
+    WalkStep,
+    idle_past_timeout,
+    tcp_state_walk,
+)
 from ._udp import (
     UDP_TIMEOUT,
     OnePacketRecord,
@@ -56,6 +64,7 @@ from ._udp import (
 )
 
 __all__ = [
+    "CLOSINGS",
     "FTP_WAYS",
     "RECORD_KINDS",
     "ROUNDS",
@@ -73,6 +82,7 @@ __all__ = [
     "FtpWay",
     "Harness",
     "HealthRecord",
+    "IdleRecord",
     "Injection",
     "InjectionRecord",
     "OnePacketRecord",
@@ -80,9 +90,11 @@ __all__ = [
     "SchedulerRecord",
     "SyncEntryRecord",
     "SyncRun",
+    "TcpWalkRecord",
     "ThresholdRecord",
     "TraceHop",
     "UdpEntryRecord",
+    "WalkStep",
     "active_per_server",
     "capture_points",
     "compare",
@@ -90,6 +102,7 @@ __all__ = [
     "from_json",
     "ftp_download",
     "hold_through_vip",
+    "idle_past_timeout",
     "inject",
     "kernel_weights",
     "load_feedback",
@@ -112,6 +125,7 @@ __all__ = [
     "spread_over",
     "sync_daemons",
     "synced_entry",
+    "tcp_state_walk",
     "throughput_timeline",
     "time_until",
     "to_json",
