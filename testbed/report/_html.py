@@ -18,12 +18,14 @@ from ..observe import (
     ForwardingRecord,
     FtpRecord,
     HealthRecord,
+    IdleRecord,
     InjectionRecord,
     OnePacketRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncEntryRecord,
     SyncRun,
+    TcpWalkRecord,
     ThresholdRecord,
     UdpEntryRecord,
     load_records,
@@ -193,6 +195,43 @@ def _record_tables(records: list[Any]) -> str:
                     ("gone after s", lambda r: r.gone_after_s),
                     ("first / renewed / after", lambda r: f"{r.first} / {r.renewed} / {r.after}"),
                     ("rr order", lambda r: r.ring),
+                ],
+            ),
+            table(
+                "TCP entries: the state walk of a connection",
+                "A connection through the VIP closed by one side (or reset): after each step, "
+                "the segments the director handled (in: from the client; out: from the real "
+                "server, NAT only) and its entry's state and timer.",
+                of_kind(records, TcpWalkRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("tables", lambda r: "input/output" if r.masquerading else "input-only"),
+                    (
+                        "tcp / tcpfin set",
+                        lambda r: f"{r.timeouts['tcp']} / {r.timeouts['tcpfin']} s",
+                    ),
+                    (
+                        "steps",
+                        lambda r: [
+                            f"{s.name}: {' '.join(f'{f}/{d}' for f, d in s.segments) or '-'}"
+                            f" -> {s.state} {s.expires} s"
+                            for s in r.steps
+                        ],
+                    ),
+                ],
+            ),
+            table(
+                "TCP entries: an idle connection past the tcp timeout",
+                "An established connection left idle: when its entry left the table, and what "
+                "became of the client's next segment.",
+                of_kind(records, IdleRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("tcp timeout", lambda r: f"{r.timeout} s"),
+                    ("gone after s", lambda r: r.gone_after_s),
+                    ("forwarded after", lambda r: r.forwarded),
+                    ("real server got", lambda r: r.delivered or "nothing"),
+                    ("client saw", lambda r: r.client_error or "nothing"),
                 ],
             ),
             table(
