@@ -23,6 +23,13 @@ from ._failover import Advert, Failover, observe_failover
 from ._ftp import FTP_WAYS, FtpRecord, FtpWay, ftp_download
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
+from ._persistence import (
+    PersistenceRecord,
+    QuiescentRecord,
+    TemplateView,
+    persistence_lifetime,
+    quiescent_template,
+)
 from ._ports import fresh_client_port
 from ._records import (
     RECORD_KINDS,
@@ -86,11 +93,14 @@ __all__ = [
     "Injection",
     "InjectionRecord",
     "OnePacketRecord",
+    "PersistenceRecord",
+    "QuiescentRecord",
     "ScaleRecord",
     "SchedulerRecord",
     "SyncEntryRecord",
     "SyncRun",
     "TcpWalkRecord",
+    "TemplateView",
     "ThresholdRecord",
     "TraceHop",
     "UdpEntryRecord",
@@ -111,6 +121,8 @@ __all__ = [
     "observe_failover",
     "of_kind",
     "one_packet_schedule",
+    "persistence_lifetime",
+    "quiescent_template",
     "record",
     "record_kind",
     "record_timings",

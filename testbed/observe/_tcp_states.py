@@ -85,9 +85,24 @@ def _listener(family: Family, port: int) -> socket.socket:
     sock = socket.socket(family.af, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("::" if family.version == 6 else "0.0.0.0", port))
-    sock.listen(8)
+    sock.listen(64)
     sock.settimeout(10)
     return sock
+
+
+@contextlib.contextmanager
+def listening(cluster: Cluster, hosts: list[str], family: Family,
+              port: int) -> Iterator[dict[str, socket.socket]]:  # fmt: skip
+    """A TCP listener on ``port`` (any address of ``family``) in each host's namespace,
+    held by this process: the kernel completes handshakes without an accept."""
+    held: dict[str, socket.socket] = {}
+    try:
+        for host in hosts:
+            held[host] = run_in_netns(cluster.pid(host), lambda: _listener(family, port))
+        yield held
+    finally:
+        for sock in held.values():
+            sock.close()
 
 
 @contextlib.contextmanager
@@ -110,19 +125,18 @@ def connection(cluster: Cluster, mode: Mode, family: Family) -> Iterator[tuple[_
     spec = base.with_service(mode=mode.name, protocol="tcp", scheduler="rr", port=STATE_PORT,
                              nat_port=None).with_real_servers(base.real_servers[0])  # fmt: skip
     cluster.configure(spec)
-    rs = spec.real_servers[0]
-    listener = run_in_netns(cluster.pid(rs.name), lambda: _listener(family, spec.service.real_port))
+    rs = spec.real_servers[0].name
     sport = fresh_client_port(cluster)
-    try:
-        with Connector(cluster.pid(spec.clients[0].name)) as conn:
-            client = conn.open(str(spec.clients[0].ip), sport, (str(spec.service.vip), STATE_PORT))
-            server, _peer = listener.accept()
-            try:
-                yield _Ends(client=client, server=server), sport
-            finally:
-                server.close()
-    finally:
-        listener.close()
+    with (
+        listening(cluster, [rs], family, spec.service.real_port) as listeners,
+        Connector(cluster.pid(spec.clients[0].name)) as conn,
+    ):
+        client = conn.open(str(spec.clients[0].ip), sport, (str(spec.service.vip), STATE_PORT))
+        server, _peer = listeners[rs].accept()
+        try:
+            yield _Ends(client=client, server=server), sport
+        finally:
+            server.close()
 
 
 def _segments(cluster: Cluster, frames: list, sport: int) -> list[tuple[float, str, str]]:

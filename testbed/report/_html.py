@@ -21,6 +21,8 @@ from ..observe import (
     IdleRecord,
     InjectionRecord,
     OnePacketRecord,
+    PersistenceRecord,
+    QuiescentRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncEntryRecord,
@@ -218,6 +220,35 @@ def _record_tables(records: list[Any]) -> str:
                             for s in r.steps
                         ],
                     ),
+                ],
+            ),
+            table(
+                "Persistence: one client's template",
+                "Connections of one client to a persistent service (each reset at once): "
+                "their real servers, rr's first two choices, the template right after them, "
+                "when it left the table, and where the next connection went.",
+                of_kind(records, PersistenceRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("-p", lambda r: f"{r.timeout} s"),
+                    ("connections to", lambda r: r.held),
+                    ("rr model", lambda r: r.model),
+                    (
+                        "template",
+                        lambda r: [f"{t.dest} {t.state} {t.expires} s" for t in r.template],
+                    ),
+                    ("gone after s", lambda r: r.gone_after_s),
+                    ("next connection", lambda r: r.after),
+                ],
+            ),
+            table(
+                "Persistence: a template to a quiescent real server",
+                "The template's real server set to weight 0, then the client connects again.",
+                of_kind(records, QuiescentRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("first / second", lambda r: f"{r.first} / {r.second}"),
+                    ("templates", lambda r: [f"{t.dest} port {t.vport}" for t in r.templates]),
                 ],
             ),
             table(

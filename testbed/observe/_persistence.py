@@ -1,0 +1,181 @@
+"""Persistent services: the template that keeps a client on one real server.
+
+With ``ipvsadm -p TIMEOUT`` the first connection of a client is scheduled and
+creates a template entry (client port 0) naming the real server; the client's
+later connections follow the template, and each one restarts its timer at
+TIMEOUT. The template leaves the table once its timer runs out with no
+connection left that it controls (a template whose timer fires while it
+still controls one is kept 60 s more); the client is then scheduled afresh.
+A template to a real server of weight 0 stays valid unless
+net.ipv4.vs.expire_quiescent_template is 1, in which case it is
+invalidated (its ports rewritten to 65535) at the client's next connection.
+Connections here are opened from the client's namespace and closed with an
+RST, so their own entries go after CLOSE's 10 s.
+Sources: ipvsadm(8) -p; net/netfilter/ipvs/ip_vs_core.c ip_vs_sched_persist;
+ip_vs_conn.c (ip_vs_conn_expire, ip_vs_check_template,
+expire_quiescent_template); ipvs-sysctl.rst expire_quiescent_template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..cluster import Cluster
+from ..ipvs import Conn, read_connections
+from ..net import Connector
+from ..registry import Mode
+from ..sched import Dest, Flow, as_built
+from ..util import wait_until
+from ._ports import fresh_client_port
+from ._records import record, record_kind
+from ._tcp_states import listening
+
+PERSISTENCE_S = 15  # longer than CLOSE's 10 s: the template outlives its connections
+PERSISTENT_PORT = 8700  # a port of its own: the table keeps nothing of other services
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateView:
+    """A template entry as the director's table shows it."""
+
+    dest: str  # the real server's name ("?" for an address of none)
+    state: str
+    expires: int
+    vport: int  # 65535 once invalidated
+
+
+def _templates(cluster: Cluster, client: str) -> list[TemplateView]:
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    found = read_connections(cluster.pid(cluster.spec.active.name), client=(client, 0))
+    return [TemplateView(dest=names.get(c.dest[0], "?"), state=c.state, expires=c.expires,
+                         vport=c.virtual[1]) for c in found]  # fmt: skip
+
+
+@dataclass
+class _Session:
+    cluster: Cluster
+    connector: Connector
+
+    def connect(self) -> str:
+        """One connection from a fresh port of the first client, reset at once: the real
+        server its entry names."""
+        spec = self.cluster.spec
+        client, vip = str(spec.clients[0].ip), str(spec.service.vip)
+        port = fresh_client_port(self.cluster)
+        sock = self.connector.open(client, port, (vip, spec.service.port))
+        entry: list[Conn] = read_connections(
+            self.cluster.pid(spec.active.name), client=(client, port)
+        )
+        sock.close()  # SO_LINGER 0: an RST
+        names = {str(r.ip): r.name for r in spec.real_servers}
+        return names.get(entry[0].dest[0], "?") if entry else "(no entry)"
+
+
+@contextlib.contextmanager
+def _persistent(cluster: Cluster, mode: Mode, timeout: int) -> Iterator[_Session]:
+    spec = cluster.base_spec.with_service(mode=mode.name, protocol="tcp", scheduler="rr",
+                                          port=PERSISTENT_PORT, nat_port=None,
+                                          persistence=timeout)  # fmt: skip
+    cluster.configure(spec)
+    servers = [r.name for r in spec.real_servers]
+    with (
+        listening(cluster, servers, spec.service.family, spec.service.real_port),
+        Connector(cluster.pid(spec.clients[0].name)) as conn,
+    ):
+        yield _Session(cluster, conn)
+
+
+def _model_picks(cluster: Cluster, count: int) -> list[str]:
+    """rr's first ``count`` choices for the service as the kernel built it."""
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    dests = [Dest(name=names[d.addr], addr=d.addr, port=d.port, weight=d.weight)
+             for d in cluster.service_state().dests]  # fmt: skip
+    model = as_built("rr", dests)
+    s = cluster.spec.service
+    flow = Flow(saddr=str(cluster.spec.clients[0].ip), sport=1, daddr=str(s.vip), dport=s.port)
+    return [str(getattr(model.schedule(flow), "name", None)) for _ in range(count)]
+
+
+@record_kind("persistence")
+@dataclass(frozen=True, kw_only=True)
+class PersistenceRecord:
+    """One client's connections to a persistent service, before and after its template
+    expired."""
+
+    key: str  # the mode
+    timeout: int  # ipvsadm -p
+    model: list[str]  # rr's first two choices
+    held: list[str]  # the real server of each connection while the template lived
+    template: list[TemplateView] = field(default_factory=list)  # right after them
+    gone_after_s: float | None = None  # from the last connection until the template left
+    after: str = ""  # the real server of the next connection
+
+
+def persistence_lifetime(cluster: Cluster, mode: Mode, *, timeout: int = PERSISTENCE_S,
+                         connections: int = 3) -> PersistenceRecord:  # fmt: skip
+    """``connections`` connections of one client, its template, the template's expiry,
+    and the client's next connection."""
+    client = str(cluster.base_spec.clients[0].ip)
+    with _persistent(cluster, mode, timeout) as session:
+        model = _model_picks(cluster, 2)
+        held = [session.connect() for _ in range(connections)]
+        last = time.monotonic()
+        template = _templates(cluster, client)
+        gone = wait_until(lambda: not _templates(cluster, client), timeout=timeout + 75,
+                          interval=0.5)  # fmt: skip
+        gone_after = time.monotonic() - last if gone else None
+        after = session.connect()
+    return record(
+        PersistenceRecord(
+            key=mode.name,
+            timeout=timeout,
+            model=model,
+            held=held,
+            template=template,
+            gone_after_s=None if gone_after is None else round(gone_after, 1),
+            after=after,
+        )
+    )
+
+
+@record_kind("quiescent-template")
+@dataclass(frozen=True, kw_only=True)
+class QuiescentRecord:
+    """A client's template to a real server set to weight 0, and its next connection."""
+
+    key: str  # "expire_quiescent_template=<0|1>"
+    sysctl: int
+    first: str  # the real server of the first connection (the template's)
+    second: str  # the real server of the connection after its weight went to 0
+    templates: list[TemplateView] = field(default_factory=list)  # after the second
+
+
+def quiescent_template(cluster: Cluster, mode: Mode, expire: int) -> QuiescentRecord:
+    """With expire_quiescent_template = ``expire``: a connection, its real server set to
+    weight 0, and a second connection of the same client."""
+    director = cluster.base_spec.active.name
+    sysctl = "net.ipv4.vs.expire_quiescent_template"
+    before = cluster.run(director, f"sysctl -n {sysctl}").strip()
+    client = str(cluster.base_spec.clients[0].ip)
+    try:
+        cluster.run(director, f"sysctl -qw {sysctl}={expire}")
+        with _persistent(cluster, mode, PERSISTENCE_S) as session:
+            first = session.connect()
+            rs = next(r for r in cluster.spec.real_servers if r.name == first)
+            cluster.ipvs.set_weight(cluster.spec.service, rs, 0)
+            second = session.connect()
+            templates = _templates(cluster, client)
+    finally:
+        cluster.run(director, f"sysctl -qw {sysctl}={before}")
+    return record(
+        QuiescentRecord(
+            key=f"{mode.name}-expire_quiescent_template={expire}",
+            sysctl=expire,
+            first=first,
+            second=second,
+            templates=templates,
+        )
+    )
