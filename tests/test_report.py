@@ -11,6 +11,7 @@ import pytest
 
 from testbed.observe import (
     RECORD_KINDS,
+    DeletedUnderFlowRecord,
     FailoverRecord,
     FeedbackRecord,
     ForwardingRecord,
@@ -21,6 +22,7 @@ from testbed.observe import (
     OnePacketRecord,
     PersistenceRecord,
     QuiescentRecord,
+    ReuseRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncEntryRecord,
@@ -95,6 +97,10 @@ RECORDS = [
                       gone_after_s=15.2, after="r2"),
     QuiescentRecord(key="quiescent-1", sysctl=1, first="r3", second="r2",
                     templates=[TemplateView(dest="r3", state="NONE", expires=14, vport=65535)]),
+    ReuseRecord(key="dr-server-fin-reuse3", no_output=True, conn_reuse_mode=3, conntrack=0,
+                first="r3", state_before="FIN_WAIT", second="r2", rr_next="r2", connect_s=0.01),
+    DeletedUnderFlowRecord(key="nat-expire_nodest_conn=1", expire_nodest_conn=1, first="r3",
+                           entry_after="(none)", delivered="", client_saw="ConnectionResetError"),
     OnePacketRecord(key="ops-dr", datagrams=3, expected=["r3", "r2", "r1"],
                     schedule=["r3", "r2", "r1"], answers=["r3", "r2", "r1"],
                     answer_sources=["203.0.113.100:80"], entries_seen=0, conns_counted=3),

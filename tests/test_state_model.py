@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from testbed.state import STATES, TABLES, TcpEntry, flag_row, timeouts, walk
+from testbed.state import (
+    STATES,
+    TABLES,
+    TcpEntry,
+    flag_row,
+    new_conn_expected,
+    reschedules,
+    timeouts,
+    walk,
+)
 
 OPEN = [("S", "in"), ("SA", "out"), ("A", "in")]
 OPEN_ONE_WAY = [("S", "in"), ("A", "in")]  # DR/TUN: the director sees the client only
@@ -68,3 +77,20 @@ def test_secure_tcp_needs_the_answer_to_establish() -> None:
     assert walk(True, [("S", "in"), ("A", "in")], secure=True) == ["SYN_RECV", "SYN_RECV"]
     assert walk(True, [("S", "in"), ("A", "in")]) == ["SYN_RECV", "ESTABLISHED"]
     assert walk(False, [("S", "in"), ("A", "in")], secure=True) == ["SYNACK", "ESTABLISHED"]
+
+
+def test_source_port_reuse_reschedules_as_is_new_conn_expected_says() -> None:
+    # NAT after a normal close: TIME_WAIT, rescheduled unless conn_reuse_mode is 0
+    assert reschedules("TIME_WAIT", no_output=False, conn_reuse_mode=1)
+    assert not reschedules("TIME_WAIT", no_output=False, conn_reuse_mode=0)
+    # DR after a normal close sits in FIN_WAIT: only bit 2 reschedules it
+    assert not reschedules("FIN_WAIT", no_output=True, conn_reuse_mode=1)
+    assert reschedules("FIN_WAIT", no_output=True, conn_reuse_mode=3)
+    assert not reschedules("FIN_WAIT", no_output=False, conn_reuse_mode=3)  # NAT's FIN_WAIT
+    assert reschedules("CLOSE", no_output=True, conn_reuse_mode=1)  # after an RST
+    assert not reschedules("CLOSE", no_output=True, conn_reuse_mode=1, controlled=True)
+    # a real server of weight 0 with expire_nodest_conn: rescheduled whatever the state
+    assert reschedules("ESTABLISHED", no_output=False, conn_reuse_mode=0,
+                       expire_nodest_conn=1, weight=0)  # fmt: skip
+    assert not reschedules("ESTABLISHED", no_output=False, conn_reuse_mode=1, weight=0)
+    assert new_conn_expected("CLOSE", no_output=False, conn_reuse_mode=0)

@@ -51,6 +51,14 @@ from ._records import (
     recorded_timings,
     to_json,
 )
+from ._reuse import (
+    REUSE_CLOSINGS,
+    DeletedUnderFlowRecord,
+    ReuseRecord,
+    deleted_under_flow,
+    port_reuse,
+    sysctls,
+)
 from ._scale import active_per_server, hold_through_vip
 from ._sync import SyncRun, longest_silence, run_sync, throughput_timeline
 from ._sync_entries import SyncEntryRecord, sync_daemons, synced_entry
@@ -74,12 +82,14 @@ __all__ = [
     "CLOSINGS",
     "FTP_WAYS",
     "RECORD_KINDS",
+    "REUSE_CLOSINGS",
     "ROUNDS",
     "SLACK",
     "UDP_TIMEOUT",
     "Advert",
     "Comparison",
     "Decision",
+    "DeletedUnderFlowRecord",
     "Exchange",
     "Failover",
     "FailoverRecord",
@@ -95,6 +105,7 @@ __all__ = [
     "OnePacketRecord",
     "PersistenceRecord",
     "QuiescentRecord",
+    "ReuseRecord",
     "ScaleRecord",
     "SchedulerRecord",
     "SyncEntryRecord",
@@ -108,6 +119,7 @@ __all__ = [
     "active_per_server",
     "capture_points",
     "compare",
+    "deleted_under_flow",
     "fresh_client_port",
     "from_json",
     "ftp_download",
@@ -122,6 +134,7 @@ __all__ = [
     "of_kind",
     "one_packet_schedule",
     "persistence_lifetime",
+    "port_reuse",
     "quiescent_template",
     "record",
     "record_kind",
@@ -137,6 +150,7 @@ __all__ = [
     "spread_over",
     "sync_daemons",
     "synced_entry",
+    "sysctls",
     "tcp_state_walk",
     "throughput_timeline",
     "time_until",

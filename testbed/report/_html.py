@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..observe import (
+    DeletedUnderFlowRecord,
     FailoverRecord,
     FeedbackRecord,
     ForwardingRecord,
@@ -23,6 +24,7 @@ from ..observe import (
     OnePacketRecord,
     PersistenceRecord,
     QuiescentRecord,
+    ReuseRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncEntryRecord,
@@ -249,6 +251,32 @@ def _record_tables(records: list[Any]) -> str:
                     ("case", lambda r: r.key),
                     ("first / second", lambda r: f"{r.first} / {r.second}"),
                     ("templates", lambda r: [f"{t.dest} port {t.vport}" for t in r.templates]),
+                ],
+            ),
+            table(
+                "Source-port reuse",
+                "A client port connecting again right after its connection closed: the old "
+                "entry's state, where the reconnect went (rr's next choice when rescheduled) "
+                "and how long its connect took.",
+                of_kind(records, ReuseRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("old entry", lambda r: f"{r.state_before} to {r.first}"),
+                    ("reconnect to", lambda r: r.second),
+                    ("rr next", lambda r: r.rr_next),
+                    ("connect s", lambda r: r.connect_s),
+                ],
+            ),
+            table(
+                "A real server deleted under a connection",
+                "The connection's real server deleted, then data from the client.",
+                of_kind(records, DeletedUnderFlowRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("deleted", lambda r: r.first),
+                    ("entry after", lambda r: r.entry_after),
+                    ("server got", lambda r: r.delivered or "nothing"),
+                    ("client saw", lambda r: r.client_saw),
                 ],
             ),
             table(

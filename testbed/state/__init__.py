@@ -11,6 +11,7 @@ The TCP state of an entry as ip_vs_proto_tcp.c moves it::
     timeouts(tcp=900, tcpfin=30)["FIN_WAIT"]   # -> 30, after ipvsadm --set 900 30 300
 """
 
+from ._reuse import new_conn_expected, reschedules
 from ._tcp import (
     ACTIVE,
     DEFAULT_TIMEOUTS,
@@ -29,6 +30,8 @@ __all__ = [
     "TABLES",
     "TcpEntry",
     "flag_row",
+    "new_conn_expected",
+    "reschedules",
     "timeouts",
     "walk",
 ]
