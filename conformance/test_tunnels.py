@@ -246,7 +246,6 @@ def _refusal(cluster: Cluster, service: Service, rs: RealServer) -> tuple[int, s
     return code, table
 
 
-@pytest.mark.parametrize("mode", list(MODES.values()), ids=list(MODES))
 def test_only_tun_reaches_a_real_server_of_the_other_family(cluster: Cluster, mode: Mode) -> None:
     """A real server whose address is of the other family than the VIP is accepted
     for TUN, which carries the datagram whole, and refused (EINVAL) for the modes
