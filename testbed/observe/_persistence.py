@@ -19,6 +19,7 @@ expire_quiescent_template); ipvs-sysctl.rst expire_quiescent_template.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ from ._records import record, record_kind
 from ._tcp_states import listening
 
 PERSISTENCE_S = 15  # longer than CLOSE's 10 s: the template outlives its connections
-PERSISTENT_PORT = 8700  # a port of its own: the table keeps nothing of other services
+# each experiment's service on a port of its own: a template outlives its service, and
+# a real server re-added to the same VIP:port is revived from the trash with it
+# (ip_vs_ctl.c ip_vs_trash_get_dest), so a reused port would inherit old templates
+_PORTS = itertools.count(8700)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +81,7 @@ class _Session:
 @contextlib.contextmanager
 def _persistent(cluster: Cluster, mode: Mode, timeout: int) -> Iterator[_Session]:
     spec = cluster.base_spec.with_service(mode=mode.name, protocol="tcp", scheduler="rr",
-                                          port=PERSISTENT_PORT, nat_port=None,
+                                          port=next(_PORTS), nat_port=None,
                                           persistence=timeout)  # fmt: skip
     cluster.configure(spec)
     servers = [r.name for r in spec.real_servers]
