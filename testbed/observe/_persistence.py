@@ -25,14 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..cluster import Cluster
-from ..ipvs import Conn, read_connections
+from ..ipvs import read_connections
 from ..net import Connector
 from ..registry import Mode
-from ..sched import Dest, Flow, as_built
 from ..util import wait_until
 from ._ports import fresh_client_port
 from ._records import record, record_kind
-from ._tcp_states import listening
+from ._tcp_states import dest_of, listening, rr_choices
 
 PERSISTENCE_S = 15  # longer than CLOSE's 10 s: the template outlives its connections
 # each experiment's service on a port of its own: a template outlives its service, and
@@ -70,12 +69,9 @@ class _Session:
         client, vip = str(spec.clients[0].ip), str(spec.service.vip)
         port = fresh_client_port(self.cluster)
         sock = self.connector.open(client, port, (vip, spec.service.port))
-        entry: list[Conn] = read_connections(
-            self.cluster.pid(spec.active.name), client=(client, port)
-        )
+        rs, state = dest_of(self.cluster, (client, port))
         sock.close()  # SO_LINGER 0: an RST
-        names = {str(r.ip): r.name for r in spec.real_servers}
-        return names.get(entry[0].dest[0], "?") if entry else "(no entry)"
+        return rs if state != "(none)" else "(no entry)"
 
 
 @contextlib.contextmanager
@@ -90,17 +86,6 @@ def _persistent(cluster: Cluster, mode: Mode, timeout: int) -> Iterator[_Session
         Connector(cluster.pid(spec.clients[0].name)) as conn,
     ):
         yield _Session(cluster, conn)
-
-
-def _model_picks(cluster: Cluster, count: int) -> list[str]:
-    """rr's first ``count`` choices for the service as the kernel built it."""
-    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
-    dests = [Dest(name=names[d.addr], addr=d.addr, port=d.port, weight=d.weight)
-             for d in cluster.service_state().dests]  # fmt: skip
-    model = as_built("rr", dests)
-    s = cluster.spec.service
-    flow = Flow(saddr=str(cluster.spec.clients[0].ip), sport=1, daddr=str(s.vip), dport=s.port)
-    return [str(getattr(model.schedule(flow), "name", None)) for _ in range(count)]
 
 
 @record_kind("persistence")
@@ -124,7 +109,7 @@ def persistence_lifetime(cluster: Cluster, mode: Mode, *, timeout: int = PERSIST
     and the client's next connection."""
     client = str(cluster.base_spec.clients[0].ip)
     with _persistent(cluster, mode, timeout) as session:
-        model = _model_picks(cluster, 2)
+        model = rr_choices(cluster, 2)
         held = [session.connect() for _ in range(connections)]
         last = time.monotonic()
         template = _templates(cluster, client)

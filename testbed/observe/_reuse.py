@@ -20,13 +20,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ..cluster import Cluster
-from ..ipvs import read_connections
 from ..net import Connector
 from ..registry import Mode
-from ..sched import Dest, Flow, as_built
 from ._ports import fresh_client_port
 from ._records import record, record_kind
-from ._tcp_states import STATE_PORT, listening
+from ._tcp_states import STATE_PORT, dest_of, listening, rr_choices
 
 SETTLE_S = 1.0  # the close's segments have crossed every hop
 REUSE_CLOSINGS = ("server-fin", "client-rst")
@@ -61,24 +59,6 @@ class ReuseRecord:
     connect_s: float  # the second connect() call, start to established
 
 
-def _dest_of(cluster: Cluster, client: tuple[str, int]) -> tuple[str, str]:
-    """(real server name, state) of the client's entry ("?" when there is none)."""
-    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
-    found = read_connections(cluster.pid(cluster.spec.active.name), client=client)
-    return (names.get(found[0].dest[0], "?"), found[0].state) if found else ("?", "(none)")
-
-
-def _rr_choices(cluster: Cluster, count: int) -> list[str]:
-    """rr's first ``count`` choices for the service as the kernel built it."""
-    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
-    dests = [Dest(name=names[d.addr], addr=d.addr, port=d.port, weight=d.weight)
-             for d in cluster.service_state().dests]  # fmt: skip
-    model = as_built("rr", dests)
-    s = cluster.spec.service
-    flow = Flow(saddr=str(cluster.spec.clients[0].ip), sport=1, daddr=str(s.vip), dport=s.port)
-    return [str(getattr(model.schedule(flow), "name", None)) for _ in range(count)]
-
-
 def _close(closing: str, client: socket.socket, server: socket.socket) -> None:
     if closing == "client-rst":
         client.close()  # SO_LINGER 0: an RST
@@ -91,37 +71,59 @@ def _close(closing: str, client: socket.socket, server: socket.socket) -> None:
     client.close()
 
 
-def port_reuse(cluster: Cluster, mode: Mode, closing: str, *, conn_reuse_mode: int,
-               conntrack: int = 0) -> ReuseRecord:  # fmt: skip
-    """One connection, closed as ``closing`` says, then the same client port again."""
-    base = cluster.base_spec
-    spec = base.with_service(mode=mode.name, protocol="tcp", scheduler="rr", port=STATE_PORT,
-                             nat_port=None)  # fmt: skip
-    director = spec.active.name
-    knobs = {"net.ipv4.vs.conn_reuse_mode": conn_reuse_mode, "net.ipv4.vs.conntrack": conntrack}
+@dataclass
+class _Opened:
+    """A connection through the VIP with both ends held here."""
+
+    connector: Connector
+    client: socket.socket
+    server: socket.socket
+    first: str  # its real server
+    source: tuple[str, int]  # the client's address and port
+    vip: tuple[str, int]
+    rr: list[str]  # rr's first two choices, read before the connection
+
+
+@contextlib.contextmanager
+def _opened(cluster: Cluster, mode: Mode, knobs: Mapping[str, int]) -> Iterator[_Opened]:
+    """A ``mode`` rr service over every real server, the director's sysctls ``knobs``
+    set, a listener on each real server, and one connection from a fresh client port."""
+    spec = cluster.base_spec.with_service(mode=mode.name, protocol="tcp", scheduler="rr",
+                                          port=STATE_PORT, nat_port=None)  # fmt: skip
     cluster.configure(spec)
-    rr = _rr_choices(cluster, 2)
+    rr = rr_choices(cluster, 2)
     client_ip, vip = str(spec.clients[0].ip), (str(spec.service.vip), STATE_PORT)
     servers = [r.name for r in spec.real_servers]
     with (
-        sysctls(cluster, director, knobs),
+        sysctls(cluster, spec.active.name, knobs),
         listening(cluster, servers, spec.service.family, STATE_PORT) as listeners,
         Connector(cluster.pid(spec.clients[0].name)) as conn,
     ):
         sport = fresh_client_port(cluster)
-        first_sock = conn.open(client_ip, sport, vip)
-        first, _ = _dest_of(cluster, (client_ip, sport))
-        server, _peer = listeners[first].accept() if first in listeners else (None, None)
-        if server is None:
-            raise AssertionError(f"the first connection's entry names no real server: {first}")
-        _close(closing, first_sock, server)
-        server.close()
+        client = conn.open(client_ip, sport, vip)
+        first, _ = dest_of(cluster, (client_ip, sport))
+        if first not in listeners:
+            raise AssertionError(f"the connection's entry names no real server: {first}")
+        server, _peer = listeners[first].accept()
+        try:
+            yield _Opened(connector=conn, client=client, server=server, first=first,
+                          source=(client_ip, sport), vip=vip, rr=rr)  # fmt: skip
+        finally:
+            server.close()
+
+
+def port_reuse(cluster: Cluster, mode: Mode, closing: str, *, conn_reuse_mode: int,
+               conntrack: int = 0) -> ReuseRecord:  # fmt: skip
+    """One connection, closed as ``closing`` says, then the same client port again."""
+    knobs = {"net.ipv4.vs.conn_reuse_mode": conn_reuse_mode, "net.ipv4.vs.conntrack": conntrack}
+    with _opened(cluster, mode, knobs) as c:
+        _close(closing, c.client, c.server)
         time.sleep(SETTLE_S)
-        _, state_before = _dest_of(cluster, (client_ip, sport))
+        _, state_before = dest_of(cluster, c.source)
         started = time.monotonic()
         try:
-            conn.open(client_ip, sport, vip)
-            second, _ = _dest_of(cluster, (client_ip, sport))
+            c.connector.open(*c.source, c.vip)
+            second, _ = dest_of(cluster, c.source)
         except OSError as exc:
             second = f"(no connection: {type(exc).__name__})"
         connect_s = time.monotonic() - started
@@ -132,10 +134,10 @@ def port_reuse(cluster: Cluster, mode: Mode, closing: str, *, conn_reuse_mode: i
             no_output=not mode.reply_via_director,
             conn_reuse_mode=conn_reuse_mode,
             conntrack=conntrack,
-            first=first,
+            first=c.first,
             state_before=state_before,
             second=second,
-            rr_next=rr[1] if rr[0] == first else "?",
+            rr_next=c.rr[1] if c.rr[0] == c.first else "?",
             connect_s=round(connect_s, 3),
         )
     )
@@ -159,42 +161,26 @@ def deleted_under_flow(
 ) -> DeletedUnderFlowRecord:
     """A connection, its real server deleted from the service, then data from the
     client: where it went, what the client saw, and the entry afterwards."""
-    base = cluster.base_spec
-    spec = base.with_service(mode=mode.name, protocol="tcp", scheduler="rr", port=STATE_PORT,
-                             nat_port=None)  # fmt: skip
-    director = spec.active.name
-    cluster.configure(spec)
-    client_ip, vip = str(spec.clients[0].ip), (str(spec.service.vip), STATE_PORT)
-    servers = [r.name for r in spec.real_servers]
     knobs = {"net.ipv4.vs.expire_nodest_conn": expire_nodest_conn}
-    with (
-        sysctls(cluster, director, knobs),
-        listening(cluster, servers, spec.service.family, STATE_PORT) as listeners,
-        Connector(cluster.pid(spec.clients[0].name)) as conn,
-    ):
-        sport = fresh_client_port(cluster)
-        client = conn.open(client_ip, sport, vip)
-        first, _ = _dest_of(cluster, (client_ip, sport))
-        server, _peer = listeners[first].accept()
-        cluster.ipvs.remove_real_server(spec.service, spec.real_server(first))
-        client.send(b"after the deletion\n")
-        client.settimeout(3)
+    with _opened(cluster, mode, knobs) as c:
+        cluster.ipvs.remove_real_server(cluster.spec.service, cluster.spec.real_server(c.first))
+        c.client.send(b"after the deletion\n")
+        c.client.settimeout(3)
         try:
-            client_saw = "data" if client.recv(64) else "end of stream"
+            client_saw = "data" if c.client.recv(64) else "end of stream"
         except OSError as exc:
             client_saw = type(exc).__name__
-        server.settimeout(0.5)
+        c.server.settimeout(0.5)
         try:
-            delivered = server.recv(64).decode(errors="replace")
+            delivered = c.server.recv(64).decode(errors="replace")
         except OSError:
             delivered = ""
-        _, entry_after = _dest_of(cluster, (client_ip, sport))
-        server.close()
+        _, entry_after = dest_of(cluster, c.source)
     return record(
         DeletedUnderFlowRecord(
             key=f"{mode.name}-expire_nodest_conn={expire_nodest_conn}",
             expire_nodest_conn=expire_nodest_conn,
-            first=first,
+            first=c.first,
             entry_after=entry_after,
             delivered=delivered,
             client_saw=client_saw,

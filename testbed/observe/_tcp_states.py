@@ -26,6 +26,7 @@ from ..cluster import Cluster
 from ..ipvs import TIMEOUTS_COMMAND, Timeouts, parse_timeouts, read_connections
 from ..net import Connector, run_in_netns
 from ..registry import FAMILIES, Family, Mode
+from ..sched import Dest, Flow, as_built
 from ..util import wait_until
 from ._ports import fresh_client_port
 from ._records import record, record_kind
@@ -137,6 +138,24 @@ def connection(cluster: Cluster, mode: Mode, family: Family) -> Iterator[tuple[_
             yield _Ends(client=client, server=server), sport
         finally:
             server.close()
+
+
+def dest_of(cluster: Cluster, client: tuple[str, int]) -> tuple[str, str]:
+    """(real server name, state) of the client's entry ("?" when there is none)."""
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    found = read_connections(cluster.pid(cluster.spec.active.name), client=client)
+    return (names.get(found[0].dest[0], "?"), found[0].state) if found else ("?", "(none)")
+
+
+def rr_choices(cluster: Cluster, count: int) -> list[str]:
+    """rr's first ``count`` choices for the service as the kernel built it."""
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    dests = [Dest(name=names[d.addr], addr=d.addr, port=d.port, weight=d.weight)
+             for d in cluster.service_state().dests]  # fmt: skip
+    model = as_built("rr", dests)
+    s = cluster.spec.service
+    flow = Flow(saddr=str(cluster.spec.clients[0].ip), sport=1, daddr=str(s.vip), dport=s.port)
+    return [str(getattr(model.schedule(flow), "name", None)) for _ in range(count)]
 
 
 def _segments(cluster: Cluster, frames: list, sport: int) -> list[tuple[float, str, str]]:
