@@ -158,12 +158,13 @@ class Tunnel:
         """Undo setup for every family and option: the devices hold nothing but VIPs."""
         every = [*self.receivers.values(), *self.checksummed_receivers.values(),
                  *self.crossing_receivers.values()]  # fmt: skip
-        # only devices that exist: naming an absent one makes the kernel load the
-        # module that provides it (dev_load, "netdev-<name>" aliases: sit0, gre0, ...)
+        # only devices that exist (/proc/net/dev is the namespace's own; /sys/class/net
+        # is not): naming an absent one makes the kernel load the module that provides
+        # it (dev_load, "netdev-<name>" aliases: sit0, gre0, ...)
         devices = dict.fromkeys(r.device for r in every)
         return [
             *(cmd for r in every for cmd in r.remove),
-            *(f"[ ! -e /sys/class/net/{d} ] || {{ ip addr flush dev {d}; "
+            *(f"! grep -qs '^ *{d}:' /proc/net/dev || {{ ip addr flush dev {d}; "
               f"ip link set {d} down; }} 2>/dev/null; true" for d in devices),
         ]  # fmt: skip
 
