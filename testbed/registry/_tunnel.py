@@ -158,14 +158,11 @@ class Tunnel:
         """Undo setup for every family and option: the devices hold nothing but VIPs."""
         every = [*self.receivers.values(), *self.checksummed_receivers.values(),
                  *self.crossing_receivers.values()]  # fmt: skip
-        # only devices that exist (/proc/net/dev is the namespace's own; /sys/class/net
-        # is not): naming an absent one makes the kernel load the module that provides
-        # it (dev_load, "netdev-<name>" aliases: sit0, gre0, ...)
         devices = dict.fromkeys(r.device for r in every)
         return [
-            *(cmd for r in every for cmd in r.remove),
-            *(f"! grep -qs '^ *{d}:' /proc/net/dev || {{ ip addr flush dev {d}; "
-              f"ip link set {d} down; }} 2>/dev/null; true" for d in devices),
+            *dict.fromkeys(cmd for r in every for cmd in r.remove),
+            *(f"! {_present(d)} || {{ ip addr flush dev {d}; ip link set {d} down; }} "
+              "2>/dev/null; true" for d in devices),
         ]  # fmt: skip
 
 
@@ -176,13 +173,20 @@ def _own_device(kind: str, name: str, options: str = "") -> Callable[[RealServer
     def create(rs: RealServerHost) -> list[str]:
         # its own local address: the lookup prefers it to the catch-all fallback device
         add = f"ip link add {name} type {kind} local {rs.address} {options}"
-        return [f"ip link del {name} 2>/dev/null; true", add.rstrip()]
+        return [*_deleting(name), add.rstrip()]
 
     return create
 
 
+def _present(device: str) -> str:
+    """A shell test: the device exists in this namespace. (/proc/net/dev is the
+    namespace's own, /sys/class/net is not; and naming an absent device to ip makes
+    the kernel try to load a module for it: dev_load, "netdev-<name>" aliases.)"""
+    return f"grep -qs '^ *{device}:' /proc/net/dev"
+
+
 def _deleting(name: str) -> tuple[str, ...]:
-    return (f"ip link del {name} 2>/dev/null; true",)
+    return (f"! {_present(name)} || ip link del {name}",)
 
 
 def _fou(option: str) -> Callable[[RealServerHost], list[str]]:
