@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import struct
 from dataclasses import replace
 
 import pytest
@@ -272,7 +274,8 @@ def test_udp_and_sctp_packets_and_clients() -> None:
 def test_families_differ_only_in_their_entries() -> None:
     v4, v6 = FAMILIES["ipv4"], FAMILIES["ipv6"]
     assert (v4.forwarding, v6.forwarding) == ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
-    assert (v4.ipvs_netmask, v6.ipvs_netmask) == (0xFFFFFFFF, 128)
+    assert (v4.ipvs_netmask(32), v4.ipvs_netmask(24)) == ("255.255.255.255", "255.255.255.0")
+    assert v6.ipvs_netmask(64) == socket.inet_ntoa(struct.pack("=I", 64))
     assert (v4.encapsulated_as, v6.encapsulated_as) == (4, 41)
     assert v6.address_flags == "nodad" and not v4.address_flags
     assert v6.hide_vip("r1-eth0") == [] and v4.hide_vip("r1-eth0")

@@ -10,6 +10,7 @@ itself uses; ``ipvsadm -Ln`` is parsed separately as an independent reader::
 """
 
 from ._conntable import Conn, DestCounters, read_connections, read_dest_counters
+from ._contract import expected_state, service_key, settings
 from ._ipvsadm import (
     KERNEL_PROTOCOLS,
     TIMEOUTS_COMMAND,
@@ -20,10 +21,13 @@ from ._ipvsadm import (
     parse_timeouts,
     rows_from_netlink,
 )
-from ._netlink import DestState, Ipvs, ServiceState, Stats, method_name
+from ._netlink import DestState, Ipvs, ServiceState, Stats, method_name, service_flags
+from ._sysctls import SYSCTL_DIR, SYSCTLS, Sysctl
 
 __all__ = [
     "KERNEL_PROTOCOLS",
+    "SYSCTLS",
+    "SYSCTL_DIR",
     "TIMEOUTS_COMMAND",
     "Conn",
     "DestCounters",
@@ -32,7 +36,9 @@ __all__ = [
     "IpvsadmRow",
     "ServiceState",
     "Stats",
+    "Sysctl",
     "Timeouts",
+    "expected_state",
     "ipvsadm_commands",
     "method_name",
     "parse_ipvsadm",
@@ -40,4 +46,7 @@ __all__ = [
     "read_connections",
     "read_dest_counters",
     "rows_from_netlink",
+    "service_flags",
+    "service_key",
+    "settings",
 ]

@@ -8,7 +8,6 @@ as an independent cross-check of what the kernel reports.
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,20 +16,21 @@ from ..registry import MODES, SCHEDULERS, TUNNEL_CHECKSUMS, TUNNELS
 from ..topology import RealServer, Service
 
 IP_VS_SVC_F_PERSISTENT = 0x0001  # include/uapi/linux/ip_vs.h
+IP_VS_SVC_F_HASHED = 0x0002  # set by the kernel on a service in its table
 IP_VS_SVC_F_ONEPACKET = 0x0004
 IP_VS_CONN_F_FWD_MASK = 0x0007
 # forwarding methods the testbed never configures but the kernel may report
 _OTHER_METHODS = {1: "local", 4: "bypass"}
 
 
-def _netmask(value: int) -> str:
-    """IPVS_SVC_ATTR_NETMASK as pyroute2 encodes it (an IPv4 address's four bytes).
-
-    The kernel reads the attribute's 32 bits as they are (ip_vs_ctl.c
-    ip_vs_genl_parse_service): for IPv4 a mask, for IPv6 a prefix length in
-    host byte order, which ipvsadm writes with nla_put_u32.
-    """
-    return socket.inet_ntoa(struct.pack("=I", value))
+def service_flags(service: Service) -> int:
+    """IP_VS_SVC_F_* bits of the service as the testbed requests it."""
+    flags = SCHEDULERS[service.scheduler].flag_bits(service.sched_flags)
+    if service.persistence:
+        flags |= IP_VS_SVC_F_PERSISTENT
+    if service.one_packet:
+        flags |= IP_VS_SVC_F_ONEPACKET
+    return flags
 
 
 def method_name(fwd_method: int) -> str:
@@ -62,6 +62,10 @@ class DestState:
     upper_threshold: int
     lower_threshold: int
     stats: Stats
+    address_family: int = 0  # socket.AF_*: a TUN real server may be of the other family
+    tunnel_type: int = 0  # IP_VS_CONN_F_TUNNEL_TYPE_*
+    tunnel_port: int = 0
+    tunnel_flags: int = 0  # IP_VS_TUNNEL_ENCAP_FLAG_*
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +79,10 @@ class ServiceState:
     stats: Stats
     dests: tuple[DestState, ...]
     flags: int = 0
+    family: int = 0  # socket.AF_*
+    fwmark: int = 0
+    netmask: str = ""  # IPVS_SVC_ATTR_NETMASK as pyroute2 decodes it (Family.ipvs_netmask)
+    persistence_engine: str | None = None
 
     def dest(self, addr: str) -> DestState:
         for d in self.dests:
@@ -127,21 +135,23 @@ class Ipvs:
     def _service(service: Service) -> Any:
         from pyroute2 import IPVSService
 
+        family = service.family
         fields: dict[str, Any] = {
-            "addr": str(service.vip),
-            "port": service.port,
-            "protocol": service.transport.number,
+            "af": family.af,
             "sched_name": service.scheduler,
-            "netmask": _netmask(service.family.ipvs_netmask),
+            "netmask": family.ipvs_netmask(service.persistence_block),
         }
-        flags = SCHEDULERS[service.scheduler].flag_bits(service.sched_flags)
+        if service.fwmark:
+            fields["fwmark"] = service.fwmark
+        else:
+            fields |= {"addr": str(service.vip), "port": service.port,
+                       "protocol": service.transport.number}  # fmt: skip
+        if service.persistence_engine:
+            fields["pe_name"] = service.persistence_engine
         if service.persistence:
-            flags |= IP_VS_SVC_F_PERSISTENT
             fields["timeout"] = service.persistence
-        if service.one_packet:
-            flags |= IP_VS_SVC_F_ONEPACKET
-        if flags:
-            fields["flags"] = {"flags": flags, "mask": 0xFFFF}
+        # the whole mask: an edit clears what it does not set
+        fields["flags"] = {"flags": service_flags(service), "mask": 0xFFFF}
         return IPVSService(**fields)
 
     @staticmethod
@@ -197,6 +207,39 @@ class Ipvs:
     def set_weight(self, service: Service, rs: RealServer, weight: int) -> None:
         self._sock.dest("set", service=self._service(service), dest=self._dest(service, rs, weight))
 
+    def edit_service(self, service: Service) -> None:
+        """Change a service in place (IPVS_CMD_SET_SERVICE): scheduler, flags,
+        persistence, netmask, engine; its identity stays."""
+        self._sock.service("set", service=self._service(service))
+
+    def edit_real_server(self, service: Service, rs: RealServer) -> None:
+        """Change a real server in place (IPVS_CMD_SET_DEST): weight, thresholds,
+        forwarding method, tunnel."""
+        self._sock.dest("set", service=self._service(service), dest=self._dest(service, rs))
+
+    def request_errno(self, service: dict[str, Any], dest: dict[str, Any] | None = None, *,
+                      command: str = "add", existing: bool = False) -> int:  # fmt: skip
+        """Send one raw request in pyroute2's field names (``command`` "add", "set" or
+        "add twice"), after adding the service first if ``existing``; the errno the
+        kernel answered, 0 if it took it. For requests the value objects refuse."""
+        from pyroute2 import IPVSDest, IPVSService
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        svc = IPVSService(**service)
+        if existing:
+            self._sock.service("add", service=svc)
+        if command == "add twice":
+            self._sock.dest("add", service=svc, dest=IPVSDest(**dest or {}))
+            command = "add"
+        try:
+            if dest is None:
+                self._sock.service(command, service=svc)
+            else:
+                self._sock.dest(command, service=svc, dest=IPVSDest(**dest))
+        except NetlinkError as e:
+            return e.code
+        return 0
+
     # -- reading --------------------------------------------------------------
     def services(self) -> list[ServiceState]:
         """Every service with its real servers and counters, in kernel order."""
@@ -212,13 +255,17 @@ class Ipvs:
             )
             states.append(
                 ServiceState(
-                    addr=str(nla.get_attr("IPVS_SVC_ATTR_ADDR")),
+                    addr=str(nla.get_attr("IPVS_SVC_ATTR_ADDR") or ""),  # none for a fwmark service
                     port=int(nla.get_attr("IPVS_SVC_ATTR_PORT") or 0),
                     protocol=int(nla.get_attr("IPVS_SVC_ATTR_PROTOCOL") or 0),
                     scheduler=str(nla.get_attr("IPVS_SVC_ATTR_SCHED_NAME")),
                     persistent=bool(int(flags.get("flags", 0)) & IP_VS_SVC_F_PERSISTENT),
                     flags=int(flags.get("flags", 0)),
                     timeout=int(nla.get_attr("IPVS_SVC_ATTR_TIMEOUT") or 0),
+                    family=int(nla.get_attr("IPVS_SVC_ATTR_AF") or 0),
+                    fwmark=int(nla.get_attr("IPVS_SVC_ATTR_FWMARK") or 0),
+                    netmask=str(nla.get_attr("IPVS_SVC_ATTR_NETMASK")),
+                    persistence_engine=nla.get_attr("IPVS_SVC_ATTR_PE_NAME") or None,
                     stats=_stats(nla, "IPVS_SVC_ATTR"),
                     dests=dests,
                 )
@@ -248,4 +295,8 @@ class Ipvs:
             upper_threshold=val("U_THRESH"),
             lower_threshold=val("L_THRESH"),
             stats=_stats(nla, "IPVS_DEST_ATTR"),
+            address_family=val("ADDR_FAMILY"),
+            tunnel_type=val("TUN_TYPE"),
+            tunnel_port=socket.ntohs(val("TUN_PORT")),  # be16, read by pyroute2 as host order
+            tunnel_flags=val("TUN_FLAGS"),
         )

@@ -17,6 +17,7 @@ name. Adding a mode is registering one more ``Mode``::
 
 from ._checksums import CHECKSUMS, COMPUTED, OFFLOAD, Checksums
 from ._combination import POLICIES, Combination, combinations, pairwise
+from ._engine import PERSISTENCE_ENGINES, PersistenceEngine
 from ._family import FAMILIES, Address, Family, Network, family_of, parse_address, parse_network
 from ._gue import GUE, GUE_FLAG_PRIV
 from ._host import DirectorHost, RealServerHost
@@ -43,6 +44,7 @@ __all__ = [
     "GUE_FLAG_PRIV",
     "MODES",
     "OFFLOAD",
+    "PERSISTENCE_ENGINES",
     "POLICIES",
     "PROTOCOLS",
     "SCHEDULERS",
@@ -57,6 +59,7 @@ __all__ = [
     "Family",
     "Mode",
     "Network",
+    "PersistenceEngine",
     "Protocol",
     "RealServerHost",
     "Receiver",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ class Family:
     icmp_ratelimit: str  # the sysctl that paces the host's ICMP errors
     address_flags: str  # `ip addr add ... <flags>` on an Ethernet interface
     prefix_route_metric: int  # the metric of the route the kernel adds for an address
-    ipvs_netmask: int  # IPVS_SVC_ATTR_NETMASK of a plain (non-persistent) service
+    # IPVS_SVC_ATTR_NETMASK of a client block of this prefix length, as pyroute2 packs
+    # it (four bytes): ip_vs_ctl.c reads a mask for IPv4, a host-order prefix length for IPv6
+    ipvs_netmask: Callable[[int], str]
     layer: type[Packet]  # scapy network layer
     protocol_field: str  # the header field naming the next protocol
     encapsulated_as: int  # that field's value when this family is carried inside IP
@@ -196,7 +199,7 @@ IPV4 = FAMILIES.register(
         icmp_ratelimit="net.ipv4.icmp_ratelimit",
         address_flags="",
         prefix_route_metric=0,
-        ipvs_netmask=0xFFFFFFFF,  # what ipvsadm sends for IPv4
+        ipvs_netmask=lambda prefix: str(ipaddress.IPv4Network((0, prefix)).netmask),
         layer=IP,
         protocol_field="proto",
         encapsulated_as=socket.IPPROTO_IPIP,  # 4
@@ -243,7 +246,7 @@ IPV6 = FAMILIES.register(
         prefix_route_metric=256,  # IP6_RT_PRIO_ADDRCONF
         # ip_vs_ctl.c ip_vs_add_service: an IPv6 service's netmask is a prefix
         # length 1..128 (ipvsadm sends 128); 0xFFFFFFFF is refused with EINVAL
-        ipvs_netmask=128,
+        ipvs_netmask=lambda prefix: socket.inet_ntoa(struct.pack("=I", prefix)),
         layer=IPv6,
         protocol_field="nh",
         encapsulated_as=socket.IPPROTO_IPV6,  # 41

@@ -25,10 +25,12 @@ from ..observe import (
     PersistenceRecord,
     QuiescentRecord,
     ReuseRecord,
+    RoundTripRecord,
     ScaleRecord,
     SchedulerRecord,
     SyncEntryRecord,
     SyncRun,
+    SysctlWrite,
     TcpWalkRecord,
     ThresholdRecord,
     UdpEntryRecord,
@@ -277,6 +279,30 @@ def _record_tables(records: list[Any]) -> str:
                     ("entry after", lambda r: r.entry_after),
                     ("server got", lambda r: r.delivered or "nothing"),
                     ("client saw", lambda r: r.client_saw),
+                ],
+            ),
+            table(
+                "Control plane: ipvsadm -S and -R",
+                "The catalogue of services saved, cleared and restored with ipvsadm; services "
+                "whose settings the round trip changed (read over netlink before and after).",
+                of_kind(records, RoundTripRecord),
+                [
+                    ("table", lambda r: r.key),
+                    ("services", lambda r: r.services),
+                    ("text identical", lambda r: "yes" if r.restored == r.saved else "no"),
+                    ("changed", lambda r: r.lost or "none"),
+                ],
+            ),
+            table(
+                "Control plane: sysctl writes",
+                "Each write made in a network namespace of its own: taken or refused, and "
+                "the value read right after (the fresh namespace's value before).",
+                of_kind(records, SysctlWrite),
+                [
+                    ("write", lambda r: r.key),
+                    ("taken", lambda r: "yes" if r.accepted else "refused"),
+                    ("reads", lambda r: r.read_back),
+                    ("was", lambda r: r.before),
                 ],
             ),
             table(

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..registry import (
     MODES,
+    PERSISTENCE_ENGINES,
     PROTOCOLS,
     SCHED_FLAGS,
     SCHEDULERS,
@@ -132,11 +133,16 @@ class Service:
     persistence: int = 0  # ipvsadm -p seconds (0: off)
     one_packet: bool = False  # ipvsadm -o: every UDP datagram scheduled on its own
     sched_flags: tuple[str, ...] = ()  # ipvsadm -b
+    # ipvsadm -M as a prefix length: the client block one template covers (None: one address)
+    persistence_prefix: int | None = None
+    persistence_engine: str | None = None  # ipvsadm --pe (sip: by Call-ID)
+    fwmark: int = 0  # ipvsadm -f: the service matches this mark, not vip:port (0: none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vip", parse_address(self.vip, "service vip"))
         object.__setattr__(self, "dip", parse_address(self.dip, "service dip"))
-        _port(self.port, "service port")
+        if self.port != 0 or not self.persistence:  # port 0: every port, persistent only
+            _port(self.port, "service port")
         if self.nat_port is not None:
             _port(self.nat_port, "service nat_port")
         # registry lookups: an unknown name fails in one line, listing the known ones
@@ -155,6 +161,27 @@ class Service:
                 raise TestbedError(f"scheduler flag {flag!r} does not apply to {self.scheduler}")
         if not isinstance(self.persistence, int) or self.persistence < 0:
             raise TestbedError(f"service persistence: {self.persistence!r} is not >= 0 seconds")
+        self._check_persistence_options()
+        if not isinstance(self.fwmark, int) or not 0 <= self.fwmark <= 0xFFFFFFFF:
+            raise TestbedError(f"service fwmark: {self.fwmark!r} is not a 32-bit mark")
+
+    def _check_persistence_options(self) -> None:
+        # ipvsadm(8): -M and --pe qualify -p
+        for what, value in (("persistence_prefix", self.persistence_prefix),
+                            ("persistence_engine", self.persistence_engine)):  # fmt: skip
+            if value is not None and not self.persistence:
+                raise TestbedError(f"service {what} needs persistence (ipvsadm -p)")
+        if self.persistence_prefix is not None:
+            prefix, bits = self.persistence_prefix, self.family.host_prefix
+            if not isinstance(prefix, int) or not 1 <= prefix <= bits:
+                raise TestbedError(f"service persistence_prefix: {prefix!r} is not in 1..{bits}")
+        if self.persistence_engine is not None:
+            engine = PERSISTENCE_ENGINES[self.persistence_engine]
+            if self.protocol not in engine.protocols:
+                reads = ", ".join(engine.protocols)
+                raise TestbedError(
+                    f"persistence engine {engine.name} reads only {reads}, not {self.protocol}"
+                )
 
     @property
     def forwarding(self) -> Mode:
@@ -179,6 +206,18 @@ class Service:
     def endpoint(self) -> str:
         """``vip:port`` as clients and ipvsadm write it."""
         return self.family.endpoint(self.vip, self.port)
+
+    @property
+    def ipvsadm_key(self) -> str:
+        """The service as ipvsadm(8) names it: ``-f MARK`` or ``-t|-u|--sctp-service vip:port``."""
+        if self.fwmark:
+            return f"-f {self.fwmark}" + (" -6" if self.family.version == 6 else "")
+        return f"{self.transport.ipvsadm_flag} {self.endpoint}"
+
+    @property
+    def persistence_block(self) -> int:
+        """The prefix length of the client block one persistence template covers."""
+        return self.persistence_prefix or self.family.host_prefix
 
 
 def _encapsulating() -> str:
