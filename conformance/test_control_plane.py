@@ -23,6 +23,7 @@ from testbed.observe import (
     Refusal,
     available_engines,
     available_schedulers,
+    built_by_ipvsadm,
     control_table,
     edit_in_place,
     expected_table,
@@ -45,6 +46,15 @@ def catalogue(cluster: Cluster) -> list:
                          engines=available_engines())  # fmt: skip
 
 
+def _assert_reads_back(catalogue: list, reported: dict) -> None:
+    expected = expected_table(catalogue)
+    differing = [k for k in expected if reported.get(k) != expected[k]]
+    assert not differing, "\n".join(
+        f"{k}:\n  expected {expected[k]}\n  got      {reported.get(k)}" for k in differing
+    )
+    assert set(reported) == set(expected), "the kernel reports services nobody added"
+
+
 def test_what_is_set_is_what_the_kernel_reports(cluster: Cluster, catalogue: list) -> None:
     """Every service of the catalogue (each protocol in each mode, each scheduler with
     all its flags, persistence with a client block, port 0, firewall marks, one-packet,
@@ -54,12 +64,17 @@ def test_what_is_set_is_what_the_kernel_reports(cluster: Cluster, catalogue: lis
     """
     with loaded(cluster, catalogue):
         reported = reported_table(cluster)
-    expected = expected_table(catalogue)
-    differing = [k for k in expected if reported.get(k) != expected[k]]
-    assert not differing, "\n".join(
-        f"{k}:\n  expected {expected[k]}\n  got      {reported.get(k)}" for k in differing
-    )
-    assert set(reported) == set(expected), "the kernel reports services nobody added"
+    _assert_reads_back(catalogue, reported)
+
+
+def test_ipvsadm_builds_what_netlink_builds(cluster: Cluster, catalogue: list) -> None:
+    """The same catalogue written as ipvsadm(8) commands (-A/-a with -s, -b, -p, -M,
+    --pe, -o, -f, -w, -x, -y, --tun-type, --tun-port, --tun-*csum) and loaded with
+    ``ipvsadm -R`` reads back exactly as when set over netlink: ipvsadm and the
+    kernel agree on every option (ipvsadm(8); ip_vs_ctl.c ip_vs_genl_parse_*)."""
+    built = built_by_ipvsadm(cluster, catalogue)
+    assert not built.output, f"ipvsadm -R complained:\n{built.output}"
+    _assert_reads_back(catalogue, built.reported)
 
 
 @pytest.mark.parametrize("edit", EDITS, ids=[e.name.replace(" ", "-") for e in EDITS])

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..registry import MODES
+from ..registry import MODES, TUNNEL_CHECKSUMS, TUNNELS, family_of
 from ..topology import RealServer, Service
 from ._netlink import ServiceState
 
@@ -85,25 +85,42 @@ def rows_from_netlink(states: Iterable[ServiceState]) -> list[IpvsadmRow]:
     return rows
 
 
+def _client_block(service: Service) -> str:
+    """ipvsadm -M: a mask for IPv4, a prefix length for IPv6."""
+    if service.family.version == 6:
+        return str(service.persistence_block)
+    return service.family.ipvs_netmask(service.persistence_block)
+
+
 def ipvsadm_commands(service: Service, real_servers: Iterable[RealServer]) -> list[str]:
     """The ipvsadm(8) commands that build this service and its real servers."""
-    proto = service.transport.ipvsadm_flag
-    add = f"ipvsadm -A {proto} {service.endpoint} -s {service.scheduler}"
+    key = service.ipvsadm_key
+    add = f"ipvsadm -A {key} -s {service.scheduler}"
     if service.sched_flags:
         add += f" -b {','.join(service.sched_flags)}"
     if service.persistence:
         add += f" -p {service.persistence}"
+    if service.persistence_prefix:
+        add += f" -M {_client_block(service)}"
+    if service.persistence_engine:
+        add += f" --pe {service.persistence_engine}"
     if service.one_packet:
         add += " -o"
     out = [add]
     mode = service.forwarding
     for rs in real_servers:
-        dest = service.family.endpoint(rs.ip, service.real_port)
-        cmd = f"ipvsadm -a {proto} {service.endpoint} -r {dest} {mode.ipvsadm_flag} -w {rs.weight}"
+        dest = family_of(rs.ip).endpoint(rs.ip, service.real_port)
+        cmd = f"ipvsadm -a {key} -r {dest} {mode.ipvsadm_flag} -w {rs.weight}"
         if rs.upper_threshold:
             cmd += f" -x {rs.upper_threshold}"
         if rs.lower_threshold:
             cmd += f" -y {rs.lower_threshold}"
+        if mode.encapsulates and rs.tunnel != "ipip":  # ipip: ipvsadm's default
+            tunnel = TUNNELS[rs.tunnel]
+            cmd += f" --tun-type {tunnel.name}"
+            if tunnel.port:
+                cmd += f" --tun-port {rs.tunnel_port or tunnel.port}"
+            cmd += f" {TUNNEL_CHECKSUMS[rs.tunnel_checksum].ipvsadm_option}"
         out.append(cmd)
     return out
 

@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import itertools
 import shlex
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,6 +32,7 @@ from ..ipvs import (
     SYSCTLS,
     ServiceState,
     expected_state,
+    ipvsadm_commands,
     read_connections,
     service_key,
     settings,
@@ -232,6 +234,26 @@ def ipvsadm_round_trip(cluster: Cluster, table: Table) -> RoundTripRecord:
     lost = [_name(k) for k in before if before[k] != after.get(k)]
     return record(RoundTripRecord(key="catalogue", services=len(before), saved=saved,
                                   restored=restored, lost=lost))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpvsadmBuild:
+    commands: list[str]  # as ipvsadm_commands writes them
+    output: str  # what ipvsadm -R said (nothing when all went well)
+    reported: State
+
+
+def built_by_ipvsadm(cluster: Cluster, table: Table) -> IpvsadmBuild:
+    """The catalogue built by ipvsadm from ``ipvsadm_commands`` (one ``ipvsadm -R``
+    reading them all), read back over netlink: a second way into the same kernel."""
+    commands = [c for svc, rss in table for c in ipvsadm_commands(svc, rss)]
+    with tempfile.NamedTemporaryFile("w", prefix="lvstb-ipvsadm-", suffix=".rules") as f:
+        f.write("".join(c.removeprefix("ipvsadm ") + "\n" for c in commands))
+        f.flush()
+        with loaded(cluster, []):
+            output = cluster.run(cluster.spec.active.name, f"ipvsadm -R < {f.name} 2>&1")
+            reported = reported_table(cluster)
+    return IpvsadmBuild(commands=commands, output=output.strip(), reported=reported)
 
 
 def _name(key: tuple[int, int, int, str, int]) -> str:
