@@ -8,6 +8,7 @@ so one topology serves a whole test session.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shlex
 import sys
@@ -47,6 +48,8 @@ EXTRA_PER_CLIENT = 64
 # a director and the router eth0 outside and eth1 inside
 RS_IF = "eth0"
 FLUSH_NEIGHBOURS = "ip neigh flush all"  # both families
+# longest script line sent as it is; a longer one goes through a file (_sendable)
+_LINE_MAX = 2048
 
 
 def real_server_host(spec: ClusterSpec, rs: RealServer) -> RealServerHost:
@@ -101,6 +104,7 @@ class Cluster(Scoped):
         self._programs: dict[tuple[str, str], Any] = {}  # (host, module) -> Popen
         self._ipvs: dict[str, Ipvs] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
+        self._scripts = itertools.count()
         self.timings: dict[str, float] = {}
         # per host, the setup configure() last made there and what undoes it (dropped
         # when anything else runs there), and the checksum handling on every interface
@@ -373,7 +377,7 @@ class Cluster(Scoped):
                 continue
             node = self.node(host)
             script = " && ".join(f"{{ {c}; }}" for c in cmds)  # groups: no subshell fork
-            node.sendCmd(f"{script}; echo __rc=$?")
+            node.sendCmd(f"{self._sendable(host, script)}; echo __rc=$?")
             if changes_setup:
                 self._applied.pop(host, None)
             sent[host] = (node, script)
@@ -386,6 +390,18 @@ class Cluster(Scoped):
         if failed:
             raise TestbedError(failed[0])
         return out
+
+    def _sendable(self, host: str, script: str) -> str:
+        """The script as one short line for the host's shell: a long one (or one of
+        several lines) is written to a file and sourced. The shell reads a pty whose
+        line discipline keeps at most 4095 characters of a line (N_TTY_BUF_SIZE):
+        a longer line never reaches it, and the command never returns; and Mininet
+        takes each prompt for the end of the output, so a second line would be lost."""
+        if len(script) <= _LINE_MAX and "\n" not in script:
+            return script
+        path = self.workdir / f"{host}.{next(self._scripts)}.sh"
+        path.write_text(script + "\n")
+        return f". {path}"
 
     @property
     def ipvs(self) -> Ipvs:

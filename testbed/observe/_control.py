@@ -229,7 +229,7 @@ def ipvsadm_round_trip(cluster: Cluster, table: Table) -> RoundTripRecord:
         saved = cluster.run(d, "ipvsadm -S -n")
         restored = cluster.run(
             d, "f=$(mktemp) && ipvsadm -S -n > $f && ipvsadm -C && ipvsadm -R < $f; "
-               "rc=$?; rm -f $f; ipvsadm -S -n; exit $rc")  # fmt: skip
+               "rc=$?; rm -f $f; ipvsadm -S -n; [ $rc = 0 ]")  # fmt: skip
         after = reported_table(cluster)
     lost = [_name(k) for k in before if before[k] != after.get(k)]
     return record(RoundTripRecord(key="catalogue", services=len(before), saved=saved,
