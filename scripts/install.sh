@@ -15,7 +15,7 @@ apt_packages=(
   mininet bridge-utils iproute2 ipvsadm keepalived iperf3 curl tcpdump
   qemu-system-x86 linux-image-amd64 busybox-static kmod procps psmisc
   python3 python3-venv python3-pip ethtool socat
-  heartbeat ldirectord conntrackd conntrack vsftpd
+  heartbeat ldirectord conntrackd conntrack vsftpd nftables
 )
 
 log() { printf '[install] %s\n' "$*" >&2; }

@@ -3,6 +3,7 @@ whose setup did not change left alone (no root: Mininet's shells and IPVS faked)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,11 @@ class FakeNode:
 
     def sendCmd(self, script: str) -> None:
         assert not self.pending, "a second command before the first one's output was read"
+        # a pty keeps at most 4095 characters of a line: a longer one would hang the shell
+        assert len(script) < 4095 and "\n" not in script, "a line the shell would never read"
+        if script.startswith(". /"):  # a long script, sourced from its file: log the script
+            path, _, rest = script[2:].partition(";")
+            script = Path(path).read_text().rstrip("\n") + ";" + rest
         self.pending = script
 
     def waitOutput(self) -> str:
@@ -40,10 +46,11 @@ class FakeIpvs:
 
 
 @pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.setattr("testbed.cluster._cluster.require_modules", lambda *m: None)
     c = Cluster(load_topology(), progress=lambda _msg: None)
     c.workdir.rmdir()
+    c.workdir = tmp_path
     c.log = []
     nodes = {h.name: FakeNode(h.name, c.log) for h in c.base_spec.hosts}
 
@@ -114,3 +121,13 @@ def test_a_mode_change_undoes_only_what_the_last_setup_made(cluster: Any) -> Non
     r1 = _scripts(cluster, "r1")[0]
     assert r1.startswith("{ ip addr flush dev tunl0; } && { ip link set tunl0 down; }")
     assert r1.count("route replace default") == 1  # only NAT's, in IPv6
+
+
+def test_a_long_script_reaches_the_shell_through_a_file(cluster: Any) -> None:
+    """The first configure puts every real server back to neutral in both families: a
+    script longer than a pty lets a shell read (4095 characters), sent as a file."""
+    cluster.configure(cluster.base_spec)
+    long = [script for h, script in cluster.log if len(script) >= 4095]
+    assert long, "the neutral baseline is expected to be long enough to need a file"
+    cluster.run("c1", "echo short")
+    assert cluster.log[-1] == ("c1", "{ echo short; }; echo __rc=$?")

@@ -115,12 +115,13 @@ def ipvsadm_commands(service: Service, real_servers: Iterable[RealServer]) -> li
             cmd += f" -x {rs.upper_threshold}"
         if rs.lower_threshold:
             cmd += f" -y {rs.lower_threshold}"
-        if mode.encapsulates and rs.tunnel != "ipip":  # ipip: ipvsadm's default
+        if mode.encapsulates:
             tunnel = TUNNELS[rs.tunnel]
             cmd += f" --tun-type {tunnel.name}"
             if tunnel.port:
                 cmd += f" --tun-port {rs.tunnel_port or tunnel.port}"
-            cmd += f" {TUNNEL_CHECKSUMS[rs.tunnel_checksum].ipvsadm_option}"
+            if len(tunnel.checksums) > 1:  # a type with a choice of checksum options
+                cmd += f" {TUNNEL_CHECKSUMS[rs.tunnel_checksum].ipvsadm_option}"
         out.append(cmd)
     return out
 

@@ -38,7 +38,8 @@ class Decision:
 
     def describe(self) -> str:
         load = ", ".join(f"{d.name}(w={d.weight} a={d.active} i={d.inactive})" for d in self.state)
-        return f"{self.flow.saddr}:{self.flow.sport}: expected {self.expected}, got {self.got}" + (
+        f = self.flow
+        return f"{f.saddr}:{f.sport} -> {f.daddr}: expected {self.expected}, got {self.got}" + (
             f" [state {load}]" if load else ""
         )
 
@@ -100,8 +101,10 @@ class Harness:
         weights: Sequence[int] | None = None,
         flags: Iterable[str] = (),
         upper: Sequence[int] | None = None,
+        fwmark: int = 0,
     ) -> None:
-        """A fresh service (scheduler state reset) with the given weights and thresholds."""
+        """A fresh service (scheduler state reset) with the given weights and thresholds;
+        with ``fwmark``, a service of that mark (see marked_block) instead of the VIP's."""
         self.connector.close_all()
         spec = self.base  # not the previous test's weights and thresholds
         n = len(spec.real_servers)
@@ -119,6 +122,7 @@ class Harness:
             mode=self.mode,
             protocol=self.protocol.name,
             port=next(self._vports),
+            fwmark=fwmark,
         )
         self.cluster.configure(new)
 
@@ -147,23 +151,25 @@ class Harness:
             for d in state.dests
         ]
 
-    def flow(self, saddr: str | None = None, sport: int | None = None) -> Flow:
+    def flow(self, saddr: str | None = None, sport: int | None = None,
+             daddr: str | None = None) -> Flow:  # fmt: skip
+        """A flow from the client (or ``saddr``) to the VIP (or ``daddr``, of a marked
+        block) and the service's port."""
         s = self.cluster.spec.service
         return Flow(
             saddr=saddr or str(self.client.ip),
             sport=sport if sport is not None else next(self._ports),
-            daddr=str(s.vip),
+            daddr=daddr or str(s.vip),
             dport=s.port,
         )
 
     def _send(self, flow: Flow) -> bool:
         """Open (and hold) one connection: True if it was established."""
-        s = self.cluster.spec.service
         try:
-            self.connector.open(flow.saddr, flow.sport, (str(s.vip), s.port))
+            self.connector.open(flow.saddr, flow.sport, (flow.daddr, flow.dport))
             return True
         except OSError as exc:
-            self.errors.append(f"{flow.saddr}:{flow.sport} -> {s.vip}:{s.port}: {exc!r}")
+            self.errors.append(f"{flow.saddr}:{flow.sport} -> {flow.daddr}:{flow.dport}: {exc!r}")
         return False
 
     def connect(self, flow: Flow) -> str | None:

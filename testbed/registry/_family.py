@@ -42,6 +42,9 @@ class Family:
     af: int  # socket.AF_INET: sockets and netlink
     host_prefix: int  # a single address as a prefix: the VIP on a device
     ip_option: str  # `ip -4 ...`
+    nft_family: str  # nft(8)'s address family: `table ip ...`, `ip daddr ...`
+    # address blocks the testbed may give its own uses (documentation ranges only)
+    spare_blocks: tuple[str, ...]
     sysctl: str  # the sysctl tree of the family
     forwarding: str  # the sysctl that makes a host a router for this family
     icmp_ratelimit: str  # the sysctl that paces the host's ICMP errors
@@ -194,6 +197,10 @@ IPV4 = FAMILIES.register(
         af=socket.AF_INET,
         host_prefix=32,
         ip_option="-4",
+        nft_family="ip",
+        spare_blocks=tuple(
+            f"{net}.{n}/26" for net in ("192.0.2", "198.51.100", "203.0.113") for n in (0, 64)
+        ),
         sysctl="net.ipv4",
         forwarding="net.ipv4.ip_forward",
         icmp_ratelimit="net.ipv4.icmp_ratelimit",
@@ -237,6 +244,8 @@ IPV6 = FAMILIES.register(
         af=socket.AF_INET6,
         host_prefix=128,
         ip_option="-6",
+        nft_family="ip6",
+        spare_blocks=tuple(f"2001:db8:f{n:03x}::/120" for n in range(8)),
         sysctl="net.ipv6",
         forwarding="net.ipv6.conf.all.forwarding",
         icmp_ratelimit="net.ipv6.icmp.ratelimit",
