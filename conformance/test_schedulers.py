@@ -13,6 +13,7 @@ lacks is skipped, naming the module.
 from __future__ import annotations
 
 import math
+import shutil
 import socket
 import time
 from collections import Counter
@@ -29,12 +30,14 @@ from testbed.observe import (
     Harness,
     SchedulerRecord,
     ThresholdRecord,
+    marked_block,
     record,
     spread_over,
 )
 from testbed.sched import MODELS, Flow, Model, as_built, disruption, slot_shares
 
 FLOWS = 300  # per sequence check
+FWMARK = 0x42  # the destination block's mark
 CLOSE_TIMEOUT_S = 11  # IPVS TCP CLOSE state lasts 10 s before the entry is unbound
 
 
@@ -294,6 +297,60 @@ def test_dh_sends_a_destination_to_its_bucket(harness: Harness) -> None:
     check(harness.compare("dh", harness.sequence(model, [harness.flow() for _ in range(60)])))
 
 
+@pytest.fixture
+def destinations(cluster: Cluster, harness: Harness) -> Iterator[list[str]]:
+    """A block of destination addresses marked FWMARK on the director (nftables)."""
+    if shutil.which("nft") is None:
+        pytest.skip("nft(8) is missing: firewall marks need nftables")
+    with marked_block(cluster, cluster.base_spec.service.family, mark=FWMARK) as addresses:
+        yield addresses
+
+
+def test_dh_hashes_every_destination_of_a_fwmark_service(
+    harness: Harness, destinations: list[str]
+) -> None:
+    """dh through one firewall-mark service: flows to 62 destination addresses, each
+    twice, each on the server of its address's bucket, as the model hashes it.
+    Source: net/netfilter/ipvs/ip_vs_dh.c; ipvsadm(8) -f."""
+    need("dh")
+    harness.configure("dh", weights=(1, 1, 1), fwmark=FWMARK)
+    model = model_for(harness, "dh")
+    flows = [harness.flow(daddr=d) for d in destinations * 2]
+    result = harness.compare("dh-fwmark", harness.sequence(model, flows))
+    check(result)
+    assert len({d.got for d in result.decisions}) == len(harness.server_names), "one bucket only"
+
+
+@pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
+def test_locality_schedulers_keep_each_destination_of_a_fwmark_service(
+    harness: Harness, destinations: list[str], scheduler: str
+) -> None:
+    """lblc / lblcr through one firewall-mark service: 40 held connections cycling over
+    8 destination addresses; each address keeps its server (lblcr: its set) until
+    that server is overloaded, new addresses go to the weighted least-connection
+    server; the model keeps its cache and reads the kernel's counters before each.
+    Source: net/netfilter/ipvs/ip_vs_lblc.c, ip_vs_lblcr.c; ipvsadm(8) -f."""
+    need(scheduler)
+    harness.configure(scheduler, weights=(2, 4, 1), fwmark=FWMARK)
+    model = model_for(harness, scheduler)
+    flows = [harness.flow(daddr=destinations[i % 8]) for i in range(40)]
+    check(harness.compare(f"{scheduler}-fwmark", follow(harness, model, flows)))
+
+
+def follow(harness: Harness, model: Model, flows: list[Flow]) -> list[Decision]:
+    """Each flow held open in turn, the model updated with the kernel's counters first."""
+    decisions = []
+    held = harness.active_total()
+    for f in flows:
+        model.update(harness.dests())  # the kernel's counters; the model keeps its cache
+        want = model.schedule(f)
+        decisions.append(Decision(flow=f, expected=want.name if want else None,
+                                  got=harness.connect(f)))  # fmt: skip
+        held += 1
+        harness.wait_active(held)
+    return decisions
+
+
 @pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
 def test_locality_schedulers_are_sticky_per_destination(harness: Harness, scheduler: str) -> None:
     """lblc / lblcr: a destination address sticks to its server until that one is overloaded.
@@ -306,17 +363,7 @@ def test_locality_schedulers_are_sticky_per_destination(harness: Harness, schedu
     need(scheduler)
     harness.configure(scheduler, weights=(2, 4, 1))
     model = model_for(harness, scheduler)
-    decisions = []
-    held = harness.active_total()
-    for _ in range(20):
-        model.update(harness.dests())  # the kernel's counters; the model keeps its cache
-        f = harness.flow()
-        want = model.schedule(f)
-        decisions.append(Decision(flow=f, expected=want.name if want else None,
-                                  got=harness.connect(f)))  # fmt: skip
-        held += 1
-        harness.wait_active(held)
-    check(harness.compare(scheduler, decisions))
+    check(harness.compare(scheduler, follow(harness, model, [harness.flow() for _ in range(20)])))
 
 
 # -- weights and thresholds at runtime ------------------------------------------------------------

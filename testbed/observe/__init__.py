@@ -45,6 +45,7 @@ from ._exchange import (
 )
 from ._failover import Advert, Failover, observe_failover
 from ._ftp import FTP_WAYS, FtpRecord, FtpWay, ftp_download
+from ._fwmark import NFT_TABLE, marked_block, spare_block
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
 from ._persistence import (
@@ -107,6 +108,7 @@ __all__ = [
     "EDITS",
     "FTP_WAYS",
     "ISOLATION_SYSCTL",
+    "NFT_TABLE",
     "RECORD_KINDS",
     "REFUSALS",
     "REUSE_CLOSINGS",
@@ -172,6 +174,7 @@ __all__ = [
     "load_records",
     "loaded",
     "longest_silence",
+    "marked_block",
     "namespace_isolation",
     "observe_failover",
     "of_kind",
@@ -192,6 +195,7 @@ __all__ = [
     "send_exchange",
     "served_by",
     "site_of",
+    "spare_block",
     "spread_over",
     "sync_daemons",
     "synced_entry",

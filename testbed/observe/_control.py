@@ -354,15 +354,17 @@ class SysctlWrite:
 
 
 def sysctl_writes(cluster: Cluster, writes: Iterable[tuple[str, str]]) -> list[SysctlWrite]:
-    """Each write made in a fresh namespace of its own: accepted or refused, and what
-    the sysctl reads afterwards."""
-    lines = []
-    for name, value in writes:
-        script = (f"f={SYSCTL_DIR}/{name}; b=$(cat $f); "
-                  f"if echo {shlex.quote(value)} > $f 2>/dev/null; then r=1; else r=0; fi; "
-                  f"printf '%s\\t%s\\t%s\\t%s\\n' {name} $r \"$(cat $f)\" \"$b\"")  # fmt: skip
-        lines.append(_in_new_namespace(script))
-    out = cluster.run(cluster.spec.active.name, "\n".join(lines))
+    """Each write made in one namespace created for them, the sysctl's fresh value put
+    back after each: accepted or refused, and what the sysctl reads right after."""
+    writes = list(writes)
+    steps = [(f"f={SYSCTL_DIR}/{name}; b=$(cat $f); "
+              f"if echo {shlex.quote(value)} > $f 2>/dev/null; then r=1; else r=0; fi; "
+              # one line per write, tab-separated: a value's own tabs (sync_threshold) as spaces
+              f"printf '%s\\t%s\\t%s\\t%s\\n' {name} $r \"$(tr '\\t' ' ' < $f)\" "
+              "\"$(echo \"$b\" | tr '\\t' ' ')\"; "
+              "echo \"$b\" > $f")
+             for name, value in writes]  # fmt: skip
+    out = cluster.run(cluster.spec.active.name, _in_new_namespace("\n".join(steps)))
     results = []
     for (name, value), line in zip(writes, out.splitlines(), strict=True):
         got_name, accepted, read_back, before = line.split("\t")
