@@ -13,13 +13,19 @@ expire_quiescent_template.
 
 from __future__ import annotations
 
+import ipaddress
+import shutil
+
 import pytest
 
 from testbed import Cluster
 from testbed.observe import (
+    SCOPE_MARK,
     PersistenceRecord,
     QuiescentRecord,
+    ScopeRecord,
     persistence_lifetime,
+    persistence_scope,
     quiescent_template,
 )
 from testbed.registry import MODES, Mode
@@ -111,3 +117,40 @@ def test_quiescent_template_holds_unless_expired_by_the_sysctl(quiescent: Quiesc
         assert any(t.vport == 65535 and t.dest == q.first for t in q.templates), (
             f"no invalidated template (port 65535) to {q.first}: {q.templates}"
         )
+
+
+SCOPES = ("client-block", "all-ports", "fwmark")
+
+
+@pytest.fixture(scope="module", params=SCOPES)
+def scope(request: pytest.FixtureRequest, state_table_mode: Mode, cluster: Cluster) -> ScopeRecord:
+    if request.param == "fwmark":
+        if shutil.which("nft") is None:
+            pytest.skip("nft(8) is missing: firewall marks need nftables")
+        if not state_table_mode.reply_via_director:
+            pytest.skip(f"{state_table_mode.title}: a real server would have to hold every "
+                        "marked destination address itself")  # fmt: skip
+    return persistence_scope(cluster, state_table_mode, request.param)
+
+
+def test_one_template_covers_a_block_all_ports_or_a_mark(scope: ScopeRecord) -> None:
+    """What one template covers: with ``-M`` two source addresses of one block share it
+    (the template's client is the block's first address); a port-0 service's template
+    covers every port (its port is 0); a firewall-mark service's covers every marked
+    destination (protocol IP, the mark as its address, port 0). So all three
+    connections go to one real server, through one template.
+
+    Source: ipvsadm(8) -p, -M, -f, "port 0"; ip_vs_core.c ip_vs_sched_persist (snet
+    masked with svc->netmask; vport 0 for a port-0 service; the fwmark as vaddr and
+    IPPROTO_IP for a firewall-mark service).
+    """
+    s = scope
+    assert len(s.servers) == 1, f"one template should hold them on one server: {s.connections}"
+    assert len(s.templates) == 1, f"templates: {s.templates}"
+    [t] = s.templates
+    assert t.dest in s.servers, t
+    assert t.client == s.holder, f"the template's client is {t.client}, not {s.holder}"
+    if s.scope != "client-block":
+        assert t.vport == 0, f"a {s.scope} template's port is 0, not {t.vport}"
+    if s.scope == "fwmark":
+        assert (t.protocol, t.vaddr) == ("IP", str(ipaddress.ip_address(SCOPE_MARK))), t

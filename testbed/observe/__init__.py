@@ -49,10 +49,13 @@ from ._fwmark import NFT_TABLE, marked_block, spare_block
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
 from ._persistence import (
+    SCOPE_MARK,
     PersistenceRecord,
     QuiescentRecord,
+    ScopeRecord,
     TemplateView,
     persistence_lifetime,
+    persistence_scope,
     quiescent_template,
 )
 from ._ports import fresh_client_port
@@ -113,6 +116,7 @@ __all__ = [
     "REFUSALS",
     "REUSE_CLOSINGS",
     "ROUNDS",
+    "SCOPE_MARK",
     "SLACK",
     "UDP_TIMEOUT",
     "Advert",
@@ -142,6 +146,7 @@ __all__ = [
     "RoundTripRecord",
     "ScaleRecord",
     "SchedulerRecord",
+    "ScopeRecord",
     "SyncEntryRecord",
     "SyncRun",
     "SysctlWrite",
@@ -180,6 +185,7 @@ __all__ = [
     "of_kind",
     "one_packet_schedule",
     "persistence_lifetime",
+    "persistence_scope",
     "port_reuse",
     "quiescent_template",
     "record",

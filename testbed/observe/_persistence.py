@@ -19,6 +19,7 @@ expire_quiescent_template); ipvs-sysctl.rst expire_quiescent_template.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from ..ipvs import read_connections
 from ..net import Connector
 from ..registry import Mode
 from ..util import wait_until
+from ._fwmark import marked_block
 from ._ports import fresh_client_port
 from ._records import record, record_kind
 from ._tcp_states import dest_of, listening, rr_choices
@@ -47,14 +49,18 @@ class TemplateView:
     dest: str  # the real server's name ("?" for an address of none)
     state: str
     expires: int
-    vport: int  # 65535 once invalidated
+    vport: int  # 65535 once invalidated; 0 for a port-0 or fwmark service
+    client: str = ""  # the client address, or its block's first address with -M
+    vaddr: str = ""  # the VIP; a fwmark service's is the mark as an address
+    protocol: str = ""  # "IP" for a fwmark service's template
 
 
 def _templates(cluster: Cluster, client: str) -> list[TemplateView]:
     names = {str(r.ip): r.name for r in cluster.spec.real_servers}
     found = read_connections(cluster.pid(cluster.spec.active.name), client=(client, 0))
     return [TemplateView(dest=names.get(c.dest[0], "?"), state=c.state, expires=c.expires,
-                         vport=c.virtual[1]) for c in found]  # fmt: skip
+                         vport=c.virtual[1], client=c.client[0], vaddr=c.virtual[0],
+                         protocol=c.protocol) for c in found]  # fmt: skip
 
 
 @dataclass
@@ -62,30 +68,35 @@ class _Session:
     cluster: Cluster
     connector: Connector
 
-    def connect(self) -> str:
-        """One connection from a fresh port of the first client, reset at once: the real
-        server its entry names."""
+    def connect(self, source: str | None = None, to: tuple[str, int] | None = None) -> str:
+        """One connection from a fresh port of the first client (or its address
+        ``source``) to the service (or ``to``), reset at once: the real server its entry
+        names."""
         spec = self.cluster.spec
-        client, vip = str(spec.clients[0].ip), str(spec.service.vip)
+        client = source or str(spec.clients[0].ip)
         port = fresh_client_port(self.cluster)
-        sock = self.connector.open(client, port, (vip, spec.service.port))
+        sock = self.connector.open(client, port, to or (str(spec.service.vip), spec.service.port))
         rs, state = dest_of(self.cluster, (client, port))
         sock.close()  # SO_LINGER 0: an RST
         return rs if state != "(none)" else "(no entry)"
 
 
 @contextlib.contextmanager
-def _persistent(cluster: Cluster, mode: Mode, timeout: int) -> Iterator[_Session]:
-    spec = cluster.base_spec.with_service(mode=mode.name, protocol="tcp", scheduler="rr",
-                                          port=next(_PORTS), nat_port=None,
-                                          persistence=timeout)  # fmt: skip
+def _persistent(cluster: Cluster, mode: Mode, timeout: int, *, ports: tuple[int, ...] = (),
+                **service: object) -> Iterator[_Session]:  # fmt: skip
+    """A persistent rr service (changed by ``service``), every real server listening on
+    its port (or on ``ports``), a connector in the first client."""
+    spec = cluster.base_spec.with_service(**{"mode": mode.name, "protocol": "tcp",
+                                             "scheduler": "rr", "port": next(_PORTS),
+                                             "nat_port": None, "persistence": timeout,
+                                             **service})  # fmt: skip
     cluster.configure(spec)
     servers = [r.name for r in spec.real_servers]
-    with (
-        listening(cluster, servers, spec.service.family, spec.service.real_port),
-        Connector(cluster.pid(spec.clients[0].name)) as conn,
-    ):
-        yield _Session(cluster, conn)
+    family = spec.service.family
+    with contextlib.ExitStack() as stack:
+        for port in ports or (spec.service.real_port,):
+            stack.enter_context(listening(cluster, servers, family, port))
+        yield _Session(cluster, stack.enter_context(Connector(cluster.pid(spec.clients[0].name))))
 
 
 @record_kind("persistence")
@@ -168,3 +179,65 @@ def quiescent_template(cluster: Cluster, mode: Mode, expire: int) -> QuiescentRe
             templates=templates,
         )
     )
+
+
+# -- what one template covers -----------------------------------------------------------------
+
+SCOPE_MARK = 0x43  # the firewall mark of the fwmark scope's destination block
+_SCOPE_PORTS = (9100, 9101)  # the ports a port-0 service's connections go to
+
+
+@record_kind("persistence-scope")
+@dataclass(frozen=True, kw_only=True)
+class ScopeRecord:
+    """Connections that differ in source address, destination address or port, to one
+    persistent service whose template covers them all."""
+
+    key: str  # "<mode>-<scope>"
+    scope: str  # client-block, all-ports, fwmark
+    connections: list[str]  # "source -> destination:port = real server"
+    holder: str  # the client address the template should carry (a block's first with -M)
+    templates: list[TemplateView] = field(default_factory=list)
+
+    @property
+    def servers(self) -> set[str]:
+        return {c.rsplit(" = ", 1)[1] for c in self.connections}
+
+
+def persistence_scope(cluster: Cluster, mode: Mode, scope: str) -> ScopeRecord:
+    """Three connections of one client to a persistent rr service, differing in what
+    ``scope`` lets one template cover: client-block (``-M``: two source addresses in
+    one block), all-ports (a port-0 service: two ports), fwmark (a firewall-mark
+    service: three destination addresses). Each connection is reset at once."""
+    spec = cluster.base_spec
+    family = spec.service.family
+    client = str(spec.clients[0].ip)
+    vip = str(spec.service.vip)
+    with contextlib.ExitStack() as stack:
+        if scope == "client-block":
+            a, b = cluster.client_addresses(spec.clients[0].name, 2, spec=spec)
+            session = stack.enter_context(
+                _persistent(cluster, mode, PERSISTENCE_S, persistence_prefix=family.host_prefix - 8)
+            )
+            port = cluster.spec.service.port
+            flows = [(a, (vip, port)), (b, (vip, port)), (a, (vip, port))]
+            block = ipaddress.ip_network(f"{a}/{family.host_prefix - 8}", strict=False)
+            holder = str(block.network_address)
+        elif scope == "all-ports":
+            session = stack.enter_context(
+                _persistent(cluster, mode, PERSISTENCE_S, port=0, ports=_SCOPE_PORTS)
+            )
+            flows = [(client, (vip, p)) for p in (*_SCOPE_PORTS, _SCOPE_PORTS[0])]
+            holder = client
+        else:
+            destinations = stack.enter_context(marked_block(cluster, family, mark=SCOPE_MARK))
+            port = next(_PORTS)
+            session = stack.enter_context(
+                _persistent(cluster, mode, PERSISTENCE_S, fwmark=SCOPE_MARK, port=port)
+            )
+            flows = [(client, (d, port)) for d in destinations[:3]]
+            holder = client
+        done = [f"{src} -> {dst}:{p} = {session.connect(src, (dst, p))}" for src, (dst, p) in flows]
+        templates = _templates(cluster, holder)
+    return record(ScopeRecord(key=f"{mode.name}-{scope}", scope=scope, connections=done,
+                              holder=holder, templates=templates))  # fmt: skip

@@ -28,6 +28,7 @@ from ..observe import (
     RoundTripRecord,
     ScaleRecord,
     SchedulerRecord,
+    ScopeRecord,
     SyncEntryRecord,
     SyncRun,
     SysctlWrite,
@@ -243,6 +244,24 @@ def _record_tables(records: list[Any]) -> str:
                     ),
                     ("gone after s", lambda r: r.gone_after_s),
                     ("next connection", lambda r: r.after),
+                ],
+            ),
+            table(
+                "Persistence: what one template covers",
+                "Connections of one client differing in source address (-M), port (a port-0 "
+                "service) or destination (a firewall-mark service): where each went, and "
+                "the templates afterwards.",
+                of_kind(records, ScopeRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("connections", lambda r: r.connections),
+                    (
+                        "templates",
+                        lambda r: [
+                            f"{t.protocol} {t.client} -> {t.vaddr}:{t.vport} = {t.dest}"
+                            for t in r.templates
+                        ],
+                    ),  # fmt: skip
                 ],
             ),
             table(
