@@ -52,11 +52,15 @@ _FWMARK = 0x100  # the catalogue's firewall marks: one per family from here
 
 def available_schedulers() -> list[str]:
     """The schedulers whose module this kernel has (twos is newer than 6.1)."""
-    return [s for s in SCHEDULERS if not missing_module(SCHEDULERS[s].module)]
+    return [s for s in SCHEDULERS if not missing_module(SCHEDULERS[s].module, needed_by=s)]
 
 
 def available_engines() -> list[str]:
-    return [e for e in PERSISTENCE_ENGINES if not missing_module(PERSISTENCE_ENGINES[e].module)]
+    return [
+        e
+        for e in PERSISTENCE_ENGINES
+        if not missing_module(PERSISTENCE_ENGINES[e].module, needed_by=e)
+    ]
 
 
 def _weighted(real_servers: Iterable[RealServer]) -> tuple[RealServer, ...]:

@@ -261,7 +261,7 @@ def _record_tables(records: list[Any]) -> str:
                             f"{t.protocol} {t.client} -> {t.vaddr}:{t.vport} = {t.dest}"
                             for t in r.templates
                         ],
-                    ),  # fmt: skip
+                    ),
                 ],
             ),
             table(
