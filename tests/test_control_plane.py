@@ -11,7 +11,7 @@ import pytest
 
 from testbed import FAMILIES, MODES, PROTOCOLS, SCHEDULERS, TestbedError, load_topology
 from testbed.ipvs import SYSCTLS, expected_state, service_key, settings
-from testbed.observe import EDITS, REFUSALS, control_table, expected_table
+from testbed.observe import EDITS, REFUSALS, control_table, expected_table, spare_block
 from testbed.registry import tunnel_options
 
 DEFAULT = load_topology()
@@ -99,3 +99,11 @@ def test_every_bounded_sysctl_declares_what_it_refuses() -> None:
     assert SYSCTLS["sync_threshold"].default == "3 50"
     # a kernel-dependent sysctl names what adds it; the rest must exist everywhere
     assert SYSCTLS["est_nice"].exists_with and not SYSCTLS["pmtu_disc"].exists_with
+
+
+def test_a_marked_block_is_spare_in_every_topology() -> None:
+    """The fwmark tests' destination block overlaps no network of the topology."""
+    wide = load_topology("wide")
+    assert str(spare_block(DEFAULT, FAMILIES["ipv4"])) == "192.0.2.0/26"
+    assert str(spare_block(wide, FAMILIES["ipv4"])) == "203.0.113.0/26"
+    assert str(spare_block(V6, FAMILIES["ipv6"])) == "2001:db8:f000::/120"
