@@ -36,3 +36,13 @@ def test_one_ipv6_clients_entries_in_any_spelling() -> None:
     conns = parse_connections(TABLE, client=("2001:db8:0::64", 40000))
     assert [c.dest for c in conns] == [("2001:db8::b", 80)]
     assert parse_connections(TABLE, client=("2001:db8::64", 40001)) == []
+
+
+def test_a_fwmark_template_is_parsed() -> None:
+    """A firewall-mark service's template: protocol IP, the mark as its virtual address."""
+    text = (
+        "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+        "IP  CB00710B 0000 00000043 0000 C6336413 0000 ASSURED          13\n"
+    )
+    [t] = parse_connections(text, client=("203.0.113.11", 0))
+    assert (t.protocol, t.virtual, t.dest) == ("IP", ("0.0.0.67", 0), ("198.51.100.19", 0))

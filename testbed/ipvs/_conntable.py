@@ -65,7 +65,8 @@ def parse_connections(text: str, *, client: tuple[str, int] | None = None) -> li
     if client is not None:
         token = _proc_token(*client)
         lines = [line for line in lines if token in line]
-    titles = set(KERNEL_PROTOCOLS.values())
+    # and "IP": a firewall-mark service's templates (IPPROTO_IP, ip_vs_sched_persist)
+    titles = {*KERNEL_PROTOCOLS.values(), "IP"}
     conns = []
     for line in lines:
         parts = line.split()

@@ -31,6 +31,7 @@ from ._control import (
     namespace_isolation,
     refused_with,
     reported_table,
+    service_name,
     sysctl_writes,
 )
 from ._decisions import Comparison, Decision, Harness, compare, spread_over
@@ -200,6 +201,7 @@ __all__ = [
     "run_sync",
     "send_exchange",
     "served_by",
+    "service_name",
     "site_of",
     "spare_block",
     "spread_over",

@@ -221,7 +221,9 @@ class RoundTripRecord:
     services: int
     saved: str  # ipvsadm -S -n of the catalogue
     restored: str  # ipvsadm -S -n after ipvsadm -C and ipvsadm -R of the saved text
-    lost: list[str]  # services whose settings differ after the round trip (netlink)
+    lost: list[str]  # services whose settings differ after the round trip (netlink)...
+    # ...where only real servers' thresholds differ: ipvsadm -S writes no -x / -y
+    thresholds_lost: list[str]
 
 
 def ipvsadm_round_trip(cluster: Cluster, table: Table) -> RoundTripRecord:
@@ -235,9 +237,20 @@ def ipvsadm_round_trip(cluster: Cluster, table: Table) -> RoundTripRecord:
             d, "f=$(mktemp) && ipvsadm -S -n > $f && ipvsadm -C && ipvsadm -R < $f; "
                "rc=$?; rm -f $f; ipvsadm -S -n; [ $rc = 0 ]")  # fmt: skip
         after = reported_table(cluster)
-    lost = [_name(k) for k in before if before[k] != after.get(k)]
-    return record(RoundTripRecord(key="catalogue", services=len(before), saved=saved,
-                                  restored=restored, lost=lost))  # fmt: skip
+    changed = [k for k in before if before[k] != after.get(k)]
+    only_thresholds = [
+        k for k in changed if k in after and _no_thresholds(before[k]) == _no_thresholds(after[k])
+    ]
+    return record(RoundTripRecord(
+        key="catalogue", services=len(before), saved=saved, restored=restored,
+        lost=[service_name(k) for k in changed if k not in only_thresholds],
+        thresholds_lost=[service_name(k) for k in only_thresholds]))  # fmt: skip
+
+
+def _no_thresholds(state: ServiceState) -> ServiceState:
+    quiet = tuple(dataclasses.replace(d, upper_threshold=0, lower_threshold=0)
+                  for d in state.dests)  # fmt: skip
+    return dataclasses.replace(state, dests=quiet)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,9 +273,10 @@ def built_by_ipvsadm(cluster: Cluster, table: Table) -> IpvsadmBuild:
     return IpvsadmBuild(commands=commands, output=output.strip(), reported=reported)
 
 
-def _name(key: tuple[int, int, int, str, int]) -> str:
+def service_name(key: tuple[int, int, int, str, int]) -> str:
+    """A service's identity (service_key) in one short line."""
     family, fwmark, protocol, addr, port = key
-    return f"fwmark {fwmark} af {family}" if fwmark else f"{protocol} {addr} {port}"
+    return f"fwmark {fwmark} af {int(family)}" if fwmark else f"{protocol} {addr} {port}"
 
 
 # -- refusals -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..cluster import Cluster
 from ..ipvs import read_connections
 from ..net import Connector
 from ..registry import Mode
-from ..util import wait_until
+from ..util import TestbedError, wait_until
 from ._fwmark import marked_block
 from ._ports import fresh_client_port
 from ._records import record, record_kind
@@ -185,6 +185,7 @@ def quiescent_template(cluster: Cluster, mode: Mode, expire: int) -> QuiescentRe
 
 SCOPE_MARK = 0x43  # the firewall mark of the fwmark scope's destination block
 _SCOPE_PORTS = (9100, 9101)  # the ports a port-0 service's connections go to
+_SCOPE_RUNS = itertools.count()
 
 
 @record_kind("persistence-scope")
@@ -211,32 +212,35 @@ def persistence_scope(cluster: Cluster, mode: Mode, scope: str) -> ScopeRecord:
     service: three destination addresses). Each connection is reset at once."""
     spec = cluster.base_spec
     family = spec.service.family
-    client = str(spec.clients[0].ip)
     vip = str(spec.service.vip)
+    # each experiment's own pair of client addresses, one /31 (/127) block: a template
+    # outlives its experiment, and another's must not be taken for this one's
+    first = 2 * next(_SCOPE_RUNS)
+    a, b = cluster.client_addresses(spec.clients[0].name, first + 2, spec=spec)[first:]
+    block = ipaddress.ip_network(f"{a}/{family.host_prefix - 1}", strict=False)
+    if ipaddress.ip_address(b) not in block:
+        raise TestbedError(f"client addresses {a} and {b} are not one /{block.prefixlen}")
+    holder = a
     with contextlib.ExitStack() as stack:
         if scope == "client-block":
-            a, b = cluster.client_addresses(spec.clients[0].name, 2, spec=spec)
             session = stack.enter_context(
-                _persistent(cluster, mode, PERSISTENCE_S, persistence_prefix=family.host_prefix - 8)
+                _persistent(cluster, mode, PERSISTENCE_S, persistence_prefix=block.prefixlen)
             )
             port = cluster.spec.service.port
             flows = [(a, (vip, port)), (b, (vip, port)), (a, (vip, port))]
-            block = ipaddress.ip_network(f"{a}/{family.host_prefix - 8}", strict=False)
             holder = str(block.network_address)
         elif scope == "all-ports":
             session = stack.enter_context(
                 _persistent(cluster, mode, PERSISTENCE_S, port=0, ports=_SCOPE_PORTS)
             )
-            flows = [(client, (vip, p)) for p in (*_SCOPE_PORTS, _SCOPE_PORTS[0])]
-            holder = client
+            flows = [(a, (vip, p)) for p in (*_SCOPE_PORTS, _SCOPE_PORTS[0])]
         else:
             destinations = stack.enter_context(marked_block(cluster, family, mark=SCOPE_MARK))
             port = next(_PORTS)
             session = stack.enter_context(
                 _persistent(cluster, mode, PERSISTENCE_S, fwmark=SCOPE_MARK, port=port)
             )
-            flows = [(client, (d, port)) for d in destinations[:3]]
-            holder = client
+            flows = [(a, (d, port)) for d in destinations[:3]]
         done = [f"{src} -> {dst}:{p} = {session.connect(src, (dst, p))}" for src, (dst, p) in flows]
         templates = _templates(cluster, holder)
     return record(ScopeRecord(key=f"{mode.name}-{scope}", scope=scope, connections=done,

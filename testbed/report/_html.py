@@ -310,6 +310,7 @@ def _record_tables(records: list[Any]) -> str:
                     ("services", lambda r: r.services),
                     ("text identical", lambda r: "yes" if r.restored == r.saved else "no"),
                     ("changed", lambda r: r.lost or "none"),
+                    ("thresholds lost (no -x/-y in -S)", lambda r: len(r.thresholds_lost)),
                 ],
             ),
             table(
