@@ -128,11 +128,21 @@ def reported_table(cluster: Cluster, director: str | None = None) -> State:
 
 
 @contextlib.contextmanager
-def loaded(cluster: Cluster, table: Table) -> Iterator[None]:
-    """The catalogue in the active director's table; the cluster's own service after."""
+def loaded(cluster: Cluster, table: Table, *, by_ipvsadm: bool = False) -> Iterator[str]:
+    """The catalogue in the active director's table, set over netlink or (much faster
+    under emulation) by one ``ipvsadm -R`` of its ``ipvsadm_commands``; yields what
+    ipvsadm said. The cluster's own service is put back afterwards."""
     try:
-        cluster.ipvs.apply_all(table)
-        yield
+        if not by_ipvsadm:
+            cluster.ipvs.apply_all(table)
+            yield ""
+            return
+        commands = [c for svc, rss in table for c in ipvsadm_commands(svc, rss)]
+        with tempfile.NamedTemporaryFile("w", prefix="lvstb-ipvsadm-", suffix=".rules") as f:
+            f.write("".join(c.removeprefix("ipvsadm ") + "\n" for c in commands))
+            f.flush()
+            d = cluster.spec.active.name
+            yield cluster.run(d, f"ipvsadm -C && ipvsadm -R < {f.name} 2>&1").strip()
     finally:
         cluster.ipvs.apply(cluster.spec.service, cluster.spec.real_servers)
 
@@ -230,7 +240,7 @@ def ipvsadm_round_trip(cluster: Cluster, table: Table) -> RoundTripRecord:
     """Save the catalogue with ``ipvsadm -S -n``, clear, restore with ``ipvsadm -R``,
     save again; and compare what netlink reports before and after."""
     d = cluster.spec.active.name
-    with loaded(cluster, table):
+    with loaded(cluster, table, by_ipvsadm=True):  # the netlink way is test_what_is_set's
         before = reported_table(cluster)
         saved = cluster.run(d, "ipvsadm -S -n")
         restored = cluster.run(
@@ -263,14 +273,10 @@ class IpvsadmBuild:
 def built_by_ipvsadm(cluster: Cluster, table: Table) -> IpvsadmBuild:
     """The catalogue built by ipvsadm from ``ipvsadm_commands`` (one ``ipvsadm -R``
     reading them all), read back over netlink: a second way into the same kernel."""
+    with loaded(cluster, table, by_ipvsadm=True) as output:
+        reported = reported_table(cluster)
     commands = [c for svc, rss in table for c in ipvsadm_commands(svc, rss)]
-    with tempfile.NamedTemporaryFile("w", prefix="lvstb-ipvsadm-", suffix=".rules") as f:
-        f.write("".join(c.removeprefix("ipvsadm ") + "\n" for c in commands))
-        f.flush()
-        with loaded(cluster, []):
-            output = cluster.run(cluster.spec.active.name, f"ipvsadm -R < {f.name} 2>&1")
-            reported = reported_table(cluster)
-    return IpvsadmBuild(commands=commands, output=output.strip(), reported=reported)
+    return IpvsadmBuild(commands=commands, output=output, reported=reported)
 
 
 def service_name(key: tuple[int, int, int, str, int]) -> str:
