@@ -55,9 +55,18 @@ class TemplateView:
     protocol: str = ""  # "IP" for a fwmark service's template
 
 
+# ip_vs_check_template rewrites an invalidated template's ports to this
+_INVALIDATED = 0xFFFF
+
+
 def _templates(cluster: Cluster, client: str) -> list[TemplateView]:
+    """The client's templates for the current service (its port; 0 for a port-0 or
+    fwmark service; or invalidated): a template outlives its experiment, whose
+    service had a port of its own."""
     names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    ports = (cluster.spec.service.port, 0 if cluster.spec.service.fwmark else None, _INVALIDATED)
     found = read_connections(cluster.pid(cluster.spec.active.name), client=(client, 0))
+    found = [c for c in found if c.virtual[1] in ports]
     return [TemplateView(dest=names.get(c.dest[0], "?"), state=c.state, expires=c.expires,
                          vport=c.virtual[1], client=c.client[0], vaddr=c.virtual[0],
                          protocol=c.protocol) for c in found]  # fmt: skip
@@ -184,7 +193,7 @@ def quiescent_template(cluster: Cluster, mode: Mode, expire: int) -> QuiescentRe
 # -- what one template covers -----------------------------------------------------------------
 
 SCOPE_MARK = 0x43  # the firewall mark of the fwmark scope's destination block
-_SCOPE_PORTS = (9100, 9101)  # the ports a port-0 service's connections go to
+_SCOPE_PORTS = (9200, 9201)  # the ports a port-0 service's connections go to
 _SCOPE_RUNS = itertools.count()
 
 
