@@ -265,7 +265,6 @@ def _no_thresholds(state: ServiceState) -> ServiceState:
 
 @dataclass(frozen=True, kw_only=True)
 class IpvsadmBuild:
-    commands: list[str]  # as ipvsadm_commands writes them
     output: str  # what ipvsadm -R said (nothing when all went well)
     reported: State
 
@@ -275,8 +274,7 @@ def built_by_ipvsadm(cluster: Cluster, table: Table) -> IpvsadmBuild:
     reading them all), read back over netlink: a second way into the same kernel."""
     with loaded(cluster, table, by_ipvsadm=True) as output:
         reported = reported_table(cluster)
-    commands = [c for svc, rss in table for c in ipvsadm_commands(svc, rss)]
-    return IpvsadmBuild(commands=commands, output=output, reported=reported)
+    return IpvsadmBuild(output=output, reported=reported)
 
 
 def service_name(key: tuple[int, int, int, str, int]) -> str:

@@ -64,7 +64,8 @@ def _templates(cluster: Cluster, client: str) -> list[TemplateView]:
     fwmark service; or invalidated): a template outlives its experiment, whose
     service had a port of its own."""
     names = {str(r.ip): r.name for r in cluster.spec.real_servers}
-    ports = (cluster.spec.service.port, 0 if cluster.spec.service.fwmark else None, _INVALIDATED)
+    service = cluster.spec.service
+    ports = {service.port, _INVALIDATED} | ({0} if service.fwmark else set())
     found = read_connections(cluster.pid(cluster.spec.active.name), client=(client, 0))
     found = [c for c in found if c.virtual[1] in ports]
     return [TemplateView(dest=names.get(c.dest[0], "?"), state=c.state, expires=c.expires,
