@@ -260,6 +260,54 @@ def test_a_real_servers_icmp_error_comes_back_from_the_vip(
     )
 
 
+@pytest.fixture(scope="module", params=[0, 1], ids=lambda v: f"schedule_icmp={v}")
+def stray_error(request: pytest.FixtureRequest, cluster: Cluster) -> tuple[Injection, int]:
+    """The client's "port unreachable" about an answer from the VIP to a port that has
+    no connection entry (NAT, UDP), with net.ipv4.vs.schedule_icmp 0 or 1."""
+    spec = _spec(cluster, FAMILIES["ipv4"], NAT)
+    cluster.configure(spec)
+    director, value = spec.active.name, request.param
+    before = cluster.run(director, "sysctl -n net.ipv4.vs.schedule_icmp").strip()
+    s, client = spec.service, spec.clients[0]
+    quoted = IP(src=str(s.vip), dst=str(client.ip)) / UDP(
+        sport=s.port, dport=fresh_client_port(cluster)
+    )
+    error = IP(src=str(client.ip), dst=str(s.vip)) / ICMP(type=3, code=3) / quoted
+    try:
+        cluster.run(director, f"sysctl -qw net.ipv4.vs.schedule_icmp={value}")
+        return inject(cluster, [error], key=f"stray-icmp-schedule_icmp={value}"), value
+    finally:
+        cluster.run(director, f"sysctl -qw net.ipv4.vs.schedule_icmp={before}")
+
+
+def test_an_icmp_error_without_a_connection_is_scheduled_only_with_schedule_icmp(
+    stray_error: tuple[Injection, int], cluster: Cluster
+) -> None:
+    """An ICMP error quoting a datagram of no connection the director knows is left to
+    the director's own stack with schedule_icmp 0 (no real server gets it); with 1 it
+    is scheduled like a new connection of the flow it quotes, and exactly one real
+    server gets it, its quoted datagram rewritten to that server.
+
+    Source: ipvs-sysctl.rst schedule_icmp; ip_vs_core.c ip_vs_in_icmp
+    (ip_vs_try_to_schedule when no connection is found and schedule_icmp is set).
+    """
+    injection, value = stray_error
+    spec = cluster.spec
+    got = {r.name for r in spec.real_servers
+           for f in injection.at(f"{r.name}-eth0", "in") if ICMP in f.packet}  # fmt: skip
+    if value == 0:
+        assert not got, f"schedule_icmp=0, yet real servers got the error: {sorted(got)}"
+        return
+    assert len(got) == 1, f"schedule_icmp=1: the error reached {sorted(got) or 'no real server'}"
+    [name] = got
+    [error] = [f.packet for f in injection.at(f"{name}-eth0", "in") if ICMP in f.packet][:1]
+    rs = spec.real_server(name)
+    quoted = error[IPerror]
+    assert (quoted.src, quoted[UDPerror].sport) == (str(rs.ip), spec.service.real_port), (
+        f"the scheduled error quotes {quoted.src}:{quoted[UDPerror].sport}"
+    )
+
+
 # -- fragments --------------------------------------------------------------------------------
 
 

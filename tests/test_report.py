@@ -11,6 +11,7 @@ import pytest
 
 from testbed.observe import (
     RECORD_KINDS,
+    BackupOnlyRecord,
     DeletedUnderFlowRecord,
     FailoverRecord,
     FeedbackRecord,
@@ -19,6 +20,7 @@ from testbed.observe import (
     HealthRecord,
     IdleRecord,
     InjectionRecord,
+    MidstreamRecord,
     OnePacketRecord,
     PersistenceRecord,
     QuiescentRecord,
@@ -108,6 +110,9 @@ RECORDS = [
                 connections=["203.0.113.10 -> 192.0.2.1:8701 = r3"],
                 templates=[TemplateView(dest="r3", state="NONE", expires=14, vport=0,
                                         client="203.0.113.10", vaddr="0.0.0.67", protocol="IP")]),
+    MidstreamRecord(key="tcp-sloppy_tcp=1", sysctl="net.ipv4.vs.sloppy_tcp", value=1,
+                    entry="CLOSE", reached=["r3"], back=["IP / TCP 203.0.113.100:80 > c1 R"]),
+    BackupOnlyRecord(key="backup_only=1", value=1, answered_by="", client_saw=""),
     RoundTripRecord(key="catalogue", services=64, saved="-A -t 203.0.113.100:9001 -s rr",
                     restored="-A -t 203.0.113.100:9001 -s rr", lost=[],
                     thresholds_lost=["6 203.0.113.100 9001"]),

@@ -49,6 +49,12 @@ from ._ftp import FTP_WAYS, FtpRecord, FtpWay, ftp_download
 from ._fwmark import NFT_TABLE, marked_block, spare_block
 from ._health import SLACK, kernel_weights, load_feedback, removal_and_return, served_by, time_until
 from ._icmp import Injection, InjectionRecord, inject
+from ._midstream import (
+    BackupOnlyRecord,
+    MidstreamRecord,
+    midstream_packet,
+    request_beside_a_backup_daemon,
+)
 from ._persistence import (
     SCOPE_MARK,
     PersistenceRecord,
@@ -121,6 +127,7 @@ __all__ = [
     "SLACK",
     "UDP_TIMEOUT",
     "Advert",
+    "BackupOnlyRecord",
     "Comparison",
     "Decision",
     "DeletedUnderFlowRecord",
@@ -139,6 +146,7 @@ __all__ = [
     "Injection",
     "InjectionRecord",
     "Isolation",
+    "MidstreamRecord",
     "OnePacketRecord",
     "PersistenceRecord",
     "QuiescentRecord",
@@ -181,6 +189,7 @@ __all__ = [
     "loaded",
     "longest_silence",
     "marked_block",
+    "midstream_packet",
     "namespace_isolation",
     "observe_failover",
     "of_kind",
@@ -197,6 +206,7 @@ __all__ = [
     "refused_with",
     "removal_and_return",
     "reported_table",
+    "request_beside_a_backup_daemon",
     "request_sequence",
     "run_sync",
     "send_exchange",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scapy.layers.inet import TCP, UDP
-from scapy.layers.sctp import SCTP, SCTPChunkInit, SCTPChunkInitAck
+from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck
 from scapy.packet import NoPayload, Packet, Raw
 
 from loadgen.wire import ANSWER_START, REQUEST
@@ -57,6 +57,11 @@ class Protocol:
     client_port_option: str  # appended to a one-request client command: its source port
     modules: tuple[str, ...] = ()  # what clients and servers need to speak it
     datagrams: bool = False  # connectionless: a "connection" is a datagram's address and port
+    # a packet of a connection already under way (None: every datagram may open one), and
+    # the sysctl that lets the director schedule such a packet (ip_vs_proto_*.c
+    # *_conn_schedule: only an opening packet is scheduled unless it is set)
+    midstream: Callable[[int, int], Packet] | None = None
+    sloppy_sysctl: str = ""
 
     def ports(self, pkt: Packet) -> tuple[int, int]:
         """(sport, dport) of a packet of this protocol (the carried one, if encapsulated)."""
@@ -113,6 +118,8 @@ PROTOCOLS.register(
         server_option="--port",
         client=_curl,
         client_port_option="--local-port",
+        midstream=lambda sport, dport: TCP(sport=sport, dport=dport, flags="A", seq=1, ack=1),
+        sloppy_sysctl="net.ipv4.vs.sloppy_tcp",
     )
 )
 
@@ -154,5 +161,10 @@ PROTOCOLS.register(
         client=_ask("sctp"),
         client_port_option="--sport",
         modules=("sctp",),
+        # a DATA chunk of an association whose INIT the director never saw
+        midstream=lambda sport, dport: (
+            SCTP(sport=sport, dport=dport, tag=0x1CEB00DA) / SCTPChunkData(tsn=1, data=REQUEST)
+        ),
+        sloppy_sysctl="net.ipv4.vs.sloppy_sctp",
     )
 )

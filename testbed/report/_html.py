@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..observe import (
+    BackupOnlyRecord,
     DeletedUnderFlowRecord,
     FailoverRecord,
     FeedbackRecord,
@@ -21,6 +22,7 @@ from ..observe import (
     HealthRecord,
     IdleRecord,
     InjectionRecord,
+    MidstreamRecord,
     OnePacketRecord,
     PersistenceRecord,
     QuiescentRecord,
@@ -323,6 +325,29 @@ def _record_tables(records: list[Any]) -> str:
                     ("taken", lambda r: "yes" if r.accepted else "refused"),
                     ("reads", lambda r: r.read_back),
                     ("was", lambda r: r.before),
+                ],
+            ),
+            table(
+                "Mid-stream packets (sloppy_tcp, sloppy_sctp)",
+                "A packet of a connection the director never saw begin, from a fresh client "
+                "port: the director's entry afterwards, the real servers it reached, and "
+                "what came back.",
+                of_kind(records, MidstreamRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("entry", lambda r: r.entry),
+                    ("reached", lambda r: r.reached or "nobody"),
+                    ("back to the client", lambda r: r.back or "nothing"),
+                ],
+            ),
+            table(
+                "A director whose sync daemon is a backup",
+                "One request through the VIP with a backup sync daemon on the director.",
+                of_kind(records, BackupOnlyRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("answered by", lambda r: r.answered_by or "nobody"),
+                    ("client saw", lambda r: r.client_saw),
                 ],
             ),
             table(
