@@ -18,7 +18,14 @@ from __future__ import annotations
 import pytest
 
 from testbed import Cluster
-from testbed.observe import OnePacketRecord, UdpEntryRecord, one_packet_schedule, udp_entry_lifetime
+from testbed.observe import (
+    OnePacketRecord,
+    UdpDeletedRecord,
+    UdpEntryRecord,
+    one_packet_schedule,
+    udp_deleted_under_flow,
+    udp_entry_lifetime,
+)
 from testbed.registry import MODES, Mode
 
 # the timer is in jiffies and /proc shows whole seconds; the poll of the table
@@ -151,3 +158,35 @@ def test_one_packet_answers_are_not_expected(one_packet: OnePacketRecord) -> Non
     else:
         assert r.answers == r.schedule, f"answers {r.answers}, schedule {r.schedule}"
         assert len(vip_sources) == r.datagrams, r.answer_sources
+
+
+@pytest.fixture(scope="module", params=[0, 1], ids=lambda v: f"expire_nodest_conn={v}")
+def deleted(request: pytest.FixtureRequest, cluster: Cluster) -> UdpDeletedRecord:
+    return udp_deleted_under_flow(cluster, MODES["nat"], request.param)
+
+
+def test_a_deleted_real_servers_udp_flow_waits_for_its_entry_unless_expired(
+    deleted: UdpDeletedRecord,
+) -> None:
+    """A client port whose real server is deleted from the service: with
+    expire_nodest_conn 0 its datagrams are dropped while its entry lives (nobody
+    answers) and the port is scheduled afresh only once the entry has expired at
+    the udp timeout; with 1 the entry is expired at the next datagram, which is
+    scheduled to another real server at once.
+
+    Source: ipvs-sysctl.rst expire_nodest_conn; ip_vs_core.c ip_vs_in_hook ("the
+    destination server is not available": ip_vs_conn_expire_now, or NF_DROP).
+    """
+    d = deleted
+    if d.expire_nodest_conn == 0:
+        assert not d.right_after, f"the deleted {d.first}'s port was answered by {d.right_after}"
+        assert d.entry_after.endswith(f" {d.first}"), f"entry after: {d.entry_after}"
+        assert d.answered_after_s is not None and d.answered_after_s >= d.timeout - 1, (
+            f"answered {d.answered_after_s} s after the deletion; udp timeout {d.timeout} s"
+        )
+    else:
+        assert d.right_after not in ("", d.first), (
+            f"expire_nodest_conn=1: the next datagram was answered by {d.right_after or 'nobody'}"
+        )
+        assert not d.entry_after.endswith(f" {d.first}"), f"entry after: {d.entry_after}"
+    assert d.then and d.then != d.first

@@ -108,8 +108,10 @@ from ._tcp_states import (
 from ._udp import (
     UDP_TIMEOUT,
     OnePacketRecord,
+    UdpDeletedRecord,
     UdpEntryRecord,
     one_packet_schedule,
+    udp_deleted_under_flow,
     udp_entry_lifetime,
 )
 
@@ -163,6 +165,7 @@ __all__ = [
     "TemplateView",
     "ThresholdRecord",
     "TraceHop",
+    "UdpDeletedRecord",
     "UdpEntryRecord",
     "WalkStep",
     "active_per_server",
@@ -223,6 +226,7 @@ __all__ = [
     "throughput_timeline",
     "time_until",
     "to_json",
+    "udp_deleted_under_flow",
     "udp_entry_lifetime",
     "unservable",
 ]

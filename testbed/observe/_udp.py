@@ -24,6 +24,7 @@ from ..topology import ClusterSpec
 from ..util import wait_until
 from ._ports import fresh_client_port
 from ._records import record, record_kind
+from ._reuse import sysctls
 
 UDP_TIMEOUT = 6  # s: the udp timeout the experiment sets (the kernel's default is 300)
 
@@ -198,3 +199,54 @@ def one_packet_schedule(
             answers_via_director=s.forwarding.reply_via_director,
         )
     )
+
+
+@record_kind("udp-deleted-under-flow")
+@dataclass(frozen=True, kw_only=True)
+class UdpDeletedRecord:
+    """A client port's UDP flow whose real server is deleted from the service."""
+
+    key: str  # "<mode>-expire_nodest_conn=<v>"
+    expire_nodest_conn: int
+    timeout: int  # the udp timeout set
+    first: str  # the real server deleted
+    right_after: str  # who answered the port's next datagram ("" for nobody)
+    entry_after: str  # the port's entry right after it: "<state> <real server>" or "(none)"
+    answered_after_s: float | None  # from the deletion until a datagram of the port was answered
+    then: str  # who answered it
+
+
+def udp_deleted_under_flow(cluster: Cluster, mode: Mode, expire_nodest_conn: int, *,
+                           timeout: int = UDP_TIMEOUT) -> UdpDeletedRecord:  # fmt: skip
+    """A datagram from a fixed client port, its real server deleted, then datagrams
+    from the same port (one a second) until one is answered."""
+    cluster.configure(_udp_spec(cluster, mode))
+    director = cluster.spec.active.name
+    port = fresh_client_port(cluster)
+    client = (str(cluster.spec.clients[0].ip), port)
+    source = ("--sport", str(port), "--timeout", "1")
+    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    saved = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
+    knobs = {"net.ipv4.vs.expire_nodest_conn": expire_nodest_conn}
+    try:
+        cluster.run(director, Timeouts(tcp=0, tcpfin=0, udp=timeout).command())
+        with sysctls(cluster, director, knobs):
+            [first] = _ask(cluster, *source)
+            cluster.ipvs.remove_real_server(cluster.spec.service, cluster.spec.real_server(first))
+            deleted = time.monotonic()
+            [right_after] = _ask(cluster, *source)
+            found = read_connections(cluster.pid(director), client=client)
+            entry_after = (f"{found[0].state} {names.get(found[0].dest[0], '?')}"
+                           if found else "(none)")  # fmt: skip
+            then, answered_after = right_after, None
+            while not then and time.monotonic() - deleted < timeout + 15:
+                [then] = _ask(cluster, *source)
+            if then:
+                answered_after = round(time.monotonic() - deleted, 1)
+    finally:
+        cluster.run(director, saved.command())
+    return record(UdpDeletedRecord(
+        key=f"{mode.name}-expire_nodest_conn={expire_nodest_conn}",
+        expire_nodest_conn=expire_nodest_conn, timeout=timeout, first=first,
+        right_after=right_after, entry_after=entry_after,
+        answered_after_s=answered_after, then=then))  # fmt: skip

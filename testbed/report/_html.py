@@ -36,6 +36,7 @@ from ..observe import (
     SysctlWrite,
     TcpWalkRecord,
     ThresholdRecord,
+    UdpDeletedRecord,
     UdpEntryRecord,
     load_records,
     of_kind,
@@ -325,6 +326,20 @@ def _record_tables(records: list[Any]) -> str:
                     ("taken", lambda r: "yes" if r.accepted else "refused"),
                     ("reads", lambda r: r.read_back),
                     ("was", lambda r: r.before),
+                ],
+            ),
+            table(
+                "UDP: a real server deleted under a client port's flow",
+                "Datagrams from one client port after its real server was deleted: who "
+                "answered the next one, the entry then, and when the port was answered again.",
+                of_kind(records, UdpDeletedRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("deleted", lambda r: r.first),
+                    ("next datagram", lambda r: r.right_after or "no answer"),
+                    ("entry", lambda r: r.entry_after),
+                    ("answered after s", lambda r: r.answered_after_s),
+                    ("by", lambda r: r.then),
                 ],
             ),
             table(
