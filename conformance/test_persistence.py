@@ -19,14 +19,17 @@ import shutil
 import pytest
 
 from testbed import Cluster
+from testbed.kernel import missing_module
 from testbed.observe import (
     SCOPE_MARK,
     PersistenceRecord,
     QuiescentRecord,
     ScopeRecord,
+    SipRecord,
     persistence_lifetime,
     persistence_scope,
     quiescent_template,
+    sip_persistence,
 )
 from testbed.registry import MODES, Mode
 
@@ -154,3 +157,27 @@ def test_one_template_covers_a_block_all_ports_or_a_mark(scope: ScopeRecord) -> 
         assert t.vport == 0, f"a {s.scope} template's port is 0, not {t.vport}"
     if s.scope == "fwmark":
         assert (t.protocol, t.vaddr) == ("IP", str(ipaddress.ip_address(SCOPE_MARK))), t
+
+
+@pytest.fixture(scope="module")
+def sip(cluster: Cluster) -> SipRecord:
+    if reason := missing_module("ip_vs_pe_sip", needed_by="the SIP persistence engine"):
+        pytest.skip(reason)
+    return sip_persistence(cluster, MODES["nat"])
+
+
+def test_the_sip_engine_keeps_a_call_on_one_real_server(sip: SipRecord) -> None:
+    """With ``--pe sip`` a template is keyed on the Call-ID: the datagrams of one call
+    go to one real server whatever client address and port they come from, and a
+    second call from the same clients is scheduled on its own (rr's next choice).
+
+    Source: ipvsadm(8) --pe; net/netfilter/ipvs/ip_vs_pe_sip.c (ip_vs_sip_fill_param:
+    the Call-ID as persistence data; ip_vs_sip_ct_match).
+    """
+    a, b = sip.servers_of("lvstb-call-a"), sip.servers_of("lvstb-call-b")
+    assert a == {sip.model[0]}, (
+        f"call A went to {sorted(a)}; rr's first is {sip.model[0]}: {sip.calls}"
+    )
+    assert b == {sip.model[1]}, (
+        f"call B went to {sorted(b)}; rr's next is {sip.model[1]}: {sip.calls}"
+    )

@@ -60,10 +60,12 @@ from ._persistence import (
     PersistenceRecord,
     QuiescentRecord,
     ScopeRecord,
+    SipRecord,
     TemplateView,
     persistence_lifetime,
     persistence_scope,
     quiescent_template,
+    sip_persistence,
 )
 from ._ports import fresh_client_port
 from ._records import (
@@ -158,6 +160,7 @@ __all__ = [
     "ScaleRecord",
     "SchedulerRecord",
     "ScopeRecord",
+    "SipRecord",
     "SyncEntryRecord",
     "SyncRun",
     "SysctlWrite",
@@ -215,6 +218,7 @@ __all__ = [
     "send_exchange",
     "served_by",
     "service_name",
+    "sip_persistence",
     "site_of",
     "spare_block",
     "spread_over",

@@ -25,12 +25,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from scapy.layers.inet import UDP
+from scapy.packet import Raw
+
 from ..cluster import Cluster
 from ..ipvs import read_connections
 from ..net import Connector
 from ..registry import Mode
 from ..util import TestbedError, wait_until
 from ._fwmark import marked_block
+from ._icmp import inject
 from ._ports import fresh_client_port
 from ._records import record, record_kind
 from ._tcp_states import dest_of, listening, rr_choices
@@ -255,3 +259,51 @@ def persistence_scope(cluster: Cluster, mode: Mode, scope: str) -> ScopeRecord:
         templates = _templates(cluster, holder)
     return record(ScopeRecord(key=f"{mode.name}-{scope}", scope=scope, connections=done,
                               holder=holder, templates=templates))  # fmt: skip
+
+
+# -- the SIP persistence engine ---------------------------------------------------------------
+
+
+def sip_datagram(call_id: str) -> bytes:
+    """A SIP request whose Call-ID header ip_vs_pe_sip reads (RFC 3261 section 8.1.1.4)."""
+    return (f"OPTIONS sip:lvs@testbed.invalid SIP/2.0\r\nCall-ID: {call_id}\r\n"
+            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()  # fmt: skip
+
+
+@record_kind("sip-persistence")
+@dataclass(frozen=True, kw_only=True)
+class SipRecord:
+    """SIP datagrams of two calls, each call from two client addresses and ports, to a
+    persistent UDP service with the SIP engine."""
+
+    key: str  # the mode
+    model: list[str]  # rr's first two choices
+    calls: list[str]  # "call-id from address:port = real server", in sending order
+
+    def servers_of(self, call_id: str) -> set[str]:
+        return {c.rsplit(" = ", 1)[1] for c in self.calls if c.startswith(f"{call_id} ")}
+
+
+def sip_persistence(cluster: Cluster, mode: Mode) -> SipRecord:
+    """Datagrams of calls A and B, each sent from two client addresses (other ports
+    each time), to a service with ``-p --pe sip``; which real server got each."""
+    first = 2 * next(_SCOPE_RUNS)
+    spec = cluster.base_spec
+    a, b = cluster.client_addresses(spec.clients[0].name, first + 2, spec=spec)[first:]
+    spec = spec.with_service(mode=mode.name, protocol="udp", scheduler="rr", port=next(_PORTS),
+                             nat_port=None, persistence=PERSISTENCE_S,
+                             persistence_engine="sip")  # fmt: skip
+    cluster.configure(spec)
+    model = rr_choices(cluster, 2)
+    s, net = spec.service, spec.service.family.layer
+    sent = [(call, src, fresh_client_port(cluster))
+            for call in ("lvstb-call-a", "lvstb-call-b") for src in (a, b)]  # fmt: skip
+    calls = []
+    for call, src, port in sent:  # one at a time: each call's first datagram makes its template
+        datagram = net(src=src, dst=str(s.vip)) / UDP(sport=port, dport=s.port)
+        shot = inject(cluster, [datagram / Raw(sip_datagram(call))], key=f"sip-{call}-{src}",
+                      settle=0.5)  # fmt: skip
+        got = [r.name for r in spec.real_servers if any(
+            call.encode() in bytes(f.packet) for f in shot.at(f"{r.name}-eth0", "in"))]  # fmt: skip
+        calls.append(f"{call} from {src}:{port} = {','.join(got) or '(nobody)'}")
+    return record(SipRecord(key=mode.name, model=model, calls=calls))

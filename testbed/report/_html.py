@@ -31,6 +31,7 @@ from ..observe import (
     ScaleRecord,
     SchedulerRecord,
     ScopeRecord,
+    SipRecord,
     SyncEntryRecord,
     SyncRun,
     SysctlWrite,
@@ -265,6 +266,17 @@ def _record_tables(records: list[Any]) -> str:
                             for t in r.templates
                         ],
                     ),
+                ],
+            ),
+            table(
+                "Persistence: the SIP engine",
+                "Datagrams of two calls, each from two client addresses, to a service with "
+                "-p --pe sip: the real server that got each.",
+                of_kind(records, SipRecord),
+                [
+                    ("mode", lambda r: r.key),
+                    ("rr model", lambda r: r.model),
+                    ("datagrams", lambda r: r.calls),
                 ],
             ),
             table(
