@@ -14,7 +14,7 @@ from typing import Any
 
 from ..cluster import Cluster
 from ..ha import Keepalived, config_block, render
-from ..topology import RealServer, Service
+from ..topology import ClusterSpec, RealServer, Service
 from ..util import TestbedError
 from ._checker import Checker, checker_owns_table
 
@@ -101,13 +101,18 @@ class KeepalivedChecks(Checker):
             )
         return config_block(f"virtual_server {service.vip} {service.port}", body)
 
+    def config(self, spec: ClusterSpec) -> str:
+        """keepalived.conf for the spec's service and real servers (no VRRP)."""
+        return render(
+            spec, spec.active, virtual_server=self.virtual_server(spec.service, spec.real_servers)
+        )
+
     @contextlib.contextmanager
     def serve(self, cluster: Cluster, **table: Any) -> Iterator[Keepalived]:
         """keepalived's checkers (no VRRP) own the active director's IPVS table."""
         with checker_owns_table(cluster, **table) as spec:
             k = Keepalived(host=cluster.node(spec.active.name), workdir=cluster.workdir)
-            block = self.virtual_server(spec.service, spec.real_servers)
-            k.start(render(spec, spec.active, virtual_server=block))
+            k.start(self.config(spec))
             cluster.diagnostics.append(k.log_tail)
             try:
                 yield k

@@ -14,6 +14,7 @@ always stops it.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -161,6 +162,13 @@ class Keepalived:
             "-c", str(self.path("checkers.pid")),
         ]  # fmt: skip
         self.proc = self.host.popen(cmd, stdout=self._logfile, stderr=subprocess.STDOUT)
+
+    def reload(self, config: str) -> None:
+        """A new configuration, read by the running daemon on SIGHUP (keepalived(8))."""
+        if not self.running:
+            raise TestbedError(f"keepalived does not run on {self.name}")
+        self.path("conf").write_text(config)
+        self.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
 
     def _states(self) -> Path:
         return self.path(f"states.{self.generation}")

@@ -88,6 +88,12 @@ from ._records import (
     recorded_timings,
     to_json,
 )
+from ._reload import (
+    InhibitedReloadRecord,
+    ReloadRecord,
+    reload_under_traffic,
+    reload_without_an_inhibited_server,
+)
 from ._reuse import (
     REUSE_CLOSINGS,
     DeletedUnderFlowRecord,
@@ -147,6 +153,7 @@ __all__ = [
     "Harness",
     "HealthRecord",
     "IdleRecord",
+    "InhibitedReloadRecord",
     "Injection",
     "InjectionRecord",
     "Isolation",
@@ -155,6 +162,7 @@ __all__ = [
     "PersistenceRecord",
     "QuiescentRecord",
     "Refusal",
+    "ReloadRecord",
     "ReuseRecord",
     "RoundTripRecord",
     "ScaleRecord",
@@ -210,6 +218,8 @@ __all__ = [
     "recorded",
     "recorded_timings",
     "refused_with",
+    "reload_under_traffic",
+    "reload_without_an_inhibited_server",
     "removal_and_return",
     "reported_table",
     "request_beside_a_backup_daemon",

@@ -21,11 +21,13 @@ from ..observe import (
     FtpRecord,
     HealthRecord,
     IdleRecord,
+    InhibitedReloadRecord,
     InjectionRecord,
     MidstreamRecord,
     OnePacketRecord,
     PersistenceRecord,
     QuiescentRecord,
+    ReloadRecord,
     ReuseRecord,
     RoundTripRecord,
     ScaleRecord,
@@ -352,6 +354,35 @@ def _record_tables(records: list[Any]) -> str:
                     ("entry", lambda r: r.entry_after),
                     ("answered after s", lambda r: r.answered_after_s),
                     ("by", lambda r: r.then),
+                ],
+            ),
+            table(
+                "keepalived reloaded under traffic",
+                "Weights before and after SIGHUP, how long the kernel took to match the new "
+                "configuration, and what each held connection's request got afterwards.",
+                of_kind(records, ReloadRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("before", lambda r: r.before),
+                    ("after / configured", lambda r: f"{r.after} / {r.configured}"),
+                    ("converged s", lambda r: r.converged_s),
+                    (
+                        "held connections",
+                        lambda r: [f"{n}: {a} ({r.entries.get(n)})" for n, a in r.held.items()],
+                    ),
+                    ("new connections", lambda r: r.new_connections),
+                ],
+            ),
+            table(
+                "keepalived reloaded without an inhibited real server",
+                "inhibit_on_failure kept a failed real server at weight 0; then its block "
+                "left the configuration.",
+                of_kind(records, InhibitedReloadRecord),
+                [
+                    ("case", lambda r: r.key),
+                    ("inhibited", lambda r: r.inhibited),
+                    ("after", lambda r: r.after),
+                    ("converged s", lambda r: r.converged_s),
                 ],
             ),
             table(
