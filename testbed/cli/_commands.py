@@ -59,6 +59,10 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
         # a test still running after this long has every thread's stack printed, so
         # a hang names where it is (it runs on: the run's own time limit ends it)
         "-o", "faulthandler_timeout=900",
+        # and one still running after 20 minutes fails (pytest-timeout), so a hang is a
+        # red test with its stack rather than a run that never ends (the longest test
+        # takes about 3 minutes under emulation)
+        "--timeout=1200",
         f"--combinations={args.combinations}",
     ]  # fmt: skip
     for option in ("topology", "mode", "protocol", "family", "checksums"):
