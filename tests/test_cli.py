@@ -191,3 +191,57 @@ def test_in_the_guest_the_command_runs_here(
     monkeypatch.setattr("testbed.cli.COMMANDS", _commands.COMMANDS)
     assert main(["run", "--results", str(tmp_path), "--run-id", "r1"]) == 0
     assert ran == [tmp_path / "r1"] and guest.calls == []
+
+
+# -- matrix -------------------------------------------------------------------------------------
+
+
+class KernelGuest(FakeGuest):
+    """A guest whose runs differ by kernel: twos exists on the second only."""
+
+    def _boot(self, kind: str, argv: list[str]) -> int:
+        self.calls.append((kind, argv))
+        kernel = argv[argv.index("--kernel") + 1]
+        results = Path(argv[len(argv) - 1 - argv[::-1].index("--results") + 1])
+        has_twos = kernel == "trixie"
+        tests = [
+            {"nodeid": "conformance/test_schedulers.py::test_rr", "outcome": "passed"},
+            {"nodeid": "conformance/test_schedulers.py::test_twos_distribution_within_bounds",
+             "outcome": "passed" if has_twos else "skipped"},
+            {"nodeid": "conformance/test_x.py::test_y",
+             "outcome": "failed" if kernel == self.odd else "passed"},
+        ]  # fmt: skip
+        for t in tests:
+            t["duration_s"] = 1.0
+        data = {"run_id": "x", "counts": {}, "timings": {"suite_s": 1.0}, "tests": tests,
+                "environment": {"kernel": kernel, "features": {"twos": has_twos}}}  # fmt: skip
+        (results / argv[argv.index("--run-id") + 1] / "results.json").write_text(json.dumps(data))
+        return 0
+
+    odd = ""
+
+
+@pytest.mark.parametrize(("odd", "code"), [("", 0), ("trixie", 1)])
+def test_matrix_explains_differences_with_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, odd: str, code: int
+) -> None:
+    fake = KernelGuest()
+    fake.odd = odd
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_dispatch, "native", lambda args: False)
+    argv = ["matrix", "--kernel", "6.1", "--kernel", "trixie", "-k", "sched",
+            "--results", str(tmp_path)]  # fmt: skip
+    assert main(argv) == code
+    assert [a[a.index("--kernel") + 1] for _, a in fake.calls] == ["6.1", "trixie"]
+    assert all(a[a.index("-k") + 1] == "sched" for _, a in fake.calls)
+    (top,) = tmp_path.iterdir()
+    comparison = json.loads((top / "comparison.json").read_text())
+    [twos] = [d for d in comparison["differences"] if "twos" in d["nodeid"]]
+    assert twos["explained_by"] == "twos" and not comparison["stale"]
+    assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
+    assert (top / "matrix.html").exists() and "twos" in (top / "matrix.txt").read_text()
+
+
+def test_matrix_needs_two_kernels() -> None:
+    done = _cli("matrix", "--kernel", "trixie")
+    assert done.returncode == 2 and "give --kernel at least twice" in done.stderr

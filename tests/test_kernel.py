@@ -60,3 +60,22 @@ def test_missing_or_misnamed_image(tmp_path: Path) -> None:
     lonely.write_bytes(b"\0")
     with pytest.raises(TestbedError, match="no modules directory"):
         resolve_kernel(str(lonely), cache=tmp_path)
+
+
+def test_the_ledger_loads_and_a_malformed_entry_is_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from testbed import TestbedError
+    from testbed.kernel import load_ledger
+
+    entries = load_ledger()
+    assert entries and all(e.tests and e.source for e in entries)
+    assert entries[0].covers("conformance/test_schedulers.py::test_twos_distribution_within_bounds")
+    bad = tmp_path / "ledger.toml"
+    bad.write_text('[[entry]]\nname = "x"\nbehaviour = "y"\nprobe = { version = "6.2" }\n'
+                   'tests = ["*"]\npresent = "passed"\nabsent = "skipped"\nsource = "z"\n')  # fmt: skip
+    with pytest.raises(TestbedError, match="unknown probe 'version'"):
+        load_ledger(bad)
+    bad.write_text('[[entry]]\nname = "x"\n')
+    with pytest.raises(TestbedError, match="entry 'x': missing or malformed"):
+        load_ledger(bad)

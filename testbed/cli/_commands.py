@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,15 @@ from typing import Any
 from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS
 from ..topology import load_topology
 from ..util import REPO, TestbedError
-from ._dispatch import Command, commit, dispatch, install_signal_handlers, say
+from ._dispatch import (
+    Command,
+    commit,
+    dispatch,
+    install_signal_handlers,
+    new_run_dir,
+    results_dir,
+    say,
+)
 from ._parser import parse
 
 # What `test` runs on real IPVS: the whole suite on the default topology, then the
@@ -176,6 +185,62 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
 TEST = Command(name="test", here=test_here, check=check_suite, needs_ipvs=False)
 
 
+# -- matrix ---------------------------------------------------------------------------------
+
+
+def _kernel_slug(kernel: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", kernel.strip("/")) or "kernel"
+
+
+def check_matrix(args: argparse.Namespace) -> None:
+    from ..kernel import load_ledger
+
+    if len(args.kernels) < 2:
+        raise TestbedError("matrix compares kernels: give --kernel at least twice")
+    if len({_kernel_slug(k) for k in args.kernels}) < len(args.kernels):
+        raise TestbedError("matrix: a kernel is given twice")
+    check_suite(args)
+    load_ledger()
+
+
+def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    """The suite once per kernel (each a `run`, in its own sub-directory), then the
+    comparison: comparison.json, matrix.txt and matrix.html in the matrix directory."""
+    from ..kernel import load_ledger
+    from ..report import compare_runs, render_matrix
+
+    top = new_run_dir(results_dir(args), args)
+    passed_on = ("mode", "protocol", "family", "checksums", "topology", "emulation", "memory")
+    selection = [f"--{o}={v}" for o in passed_on if (v := getattr(args, o))]
+    selection += [f"--combinations={args.combinations}"]
+    if args.keyword:
+        selection += ["-k", args.keyword]
+    runs: dict[str, dict[str, Any]] = {}
+    reports: dict[str, Path] = {}
+    for kernel in args.kernels:
+        where = top / _kernel_slug(kernel)
+        argv = ["run", "--kernel", kernel, "--results", str(where), *selection]
+        say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
+        dispatch(RUN, parse(argv), argv)
+        found = sorted(where.glob("*/results.json"))
+        if not found:
+            raise TestbedError(f"matrix: the run on {kernel} wrote no results ({where})")
+        runs[kernel] = json.loads(found[-1].read_text())
+        reports[kernel] = found[-1].parent / "report.html"
+    comparison = compare_runs(runs, load_ledger())
+    (top / "comparison.json").write_text(json.dumps(comparison.to_json(), indent=2))
+    (top / "matrix.txt").write_text(comparison.summary() + "\n")
+    (top / "matrix.html").write_text(render_matrix(comparison, runs, reports, top))
+    print(comparison.summary(), flush=True)
+    say(f"matrix: {top / 'matrix.html'}")
+    everywhere_failing = [n for n, seen in comparison.outcomes.items()
+                          if all(o in ("failed", "error") for o in seen.values())]  # fmt: skip
+    return 1 if comparison.unexplained or everywhere_failing else 0
+
+
+MATRIX = Command(name="matrix", here=matrix_here, check=check_matrix, needs_ipvs=False)
+
+
 # -- lab ------------------------------------------------------------------------------------
 
 _LAB_GUIDE = """
@@ -250,4 +315,4 @@ def clean_here(_args: argparse.Namespace, _run_dir: Path | None) -> int:
 
 CLEAN = Command(name="clean", here=clean_here, needs_ipvs=False)
 
-COMMANDS = {c.name: c for c in (RUN, TEST, LAB, BENCH, CLEAN)}
+COMMANDS = {c.name: c for c in (RUN, TEST, MATRIX, LAB, BENCH, CLEAN)}

@@ -94,6 +94,20 @@ def parser() -> argparse.ArgumentParser:
                             "keepalived SIGKILLed)")  # fmt: skip
     _results_options(bench)
 
+    matrix = sub.add_parser(
+        "matrix", help="the suite once per kernel, then the differences against the ledger"
+    )
+    matrix.add_argument(
+        "--kernel", dest="kernels", action="append", required=True, metavar="KERNEL",
+        help="a kernel as `run --kernel` takes it; give two or more",
+    )  # fmt: skip
+    matrix.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
+    matrix.add_argument("--memory", default="4G", help="guest memory (default 4G)")
+    matrix.add_argument("--topology", help="cluster .toml or .py, or a name in topologies/")
+    _suite_options(matrix)
+    matrix.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
+    _results_options(matrix)
+
     sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
     return p
 

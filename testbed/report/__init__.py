@@ -8,13 +8,18 @@ so the guest never pays for importing matplotlib under emulation::
 """
 
 from ._html import bench_summary, render, summary_text
+from ._matrix import Comparison, Difference, compare_runs, render_matrix
 from ._results import ResultsPlugin, environment, tool_versions
 
 __all__ = [
+    "Comparison",
+    "Difference",
     "ResultsPlugin",
     "bench_summary",
+    "compare_runs",
     "environment",
     "render",
+    "render_matrix",
     "summary_text",
     "tool_versions",
 ]

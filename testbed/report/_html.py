@@ -706,7 +706,8 @@ def render(run_dir: Path) -> Path:
         elif t["outcome"] in ("skipped", "xfailed"):
             detail = _esc(t.get("skip_reason", ""))
         rows.append(
-            f"<tr class='{t['outcome']}'><td>{_esc(t['nodeid'])}</td><td>{t['outcome']}</td>"
+            f"<tr class='{t['outcome']}' id='{_esc(t['nodeid'])}'><td>{_esc(t['nodeid'])}</td>"
+            f"<td>{t['outcome']}</td>"
             f"<td>{t['duration_s']:.1f}s</td><td><small>{doc}</small>{detail}</td></tr>"
         )
     versions = "".join(

@@ -65,7 +65,19 @@ def environment(*, uptime: float) -> dict[str, Any]:
         "emulation": guest or "none (native)",
         "guest_boot_s": round(uptime, 2) if guest else None,
         "versions": tool_versions(),
+        # every kernel-ledger entry's feature probe: what a matrix run compares by
+        "features": _features(),
     }
+
+
+def _features() -> dict[str, bool]:
+    from ..kernel import load_ledger, probe_features
+    from ..util import TestbedError
+
+    try:
+        return probe_features(load_ledger())
+    except TestbedError as exc:
+        return {"ledger unreadable": False, str(exc): False}
 
 
 def _doc(item: pytest.Item) -> str:

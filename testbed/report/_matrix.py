@@ -1,0 +1,140 @@
+"""Several kernels' runs of the suite side by side: which tests differ, which ledger
+entry explains each difference, and which entries the runs contradict.
+
+    comparison = compare_runs({"6.1.0-57-amd64": results_a, "6.12.117": results_b}, ledger)
+    comparison.unexplained   # differences no entry explains: the matrix run fails
+    comparison.stale         # entries a run contradicts
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..kernel import LedgerEntry
+
+
+@dataclass(frozen=True)
+class Difference:
+    nodeid: str
+    outcomes: dict[str, str]  # kernel -> outcome ("absent": not run there)
+    explained_by: str | None  # the ledger entry that predicts every outcome
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kernels: list[str]
+    outcomes: dict[str, dict[str, str]]  # nodeid -> kernel -> outcome
+    differences: list[Difference]
+    stale: list[str] = field(default_factory=list)  # "entry: why"
+
+    @property
+    def unexplained(self) -> list[Difference]:
+        return [d for d in self.differences if d.explained_by is None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernels": self.kernels,
+            "differences": [d.__dict__ for d in self.differences],
+            "unexplained": [d.nodeid for d in self.unexplained],
+            "stale": self.stale,
+            "outcomes": self.outcomes,
+        }
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"matrix: {len(self.outcomes)} tests on {', '.join(self.kernels)}: "
+                 f"{len(self.differences)} differ, {len(self.unexplained)} unexplained, "
+                 f"{len(self.stale)} stale ledger entries"]  # fmt: skip
+        for d in self.differences:
+            why = f"ledger: {d.explained_by}" if d.explained_by else "UNEXPLAINED"
+            shown = ", ".join(f"{k} {o}" for k, o in d.outcomes.items())
+            lines.append(f"  {d.nodeid}: {shown} ({why})")
+        lines += [f"  stale ledger entry {s}" for s in self.stale]
+        return "\n".join(lines)
+
+
+def _features(run: dict[str, Any]) -> dict[str, bool]:
+    return dict(run.get("environment", {}).get("features", {}))
+
+
+def compare_runs(runs: dict[str, dict[str, Any]], ledger: list[LedgerEntry]) -> Comparison:
+    """``runs``: kernel -> its results.json. A test that did not run on a kernel counts
+    as "absent" there (a narrower selection is a difference too)."""
+    kernels = list(runs)
+    nodeids = sorted({t["nodeid"] for r in runs.values() for t in r.get("tests", [])})
+    by_kernel = {k: {t["nodeid"]: t["outcome"] for t in r.get("tests", [])}
+                 for k, r in runs.items()}  # fmt: skip
+    outcomes = {n: {k: by_kernel[k].get(n, "absent") for k in kernels} for n in nodeids}
+    features = {k: _features(r) for k, r in runs.items()}
+
+    def predicts(entry: LedgerEntry, seen: dict[str, str]) -> bool:
+        return all(
+            entry.name in features[k] and seen[k] == entry.expects(features[k][entry.name])
+            for k in kernels
+        )
+
+    differences = []
+    for nodeid, seen in outcomes.items():
+        if len(set(seen.values())) > 1:
+            explained = next((e.name for e in ledger if e.covers(nodeid) and predicts(e, seen)),
+                             None)  # fmt: skip
+            differences.append(Difference(nodeid, seen, explained))
+    stale = []
+    for entry in ledger:
+        covered = {n: seen for n, seen in outcomes.items()
+                   if entry.covers(n) and "absent" not in seen.values()}  # fmt: skip
+        wrong = [n for n, seen in covered.items() if not predicts(entry, seen)]
+        if wrong:
+            stale.append(f"{entry.name}: {len(wrong)} of its tests contradict it, e.g. {wrong[0]}")
+    return Comparison(kernels=kernels, outcomes=outcomes, differences=differences, stale=stale)
+
+
+_COLOURS = {"passed": "#cfc", "failed": "#fcc", "error": "#fcc", "skipped": "#eee",
+            "xfailed": "#ffd", "absent": "#fff"}  # fmt: skip
+
+
+def render_matrix(comparison: Comparison, runs: dict[str, dict[str, Any]],
+                  reports: dict[str, Path], top: Path) -> str:  # fmt: skip
+    """matrix.html: test x kernel, differing rows first with the entry that explains
+    them; each cell links to that kernel's report; observed figures side by side."""
+    esc = html.escape
+    kernels = comparison.kernels
+    head = "".join(
+        f'<th><a href="{esc(os.path.relpath(reports[k], top))}">{esc(k)}</a><br>'
+        f"<small>{esc(runs[k].get('environment', {}).get('kernel', ''))}</small></th>"
+        for k in kernels
+    )
+    explained = {d.nodeid: d.explained_by or "UNEXPLAINED" for d in comparison.differences}
+    order = sorted(comparison.outcomes, key=lambda n: (n not in explained, n))
+    rows = []
+    links = {k: esc(os.path.relpath(reports[k], top)) for k in kernels}
+    for nodeid in order:
+        seen = comparison.outcomes[nodeid]
+        cells = "".join(
+            f'<td style="background:{_COLOURS.get(seen[k], "#fff")}">'
+            f'<a href="{links[k]}#{esc(nodeid)}">{esc(seen[k])}</a></td>'
+            for k in kernels
+        )
+        rows.append(
+            f"<tr><td>{esc(nodeid)}</td>{cells}<td>{esc(explained.get(nodeid, ''))}</td></tr>"
+        )
+    figures = "".join(
+        f"<tr><td>{esc(name)}</td>"
+        + "".join(f"<td>{esc(str(runs[k].get('timings', {}).get(name, '')))}</td>" for k in kernels)
+        + "</tr>"
+        for name in ("guest_boot_s", "topology_build_s", "suite_s")
+    )
+    stale = "".join(f"<li>{esc(s)}</li>" for s in comparison.stale) or "<li>none</li>"
+    return (
+        "<!doctype html><meta charset=utf-8><title>LVS testbed: kernel matrix</title>"
+        f"<h1>Kernel matrix</h1><pre>{esc(comparison.summary())}</pre>"
+        f"<h2>Stale ledger entries</h2><ul>{stale}</ul>"
+        f"<h2>Timings (s)</h2><table border=1><tr><th></th>{head}</tr>{figures}</table>"
+        f"<h2>Tests</h2><table border=1><tr><th>test</th>{head}<th>ledger</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
