@@ -72,8 +72,10 @@ def test_the_ledger_loads_and_a_malformed_entry_is_one_line(tmp_path: Path) -> N
     assert entries and all(e.tests and e.source for e in entries)
     assert entries[0].covers("conformance/test_schedulers.py::test_twos_distribution_within_bounds")
     bad = tmp_path / "ledger.toml"
-    bad.write_text('[[entry]]\nname = "x"\nbehaviour = "y"\nprobe = { version = "6.2" }\n'
-                   'tests = ["*"]\npresent = "passed"\nabsent = "skipped"\nsource = "z"\n')  # fmt: skip
+    bad.write_text(
+        '[[entry]]\nname = "x"\nbehaviour = "y"\nprobe = { version = "6.2" }\ntests = ["*"]\n'
+        'present = "passed"\nabsent = "skipped"\nsource = "z"\n'
+    )
     with pytest.raises(TestbedError, match="unknown probe 'version'"):
         load_ledger(bad)
     bad.write_text('[[entry]]\nname = "x"\n')
