@@ -167,9 +167,10 @@ def sip(cluster: Cluster) -> SipRecord:
 
 
 def test_the_sip_engine_keeps_a_call_on_one_real_server(sip: SipRecord) -> None:
-    """With ``--pe sip`` a template is keyed on the Call-ID: the datagrams of one call
-    go to one real server whatever client address and port they come from, and a
-    second call from the same clients is scheduled on its own (rr's next choice).
+    """With ``--pe sip`` a template is keyed on the client block and the Call-ID: the
+    datagrams of one call go to one real server from any address of the block and any
+    port, and a second call from the same clients is scheduled on its own (rr's next
+    choice), where plain persistence would keep it on the first call's server.
 
     Source: ipvsadm(8) --pe; net/netfilter/ipvs/ip_vs_pe_sip.c (ip_vs_sip_fill_param:
     the Call-ID as persistence data; ip_vs_sip_ct_match).

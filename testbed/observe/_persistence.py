@@ -285,14 +285,18 @@ class SipRecord:
 
 
 def sip_persistence(cluster: Cluster, mode: Mode) -> SipRecord:
-    """Datagrams of calls A and B, each sent from two client addresses (other ports
-    each time), to a service with ``-p --pe sip``; which real server got each."""
+    """Datagrams of calls A and B, each sent from two client addresses of one /31 block
+    (other ports each time), to a service with ``-p -M /31 --pe sip``; which real server
+    got each. Plain persistence would send both calls of a client to one server."""
     first = 2 * next(_SCOPE_RUNS)
     spec = cluster.base_spec
     a, b = cluster.client_addresses(spec.clients[0].name, first + 2, spec=spec)[first:]
+    # the engine keys a template on the client (masked by -M) and the Call-ID
+    # (ip_vs_pe_sip.c ip_vs_sip_ct_match): a /31 block lets both addresses share a call's
+    block = spec.service.family.host_prefix - 1
     spec = spec.with_service(mode=mode.name, protocol="udp", scheduler="rr", port=next(_PORTS),
                              nat_port=None, persistence=PERSISTENCE_S,
-                             persistence_engine="sip")  # fmt: skip
+                             persistence_prefix=block, persistence_engine="sip")  # fmt: skip
     cluster.configure(spec)
     model = rr_choices(cluster, 2)
     s, net = spec.service, spec.service.family.layer

@@ -22,6 +22,7 @@ from loadgen.wire import REQUEST, name_in
 from ..checks import KeepalivedChecks
 from ..cluster import Cluster
 from ..net import Connector
+from ..topology import ClusterSpec
 from ..util import wait_until
 from ._health import kernel_weights
 from ._ports import fresh_client_port
@@ -53,6 +54,11 @@ def _by_name(cluster: Cluster, weights: dict[str, int]) -> dict[str, int]:
     return {names.get(addr, addr): w for addr, w in sorted(weights.items())}
 
 
+def _served(cluster: Cluster, names: tuple[str, ...]) -> ClusterSpec:
+    """The spec keepalived serves: the cluster's service over ``names`` only."""
+    return cluster.spec.with_real_servers(*(cluster.spec.real_server(n) for n in names))
+
+
 def _ask(sock: socket.socket) -> str:
     """A request on an idle held connection: who answered, or what the client saw."""
     sock.settimeout(3)
@@ -71,7 +77,7 @@ def reload_under_traffic(cluster: Cluster) -> ReloadRecord:
     checks = KeepalivedChecks(checker="TCP_CHECK", delay_loop=1.0)
     first_two = tuple(r.name for r in cluster.base_spec.real_servers[:2])
     with checks.serve(cluster, mode="nat", real_servers=first_two) as keepalived:
-        spec = cluster.spec
+        spec = _served(cluster, first_two)
         want_before = {str(r.ip): r.weight for r in spec.real_servers}
         if not wait_until(lambda: kernel_weights(cluster) == want_before, timeout=CONVERGE_S):
             raise AssertionError(f"keepalived never built its table: {kernel_weights(cluster)}")
@@ -129,7 +135,7 @@ def reload_without_an_inhibited_server(cluster: Cluster) -> InhibitedReloadRecor
     checks = KeepalivedChecks(checker="TCP_CHECK", delay_loop=1.0, inhibit_on_failure=True)
     first_two = tuple(r.name for r in cluster.base_spec.real_servers[:2])
     with checks.serve(cluster, mode="nat", real_servers=first_two) as keepalived:
-        spec = cluster.spec
+        spec = _served(cluster, first_two)
         failing, staying = spec.real_servers
         cluster.stop_real_server(failing.name)
         zero = {str(failing.ip): 0, str(staying.ip): staying.weight}
