@@ -46,7 +46,11 @@ def service_restored(fo: Failover) -> None:
 
 def garp_as_promised(fo: Failover) -> None:
     problems = fo.garp.check(
-        fo.garp_times, slack=0.6, lower_prio=fo.lower_prio_adverts, master_exits=fo.master_exits
+        fo.garp_times,
+        slack=0.6,
+        lower_prio=fo.lower_prio_adverts,
+        logged_lower_prio=fo.logged_lower_prio,
+        master_exits=fo.master_exits,
     )
     rel = [round(t - fo.takeover_at, 3) for t in fo.garp_times]
     assert not problems, f"{problems}; GARPs at {rel} s after takeover\n{fo.vrrp_story()}"

@@ -206,3 +206,13 @@ def test_heartbeat_takeover_decisions_are_read_from_its_log() -> None:
     stamps = [datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S") for t in times]
     assert stamps == ["01:00:52", "01:00:58"]
     assert takeover_decisions(HEARTBEAT_LOG, peer="d9", year=2026) == []
+
+
+def test_a_logged_lower_priority_advert_explains_a_burst_within_its_second() -> None:
+    # the capture missed the advert; keepalived's log stamps it to the second
+    times = [0.2] * 5 + [2.23] * 5 + [5.2] * 5
+    expectation = GarpExpectation()
+    assert expectation.check(times, slack=0.6, logged_lower_prio=[2.0]) == []
+    assert expectation.check(times, slack=0.6, logged_lower_prio=[0.0]) == [
+        "unexpected burst at +2.03 s (5 frames)"
+    ]

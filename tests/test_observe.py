@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.ha import GarpExpectation, TakeoverWindow
+from testbed.ha._keepalived import parse_log
 from testbed.net import Tracked
 from testbed.observe import (
     Advert,
@@ -64,7 +65,9 @@ def test_a_comparison_is_recorded_and_explains_what_differs() -> None:
 
 
 def _failover(
-    transitions: list[tuple[float, str]], adverts: list[tuple[float, str, int]]
+    transitions: list[tuple[float, str]],
+    adverts: list[tuple[float, str, int]],
+    log: list[tuple[float, str]] = (),
 ) -> Failover:
     return Failover(
         label="keepalived-v3-0.3s", fault="stop", master="d1", backup="d2",
@@ -77,6 +80,7 @@ def _failover(
         holders_after=["d2"], client_neigh="", macs={}, garp_times=[0.2],
         first_via_backup=None, last_via_master=None, first_frame_via_backup=None,
         recovered_at=8.0, failback_s=1.0, holders_after_failback=["d1"], probes=[],
+        backup_log=list(log),
     )  # fmt: skip
 
 
@@ -92,3 +96,33 @@ def test_a_lost_mastership_and_the_advert_after_shutdown_that_explains_it() -> N
     assert fo.adverts_after_shutdown() == [fo.adverts[2]]
     assert fo.lower_prio_adverts == []  # the priority 0 came before the takeover
     assert "+0.800 d1 prio 150" in fo.vrrp_story()
+
+
+def test_the_daemon_log_tells_what_the_capture_missed() -> None:
+    log = [
+        (0.0, "(VI_LVS) Entering MASTER STATE"),
+        (1.0, "(VI_LVS) Received advert from fe80::1 with lower priority 50, ours 100, forcing"),
+        (1.0, "(VI_LVS) Entering BACKUP STATE"),
+        (2.0, "(VI_LVS) Entering MASTER STATE"),
+        (9.0, "(VI_LVS) Entering BACKUP STATE"),
+    ]
+    fo = _failover([(0.3, "MASTER"), (9.0, "BACKUP")], [], log)
+    assert fo.logged_lower_prio == [1.0]
+    assert fo.master_exits == [1.0]  # the failback at 9.0 is after the recovery
+    # an exit the notify script reported is not counted twice
+    assert _failover([(0.3, "MASTER"), (1.4, "BACKUP")], [], log).master_exits == [1.4]
+    assert "+1.000 (VI_LVS) Entering BACKUP STATE" in fo.vrrp_story()
+
+
+def test_keepalived_log_lines_are_read_to_the_second() -> None:
+    text = (
+        "Sun Dec  6 08:36:16 2026: (VI_LVS) Entering MASTER STATE\n"
+        "Sun Dec  6 08:36:17 2026: (VI_LVS) Entering BACKUP STATE\n"
+        "a line without a stamp\n"
+    )
+    lines = parse_log(text)
+    assert [m for _, m in lines] == [
+        "(VI_LVS) Entering MASTER STATE",
+        "(VI_LVS) Entering BACKUP STATE",
+    ]
+    assert lines[1][0] - lines[0][0] == 1.0

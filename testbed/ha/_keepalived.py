@@ -14,6 +14,7 @@ always stops it.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import time
@@ -27,6 +28,19 @@ from ..topology import ClusterSpec, TwoLegged
 from ..util import TestbedError, tail_file
 
 INSTANCE = "VI_LVS"
+
+# "Sun Dec  6 08:36:16 2026: (VI_LVS) Entering MASTER STATE" (--log-console, local time)
+_LOG_LINE = re.compile(r"^(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}): (.*)$")
+
+
+def parse_log(text: str) -> list[tuple[float, str]]:
+    """(time, message) for every stamped line of a keepalived log, to the second."""
+    out = []
+    for line in text.splitlines():
+        if m := _LOG_LINE.match(line):
+            stamp = time.mktime(time.strptime(m[1], "%a %b %d %H:%M:%S %Y"))
+            out.append((stamp, m[2]))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,3 +253,10 @@ class Keepalived:
 
     def log_tail(self, lines: int = 60) -> str:
         return tail_file(self.path("log"), f"keepalived log, {self.name}", lines)
+
+    def log_lines(self) -> list[tuple[float, str]]:
+        """(time, message) of this start's log, to the second."""
+        try:
+            return parse_log(self.path("log").read_text(errors="replace"))
+        except FileNotFoundError:
+            return []

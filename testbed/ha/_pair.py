@@ -85,6 +85,10 @@ class DirectorPair(Scoped):
         """(time, state) changes the daemon reported, where it reports any."""
         return []
 
+    def daemon_log(self, director: str) -> list[tuple[float, str]]:
+        """(time, message) of the VRRP daemon's log, to the second, where it keeps one."""
+        return []
+
     def stop_daemon(self, director: str) -> None:
         raise NotImplementedError
 
@@ -228,6 +232,9 @@ class HaPair(DirectorPair):
 
     def transitions(self, director: str) -> list[tuple[float, str]]:
         return self.keepalived[director].states()
+
+    def daemon_log(self, director: str) -> list[tuple[float, str]]:
+        return self.keepalived[director].log_lines()
 
     def kill_daemon(self, director: str) -> None:
         self.keepalived[director].kill()

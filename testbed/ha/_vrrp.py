@@ -123,11 +123,13 @@ class GarpExpectation:
         *,
         slack: float,
         lower_prio: Sequence[float] = (),
+        logged_lower_prio: Sequence[float] = (),
         master_exits: Sequence[float] = (),
     ) -> list[str]:
         """Problems with observed GARP times (empty: as promised).
 
-        ``lower_prio``: when the new master received lower-priority adverts.
+        ``lower_prio``: when the new master received lower-priority adverts;
+        ``logged_lower_prio``: the same as its log records them, to the second.
         ``master_exits``: when it left MASTER again; its next transition to MASTER
         (a master-down interval later) is a takeover of its own, with its own burst.
         """
@@ -143,7 +145,10 @@ class GarpExpectation:
         for g in groups:
             start = g[0]
             kind = next((k for k, t in expected.items() if abs(start - t) <= slack), None)
-            if kind is None and any(0 <= start - t <= slack for t in lower_prio):
+            if kind is None and (
+                any(0 <= start - t <= slack for t in lower_prio)
+                or any(0 <= start - t <= 1 + slack for t in logged_lower_prio)
+            ):
                 kind = "lower-priority advert"
             if kind is None and exits and start > exits[0]:
                 exits.pop(0)

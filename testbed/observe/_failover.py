@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from ..ha import DirectorPair, GarpExpectation, TakeoverWindow
+from ..ha import INSTANCE, DirectorPair, GarpExpectation, TakeoverWindow
 from ..net import Frame, Probe, Prober
 from ..util import wait_until
 from ._records import FailoverRecord, record
@@ -71,6 +71,9 @@ class Failover:
     failback_s: float
     holders_after_failback: list[str]
     probes: list[Probe] = field(repr=False)
+    # the new master's daemon log from a second before the fault, to the second: it says
+    # why it sent a burst the capture cannot explain (an advert the capture missed)
+    backup_log: list[tuple[float, str]] = field(default_factory=list, repr=False)
 
     @property
     def decides_first(self) -> bool:
@@ -89,19 +92,22 @@ class Failover:
         ]
 
     @property
+    def logged_lower_prio(self) -> list[float]:
+        """When the new master logged receiving an advert below its priority (keepalived
+        answers one with garp_lower_prio_repeat gratuitous ARPs), to the second."""
+        since = int(self.takeover_at)
+        return [t for t, m in self.backup_log if "with lower priority" in m and t >= since]
+
+    @property
     def master_exits(self) -> list[float]:
-        """When the backup reported leaving MASTER after taking over, before the
-        master came back (its failback is a legitimate exit)."""
-        held, out = False, []
-        for t, state in self.backup_transitions:
-            if t >= self.recovered_at:
-                break
-            if state == "MASTER":
-                held = True
-            elif held:
-                held = False
-                out.append(t)
-        return out
+        """When the backup left MASTER after taking over, before the master came back
+        (its failback is a legitimate exit): as its notify script reported, or else as
+        its log says (to the second)."""
+        reported = _exits(self.backup_transitions, self.recovered_at)
+        entering = f"({INSTANCE}) Entering "
+        states = [(t, m.split()[2]) for t, m in self.backup_log if m.startswith(entering)]
+        logged = _exits(states, self.recovered_at)
+        return sorted([*reported, *(t for t in logged if all(abs(t - r) > 1 for r in reported))])
 
     def adverts_after_shutdown(self) -> list[Advert]:
         """The failed master's adverts with a priority after it announced priority 0
@@ -123,7 +129,10 @@ class Failover:
 
         adverts = ", ".join(f"{rel(a.time)} {a.sender} prio {a.priority}" for a in self.adverts)
         states = ", ".join(f"{rel(t)} {s}" for t, s in self.backup_transitions)
-        return f"adverts: [{adverts}]\n{self.backup} transitions: [{states}]"
+        log = "".join(f"\n  {rel(t)} {m}" for t, m in self.backup_log[-40:])
+        return f"adverts: [{adverts}]\n{self.backup} transitions: [{states}]" + (
+            f"\n{self.backup} daemon log (to the second):{log}" if log else ""
+        )
 
     @property
     def takeover_s(self) -> float:
@@ -181,6 +190,20 @@ class Failover:
             failback_s=round(self.failback_s, 3),
             vip_holders_after=self.holders_after,
         )
+
+
+def _exits(transitions: list[tuple[float, str]], until: float) -> list[float]:
+    """Times a director left MASTER, before ``until``."""
+    held, out = False, []
+    for t, state in transitions:
+        if t >= until:
+            break
+        if state == "MASTER":
+            held = True
+        elif held:
+            held = False
+            out.append(t)
+    return out
 
 
 def _syn_times(frames: list[Frame], vip: str, net: type) -> list[tuple[float, int]]:
@@ -285,6 +308,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         failback_s=failback_at - recover_at,
         holders_after_failback=pair.holders(),
         probes=list(prober.probes),
+        backup_log=[(t, m) for t, m in pair.daemon_log(d2) if t >= int(fault_at) - 1],
     )
     record(result.timeline())
     return result
