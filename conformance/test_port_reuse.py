@@ -34,33 +34,43 @@ from testbed.observe import (
 from testbed.registry import Mode
 from testbed.state import reschedules
 
-# (closing, conn_reuse_mode, conntrack): every reuse mode after each close, and the
-# default mode with conntrack on, where the stall was
-CASES = [*itertools.product(REUSE_CLOSINGS, (0, 1, 3), (0,)),
-         *((closing, 1, 1) for closing in REUSE_CLOSINGS)]  # fmt: skip
+# (closing, conn_reuse_mode, conntrack, expire_nodest_conn, quiesce): every reuse mode
+# after each close; the default mode with conntrack on, where the stall was; and the
+# old real server at weight 0 after a normal close, where expire_nodest_conn 1
+# reschedules whatever conn_reuse_mode says (since Linux 5.16 also with mode 0)
+QUIESCED = ((0, 0), (0, 1), (1, 1))  # (conn_reuse_mode, expire_nodest_conn)
+CASES = [*((c, m, 0, 0, False) for c, m in itertools.product(REUSE_CLOSINGS, (0, 1, 3))),
+         *((closing, 1, 1, 0, False) for closing in REUSE_CLOSINGS),
+         *(("server-fin", m, 0, nodest, True) for m, nodest in QUIESCED)]  # fmt: skip
 STALL_S = 1.0  # a dropped SYN is retransmitted after 1 s (TCP_TIMEOUT_INIT)
 
 
-IDS = [f"{c}-reuse{m}" + ("-conntrack" if t else "") for c, m, t in CASES]
+IDS = [f"{c}-reuse{m}" + ("-conntrack" if t else "") + (f"-weight0-nodest{n}" if q else "")
+       for c, m, t, n, q in CASES]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
 def reuse(request: pytest.FixtureRequest, state_table_mode: Mode, cluster: Cluster) -> ReuseRecord:
-    closing, conn_reuse_mode, conntrack = request.param
+    closing, conn_reuse_mode, conntrack, expire_nodest_conn, quiesce = request.param
     return port_reuse(cluster, state_table_mode, closing, conn_reuse_mode=conn_reuse_mode,
-                      conntrack=conntrack)  # fmt: skip
+                      conntrack=conntrack, expire_nodest_conn=expire_nodest_conn,
+                      quiesce=quiesce)  # fmt: skip
 
 
 def test_reused_port_is_rescheduled_as_conn_reuse_mode_says(reuse: ReuseRecord) -> None:
     """The reconnect goes to rr's next real server exactly when is_new_conn_expected()
     holds for the old entry's state under conn_reuse_mode (TIME_WAIT or CLOSE; with
-    bit 2 also an input-only FIN_WAIT); otherwise to the old entry's real server.
+    bit 2 also an input-only FIN_WAIT), or, with expire_nodest_conn 1, when the old
+    entry's real server has weight 0, in any state and any conn_reuse_mode; otherwise
+    to the old entry's real server, quiesced or not.
 
     Source: ip_vs_core.c ip_vs_in_hook, is_new_conn_expected; ipvs-sysctl.rst
-    conn_reuse_mode.
+    conn_reuse_mode, expire_nodest_conn; Linux 5.16 "ipvs: Fix reuse connection if
+    RS weight is 0" (with conn_reuse_mode 0 such a port was never rescheduled).
     """
     r = reuse
-    fresh = reschedules(r.state_before, no_output=r.no_output, conn_reuse_mode=r.conn_reuse_mode)
+    fresh = reschedules(r.state_before, no_output=r.no_output, conn_reuse_mode=r.conn_reuse_mode,
+                        expire_nodest_conn=r.expire_nodest_conn, weight=r.first_weight)  # fmt: skip
     wanted = r.rr_next if fresh else r.first
     assert r.second == wanted, (
         f"{r.key}: old entry {r.state_before} to {r.first}; the reconnect went to "

@@ -107,6 +107,7 @@ RECORDS = [
     QuiescentRecord(key="quiescent-1", sysctl=1, first="r3", second="r2",
                     templates=[TemplateView(dest="r3", state="NONE", expires=14, vport=65535)]),
     ReuseRecord(key="dr-server-fin-reuse3", no_output=True, conn_reuse_mode=3, conntrack=0,
+                expire_nodest_conn=0, first_weight=1,
                 first="r3", state_before="FIN_WAIT", second="r2", rr_next="r2", connect_s=0.01),
     DeletedUnderFlowRecord(key="nat-expire_nodest_conn=1", expire_nodest_conn=1, first="r3",
                            entry_after="(none)", delivered="", client_saw="ConnectionResetError"),

@@ -48,10 +48,12 @@ def sysctls(cluster: Cluster, host: str, values: Mapping[str, int]) -> Iterator[
 class ReuseRecord:
     """A client port connecting again right after its connection closed."""
 
-    key: str  # "<mode>-<closing>-reuse<mode>[-conntrack]"
+    key: str  # "<mode>-<closing>-reuse<mode>[-conntrack][-quiesced-nodest<0|1>]"
     no_output: bool  # the entry never sees the replies (not NAT)
     conn_reuse_mode: int
     conntrack: int
+    expire_nodest_conn: int
+    first_weight: int  # the first real server's weight when the port connected again
     first: str  # the real server of the first connection
     state_before: str  # the old entry's state when the port connected again
     second: str  # the real server of the second connection
@@ -113,11 +115,17 @@ def _opened(cluster: Cluster, mode: Mode, knobs: Mapping[str, int]) -> Iterator[
 
 
 def port_reuse(cluster: Cluster, mode: Mode, closing: str, *, conn_reuse_mode: int,
-               conntrack: int = 0) -> ReuseRecord:  # fmt: skip
-    """One connection, closed as ``closing`` says, then the same client port again."""
-    knobs = {"net.ipv4.vs.conn_reuse_mode": conn_reuse_mode, "net.ipv4.vs.conntrack": conntrack}
+               conntrack: int = 0, expire_nodest_conn: int = 0,
+               quiesce: bool = False) -> ReuseRecord:  # fmt: skip
+    """One connection, closed as ``closing`` says, then the same client port again;
+    with ``quiesce``, its real server set to weight 0 between the two."""
+    knobs = {"net.ipv4.vs.conn_reuse_mode": conn_reuse_mode, "net.ipv4.vs.conntrack": conntrack,
+             "net.ipv4.vs.expire_nodest_conn": expire_nodest_conn}  # fmt: skip
     with _opened(cluster, mode, knobs) as c:
         _close(closing, c.client, c.server)
+        if quiesce:
+            service = cluster.spec.service
+            cluster.ipvs.set_weight(service, cluster.spec.real_server(c.first), 0)
         time.sleep(SETTLE_S)
         _, state_before = dest_of(cluster, c.source)
         started = time.monotonic()
@@ -127,13 +135,16 @@ def port_reuse(cluster: Cluster, mode: Mode, closing: str, *, conn_reuse_mode: i
         except OSError as exc:
             second = f"(no connection: {type(exc).__name__})"
         connect_s = time.monotonic() - started
-    suffix = f"-conntrack{conntrack}" if conntrack else ""
+    suffix = (f"-conntrack{conntrack}" if conntrack else "") + (
+        f"-quiesced-nodest{expire_nodest_conn}" if quiesce else "")  # fmt: skip
     return record(
         ReuseRecord(
             key=f"{mode.name}-{closing}-reuse{conn_reuse_mode}{suffix}",
             no_output=not mode.reply_via_director,
             conn_reuse_mode=conn_reuse_mode,
             conntrack=conntrack,
+            expire_nodest_conn=expire_nodest_conn,
+            first_weight=0 if quiesce else 1,
             first=c.first,
             state_before=state_before,
             second=second,
