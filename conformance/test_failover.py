@@ -43,6 +43,8 @@ CASES = [(v, f, IPV4) for v in (V2, V3) for f in FAULTS] + [
 # issue acassen/keepalived#1760). The suite keeps the documented promise and
 # records the deviation.
 PACED_BUG = "keepalived#1760: vrrp_garp_interval > 0 sends 2 GARPs per burst, not repeat"
+SENT_TWICE = ("keepalived 2.2 sometimes sends its takeover burst twice, an advert interval "
+              "apart (its log records both sends; seen with VRRPv3 and an IPv6 VIP)")  # fmt: skip
 
 
 def _case_id(case: tuple[Vrrp, str, Family]) -> str:
@@ -123,6 +125,8 @@ def test_gratuitous_arp_count_and_spacing(failover: Failover) -> None:
     garp_master_delay later (keepalived.conf(5); defaults 5, 0 s, 5 s)."""
     if failover.garp.interval > 0 and _merged_bursts(failover):
         pytest.xfail(PACED_BUG)
+    if promise.takeover_burst_sent_twice(failover):
+        pytest.xfail(f"{SENT_TWICE}\n{failover.vrrp_story()}")
     promise.garp_as_promised(failover)
 
 

@@ -178,6 +178,8 @@ def test_a_deleted_real_servers_udp_flow_waits_for_its_entry_unless_expired(
     destination server is not available": ip_vs_conn_expire_now, or NF_DROP).
     """
     d = deleted
+    # the entry must still live when the port asks again, or this proves nothing
+    assert d.question_gap_s < d.timeout, f"the question came {d.question_gap_s} s later: {d}"
     if d.expire_nodest_conn == 0:
         assert not d.right_after, f"the deleted {d.first}'s port was answered by {d.right_after}"
         assert d.entry_after.endswith(f" {d.first}"), f"entry after: {d.entry_after}"

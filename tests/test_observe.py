@@ -126,3 +126,26 @@ def test_keepalived_log_lines_are_read_to_the_second() -> None:
         "(VI_LVS) Entering BACKUP STATE",
     ]
     assert lines[1][0] - lines[0][0] == 1.0
+
+
+def test_a_takeover_burst_sent_twice_is_told_apart_by_the_daemons_log() -> None:
+    from conformance.failover_promises import takeover_burst_sent_twice
+
+    vip = "2001:db8:203:113::100"
+    header = f"(VI_LVS) Sending/queueing Unsolicited Neighbour Adverts on d2-eth0 for {vip}"
+    frame = f"Sending unsolicited Neighbour Advert on d2-eth0 for {vip}"
+    twice = [(0.0, header), (0.0, frame), (0.0, header), (0.0, frame), (5.0, header)]
+    fo = _failover([(0.3, "MASTER")], [], twice)
+    fo.vip, fo.takeover_at = vip, 0.2
+    # CI: bursts at the takeover, 0.33 s later, and the delayed one (full7, v3 IPv6 stop)
+    fo.garp_times = [0.2] * 5 + [0.53] * 5 + [5.23] * 5
+    assert fo.logged_announcements() == [0.0, 0.0]
+    assert takeover_burst_sent_twice(fo)
+    assert frame not in fo.vrrp_story() and header in fo.vrrp_story()
+    fo.garp_times = [0.2] * 5 + [2.23] * 5 + [5.23] * 5  # too late to be the same takeover
+    assert not takeover_burst_sent_twice(fo)
+    fo.garp_times = [0.2] * 5 + [0.53] * 5  # the delayed burst missing: not excused
+    assert not takeover_burst_sent_twice(fo)
+    fo.backup_log = twice[:2] + twice[4:]  # the log records one send: the wire's extra
+    fo.garp_times = [0.2] * 5 + [0.53] * 5 + [5.23] * 5  # burst is someone else's
+    assert not takeover_burst_sent_twice(fo)

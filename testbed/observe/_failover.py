@@ -9,6 +9,7 @@ observation serves every HA backend (keepalived, heartbeat).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ class Failover:
     # the new master's daemon log from a second before the fault, to the second: it says
     # why it sent a burst the capture cannot explain (an advert the capture missed)
     backup_log: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    vip: str = ""
 
     @property
     def decides_first(self) -> bool:
@@ -90,6 +92,15 @@ class Failover:
             and a.priority < self.backup_priority
             and a.time >= self.takeover_at
         ]
+
+    def logged_announcements(self) -> list[float]:
+        """When the new master's log says it sent a burst for the VIP ("Sending/queueing
+        gratuitous ARPs / Unsolicited Neighbour Adverts ... for VIP"), to the second,
+        from its takeover until a second before the delayed burst."""
+        start, end = int(self.takeover_at), self.takeover_at + self.garp.delay - 1
+        sent = f" for {self.vip}"
+        return [t for t, m in self.backup_log
+                if "Sending/queueing" in m and m.endswith(sent) and start <= t < end]  # fmt: skip
 
     @property
     def logged_lower_prio(self) -> list[float]:
@@ -129,7 +140,9 @@ class Failover:
 
         adverts = ", ".join(f"{rel(a.time)} {a.sender} prio {a.priority}" for a in self.adverts)
         states = ", ".join(f"{rel(t)} {s}" for t, s in self.backup_transitions)
-        log = "".join(f"\n  {rel(t)} {m}" for t, m in self.backup_log[-40:])
+        # one line per burst ("Sending/queueing ..."), not one per frame
+        lines = [(t, m) for t, m in self.backup_log if not _PER_FRAME.match(m)]
+        log = "".join(f"\n  {rel(t)} {m}" for t, m in lines[-40:])
         return f"adverts: [{adverts}]\n{self.backup} transitions: [{states}]" + (
             f"\n{self.backup} daemon log (to the second):{log}" if log else ""
         )
@@ -190,6 +203,9 @@ class Failover:
             failback_s=round(self.failback_s, 3),
             vip_holders_after=self.holders_after,
         )
+
+
+_PER_FRAME = re.compile(r"^Sending (gratuitous ARP|unsolicited Neighbour Advert) on ")
 
 
 def _exits(transitions: list[tuple[float, str]], until: float) -> list[float]:
@@ -309,6 +325,7 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         holders_after_failback=pair.holders(),
         probes=list(prober.probes),
         backup_log=[(t, m) for t, m in pair.daemon_log(d2) if t >= int(fault_at) - 1],
+        vip=vip,
     )
     record(result.timeline())
     return result

@@ -11,13 +11,18 @@ scheduled on its own (ip_vs_core.c ip_vs_schedule, ip_vs_conn.c).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from loadgen.wire import MAX_ANSWER, REQUEST, name_in
+
 from ..cluster import Cluster
 from ..ipvs import TIMEOUTS_COMMAND, Timeouts, parse_timeouts, read_connections
+from ..net import Connector
 from ..registry import PROTOCOLS, Mode
 from ..sched import Dest, Flow, as_built
 from ..topology import ClusterSpec
@@ -40,6 +45,20 @@ def _ask(cluster: Cluster, *options: str, count: int = 1) -> list[str]:
     command = PROTOCOLS["udp"].client(spec.service.endpoint, count)
     out = cluster.run(spec.clients[0].name, f"{command} {' '.join(options)}", check=False)
     return [line.strip() for line in out.splitlines()][:count]
+
+
+def _answer(sock: socket.socket) -> str:
+    """The answering real server's name on a connected UDP socket ("" on time-out)."""
+    try:
+        return name_in(sock.recv(MAX_ANSWER))
+    except OSError:
+        return ""
+
+
+def _question(sock: socket.socket) -> str:
+    with contextlib.suppress(OSError):
+        sock.send(REQUEST)
+    return _answer(sock)
 
 
 def _ring(cluster: Cluster) -> list[str]:
@@ -212,6 +231,7 @@ class UdpDeletedRecord:
     first: str  # the real server deleted
     right_after: str  # who answered the port's next datagram ("" for nobody)
     entry_after: str  # the port's entry right after it: "<state> <real server>" or "(none)"
+    question_gap_s: float  # from the first answer to the next question's answer or time-out
     answered_after_s: float | None  # from the deletion until a datagram of the port was answered
     then: str  # who answered it
 
@@ -219,28 +239,38 @@ class UdpDeletedRecord:
 def udp_deleted_under_flow(cluster: Cluster, mode: Mode, expire_nodest_conn: int, *,
                            timeout: int = UDP_TIMEOUT) -> UdpDeletedRecord:  # fmt: skip
     """A datagram from a fixed client port, its real server deleted, then datagrams
-    from the same port (one a second) until one is answered."""
+    from the same port (one a second) until one is answered. One socket held in the
+    client's namespace sends them all: a process per datagram would take longer than
+    the udp timeout under emulation, and the entry would expire before the question."""
     cluster.configure(_udp_spec(cluster, mode))
     director = cluster.spec.active.name
     port = fresh_client_port(cluster)
     client = (str(cluster.spec.clients[0].ip), port)
-    source = ("--sport", str(port), "--timeout", "1")
-    names = {str(r.ip): r.name for r in cluster.spec.real_servers}
+    vip = (str(cluster.spec.service.vip), cluster.spec.service.port)
     saved = parse_timeouts(cluster.run(director, TIMEOUTS_COMMAND))
     knobs = {"net.ipv4.vs.expire_nodest_conn": expire_nodest_conn}
     try:
         cluster.run(director, Timeouts(tcp=0, tcpfin=0, udp=timeout).command())
-        with sysctls(cluster, director, knobs):
-            [first] = _ask(cluster, *source)
+        with (
+            sysctls(cluster, director, knobs),
+            Connector(
+                cluster.pid(cluster.spec.clients[0].name), timeout=1.0, protocol=PROTOCOLS["udp"]
+            ) as conn,  # fmt: skip
+        ):
+            sock = conn.open(*client, vip)  # its first datagram makes the entry
+            first = _answer(sock)
+            asked = time.monotonic()
             cluster.ipvs.remove_real_server(cluster.spec.service, cluster.spec.real_server(first))
             deleted = time.monotonic()
-            [right_after] = _ask(cluster, *source)
+            right_after = _question(sock)
+            gap = round(time.monotonic() - asked, 2)
             found = read_connections(cluster.pid(director), client=client)
+            names = {str(r.ip): r.name for r in cluster.spec.real_servers}
             entry_after = (f"{found[0].state} {names.get(found[0].dest[0], '?')}"
                            if found else "(none)")  # fmt: skip
             then, answered_after = right_after, None
             while not then and time.monotonic() - deleted < timeout + 15:
-                [then] = _ask(cluster, *source)
+                then = _question(sock)
             if then:
                 answered_after = round(time.monotonic() - deleted, 1)
     finally:
@@ -248,5 +278,5 @@ def udp_deleted_under_flow(cluster: Cluster, mode: Mode, expire_nodest_conn: int
     return record(UdpDeletedRecord(
         key=f"{mode.name}-expire_nodest_conn={expire_nodest_conn}",
         expire_nodest_conn=expire_nodest_conn, timeout=timeout, first=first,
-        right_after=right_after, entry_after=entry_after,
+        right_after=right_after, entry_after=entry_after, question_gap_s=gap,
         answered_after_s=answered_after, then=then))  # fmt: skip
