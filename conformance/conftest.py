@@ -19,7 +19,17 @@ import pytest
 from testbed import FAMILIES, MODES, PROTOCOLS, Cluster, load_topology
 from testbed.kernel import KernelLog, bug_reports, missing_module, running_kernel_has_ipvs
 from testbed.observe import Exchange, record_timings, send_exchange, unservable
-from testbed.registry import CHECKSUMS, POLICIES, Combination, Family, Mode, combinations
+from testbed.registry import (
+    CHECKSUMS,
+    POLICIES,
+    Combination,
+    Family,
+    Mode,
+    Profile,
+    combinations,
+    load_profiles,
+)
+from testbed.util import TestbedError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +41,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--checksums", default=None, help="checksum handling, comma-separated")
     group.addoption("--combinations", default="pairwise", choices=POLICIES,
                     help="which mode x protocol x family x checksums combinations")  # fmt: skip
+    group.addoption("--profile", default="full", help="suite profile (conformance/profiles.toml)")
+
+
+def _profile(config: pytest.Config) -> Profile:
+    try:
+        return load_profiles()[config.getoption("--profile")]
+    except TestbedError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only the tests the profile selects (every test under ``full``)."""
+    profile = _profile(config)
+    dropped = [item for item in items if not profile.selects(item.nodeid)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if profile.selects(item.nodeid)]
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> Profile:
+    """The run's profile: its selection and the sizes it runs at."""
+    return _profile(request.config)
 
 
 def _selected_modes(config: pytest.Config) -> tuple[Mode, ...]:

@@ -17,9 +17,8 @@ import pytest
 from testbed import Cluster
 from testbed.load import prepare_for_scale
 from testbed.observe import hold_through_vip
-from testbed.registry import Mode
+from testbed.registry import Mode, Profile
 
-CONNECTIONS = 20_000
 HOLD_S = 5.0
 
 
@@ -30,8 +29,11 @@ def scale_cluster(cluster: Cluster) -> Iterator[Cluster]:
     cluster.configure(cluster.base_spec)
 
 
-def test_scale_holds_connections(scale_cluster: Cluster, state_table_mode: Mode) -> None:
-    """20,000 idle connections through the VIP all open, stay open and are counted exactly.
+def test_scale_holds_connections(
+    scale_cluster: Cluster, state_table_mode: Mode, profile: Profile
+) -> None:
+    """Idle connections through the VIP (20,000 in the full profile) all open, stay open
+    and are counted exactly.
 
     IPVS creates one connection entry per new client connection and counts it
     in the chosen real server's ActiveConn while it is ESTABLISHED
@@ -51,12 +53,13 @@ def test_scale_holds_connections(scale_cluster: Cluster, state_table_mode: Mode)
         mode=state_table_mode.name, scheduler="rr", port=base.nat_port or base.port
     )
     cluster.configure(spec)
-    run = hold_through_vip(cluster, connections=CONNECTIONS, hold=HOLD_S)
+    connections = profile.scale_connections
+    run = hold_through_vip(cluster, connections=connections, hold=HOLD_S)
     ramped, result, active = run.ramped, run.result, run.ipvs_active
     assert ramped["failed"] == 0, f"connects failed: {ramped['failures']}"
-    assert ramped["held"] == CONNECTIONS
+    assert ramped["held"] == connections
     assert result["resets"] == 0, f"{result['resets']} connections reset while held"
     assert result["closed_by_peer"] == 0, f"{result['closed_by_peer']} closed by the server"
-    assert result["established_at_end"] == CONNECTIONS
-    assert sum(active) == CONNECTIONS, f"director ActiveConn {active} vs client {CONNECTIONS}"
+    assert result["established_at_end"] == connections
+    assert sum(active) == connections, f"director ActiveConn {active} vs client {connections}"
     assert max(active) - min(active) <= 1, f"rr spread uneven: {active}"

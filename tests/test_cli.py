@@ -245,3 +245,63 @@ def test_matrix_explains_differences_with_the_ledger(
 def test_matrix_needs_two_kernels() -> None:
     done = _cli("matrix", "--kernel", "trixie")
     assert done.returncode == 2 and "give --kernel at least twice" in done.stderr
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def _run(where: Path, run_id: str, outcomes: dict[str, str], *, exit_status: int = 0,
+         twos: bool = False, kernel: str = "6.1") -> Path:  # fmt: skip
+    tests = [{"nodeid": n, "outcome": o, "duration_s": 1.0} for n, o in outcomes.items()]
+    data = {"run_id": run_id, "tests": tests, "exit_status": exit_status, "timings": {},
+            "environment": {"kernel": kernel, "features": {"twos": twos}}}  # fmt: skip
+    (where / run_id).mkdir(parents=True)
+    (where / run_id / "results.json").write_text(json.dumps(data))
+    return where / run_id
+
+
+TWOS = "conformance/test_schedulers.py::test_twos_distribution_within_bounds"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "code", "says"),
+    [
+        ({"t::a": "passed", "t::b": "failed"}, 0, "compare: good"),  # b fails in both
+        ({"t::a": "failed", "t::b": "failed"}, 1, "regressed: t::a"),
+        ({"t::a": "error", "t::b": "passed"}, 1, "regressed: t::a"),
+        ({"t::a": "passed", "t::b": "passed", TWOS: "passed"}, 0, "ledger: twos"),
+    ],
+)
+def test_compare_is_one_bisection_step(
+    tmp_path: Path, candidate: dict[str, str], code: int, says: str
+) -> None:
+    good = _run(tmp_path / "good", "20261206-100000-aaaa",
+                {"t::a": "passed", "t::b": "failed", TWOS: "skipped"})  # fmt: skip
+    cand = _run(tmp_path / "cand", "20261206-110000-bbbb", candidate, twos=TWOS in candidate,
+                exit_status=1 if "failed" in candidate.values() else 0)  # fmt: skip
+    done = _cli("compare", str(good), str(cand.parent))
+    assert done.returncode == code, done
+    assert says in done.stdout
+
+
+def test_compare_cannot_judge_a_run_that_never_got_going(tmp_path: Path) -> None:
+    good = _run(tmp_path / "good", "20261206-100000-aaaa", {"t::a": "passed"})
+    _run(tmp_path / "cand", "20261206-100000-aaaa", {"t::a": "passed"})
+    (tmp_path / "cand" / "20261206-120000-cccc").mkdir()  # the newest: no results.json
+    assert _cli("compare", str(good), str(tmp_path / "cand")).returncode == 125
+    interrupted = _run(tmp_path / "int", "20261206-130000-dddd", {"t::a": "passed"},
+                       exit_status=2)  # fmt: skip
+    done = _cli("compare", str(good), str(interrupted))
+    assert done.returncode == 125 and "cannot be judged" in done.stdout
+    assert _cli("compare", str(tmp_path / "nothing"), str(good)).returncode == 2
+
+
+def test_compare_merges_runs_made_on_other_machines(tmp_path: Path) -> None:
+    runs = [_run(tmp_path / k, "20261206-100000-aaaa", {"t::a": "passed", TWOS: o},
+                 twos=o == "passed", kernel=k)
+            for k, o in (("6.1", "skipped"), ("6.12", "passed"), ("7.2", "passed"))]  # fmt: skip
+    out = tmp_path / "matrix"
+    done = _cli("compare", *map(str, runs), "--out", str(out))
+    assert done.returncode == 0, done
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["kernels"] == ["6.1", "6.12", "7.2"] and not comparison["unexplained"]

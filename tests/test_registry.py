@@ -6,6 +6,7 @@ import itertools
 import socket
 import struct
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -403,3 +404,35 @@ def test_announcements_of_an_address() -> None:
     assert v6.announces(na, "2001:db8:203:113::100")
     solicited = Ether() / IPv6() / ICMPv6ND_NA(tgt="2001:db8:203:113::100", S=1)
     assert not v6.announces(solicited, "2001:db8:203:113::100")
+
+
+def test_every_profile_pattern_selects_a_collected_test() -> None:
+    """A renamed test or parametrization leaves a profile pattern stale: caught here."""
+    import subprocess
+    import sys
+
+    from testbed.registry import load_profiles
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "conformance"], cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert ids, done.stdout + done.stderr
+    for profile in map(load_profiles().__getitem__, load_profiles()):
+        assert profile.unmatched(ids) == [], profile.name
+        assert 0 < sum(map(profile.selects, ids)) <= len(ids)
+
+
+def test_a_profile_pattern_is_a_glob_with_literal_brackets(tmp_path: Path) -> None:
+    from testbed.registry import Profile, load_profiles
+
+    p = Profile("p", "x", ("conformance/test_a.py::*[nat-tcp]",))
+    assert p.selects("conformance/test_a.py::test_b[nat-tcp]")
+    assert not p.selects("conformance/test_a.py::test_b[n]")  # not a character class
+    assert not p.selects("conformance/test_a.py::test_b[nat-tcp]x")
+    bad = tmp_path / "profiles.toml"
+    bad.write_text('[profile.quick]\ntests = ["*"]\n')
+    with pytest.raises(TestbedError, match="profile 'quick': missing or bad"):
+        load_profiles(bad)

@@ -5,6 +5,8 @@ Commands:
   test   unit tests on this machine, the conformance runs, guest life-cycle tests
   lab    bring up one forwarding mode and open the Mininet CLI
   bench  throughput, connection rate and 100k held connections, VIP vs direct
+  matrix the suite once per kernel, differences judged against the kernel ledger
+  compare two runs as one bisection step (0 good, 1 bad, 125 cannot test), or more as a matrix
   clean  remove leftover namespaces, links, daemons and guests
 
 When the running kernel has no IPVS, run, bench and lab re-execute themselves in a

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS
+from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_profiles
 from ..topology import load_topology
 from ..util import REPO, TestbedError
 from ._dispatch import (
@@ -47,6 +47,7 @@ def check_suite(args: argparse.Namespace) -> None:
     PROTOCOLS.select(args.protocol)
     FAMILIES.select(args.family)
     CHECKSUMS.select(args.checksums)
+    load_profiles()[args.profile]
     load_topology(args.topology)
 
 
@@ -73,6 +74,7 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
         # takes about 3 minutes under emulation)
         "--timeout=1200",
         f"--combinations={args.combinations}",
+        f"--profile={args.profile}",
     ]  # fmt: skip
     for option in ("topology", "mode", "protocol", "family", "checksums"):
         if value := getattr(args, option):
@@ -80,7 +82,8 @@ def run_here(args: argparse.Namespace, run_dir: Path | None) -> int:
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     meta = {"run_id": run_dir.name, "command": "run", "commit": args.commit or commit(),
-            "topology": args.topology or "default", "combinations": args.combinations}  # fmt: skip
+            "topology": args.topology or "default", "combinations": args.combinations,
+            "profile": args.profile}  # fmt: skip
     say(f"running the conformance suite; results in {run_dir}")
     plugins = [ResultsPlugin(run_dir, meta)]
     if getattr(args, "pyprofile", False):
@@ -206,13 +209,10 @@ def check_matrix(args: argparse.Namespace) -> None:
 def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     """The suite once per kernel (each a `run`, in its own sub-directory), then the
     comparison: comparison.json, matrix.txt and matrix.html in the matrix directory."""
-    from ..kernel import load_ledger
-    from ..report import compare_runs, render_matrix
-
     top = new_run_dir(results_dir(args), args)
     passed_on = ("mode", "protocol", "family", "checksums", "topology", "emulation", "memory")
     selection = [f"--{o}={v}" for o in passed_on if (v := getattr(args, o))]
-    selection += [f"--combinations={args.combinations}"]
+    selection += [f"--combinations={args.combinations}", f"--profile={args.profile}"]
     if args.keyword:
         selection += ["-k", args.keyword]
     runs: dict[str, dict[str, Any]] = {}
@@ -227,7 +227,17 @@ def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
             raise TestbedError(f"matrix: the run on {kernel} wrote no results ({where})")
         runs[kernel] = json.loads(found[-1].read_text())
         reports[kernel] = found[-1].parent / "report.html"
+    return _write_comparison(top, runs, reports)
+
+
+def _write_comparison(top: Path, runs: dict[str, dict[str, Any]], reports: dict[str, Path]) -> int:
+    """comparison.json, matrix.txt and matrix.html in ``top``; 1 on a difference no
+    ledger entry explains or a test failing on every kernel."""
+    from ..kernel import load_ledger
+    from ..report import compare_runs, render_matrix
+
     comparison = compare_runs(runs, load_ledger())
+    top.mkdir(parents=True, exist_ok=True)
     (top / "comparison.json").write_text(json.dumps(comparison.to_json(), indent=2))
     (top / "matrix.txt").write_text(comparison.summary() + "\n")
     (top / "matrix.html").write_text(render_matrix(comparison, runs, reports, top))
@@ -239,6 +249,72 @@ def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
 
 
 MATRIX = Command(name="matrix", here=matrix_here, check=check_matrix, needs_ipvs=False)
+
+
+# -- compare --------------------------------------------------------------------------------
+
+
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-")
+
+
+def _run_results(path: Path) -> Path:
+    """A run's results.json from the file, its run directory, or a results directory
+    (its newest run, which must have written one: a run that never got going is not
+    judged by an older one's results)."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise TestbedError(f"compare: {path} does not exist")
+    if not (path / "results.json").is_file():
+        runs = sorted(p for p in path.iterdir() if p.is_dir() and _RUN_ID.match(p.name))
+        path = runs[-1] if runs else path
+    if not (path / "results.json").is_file():
+        raise TestbedError(f"compare: no results.json in {path}")
+    return path / "results.json"
+
+
+def _label(data: dict[str, Any], path: Path, taken: set[str]) -> str:
+    kernel = str(data.get("environment", {}).get("kernel", "")) or path.parent.name
+    return kernel if kernel not in taken else f"{kernel} ({path.parent.name})"
+
+
+def check_compare(args: argparse.Namespace) -> None:
+    if len(args.runs) < 2:
+        raise TestbedError("compare: give two runs (good, candidate) or more")
+    for run in args.runs[:1] if len(args.runs) == 2 else args.runs:
+        _run_results(Path(run))  # the candidate of a bisection step may be missing
+
+
+def compare_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    """Two runs: one bisection step (0 good, 1 bad, 125 cannot test). More: a matrix of
+    runs made anywhere (one kernel per CI machine), written to --out if given."""
+    from ..kernel import load_ledger
+    from ..report import bisect_verdict
+
+    if len(args.runs) == 2:
+        good = json.loads(_run_results(Path(args.runs[0])).read_text())
+        try:
+            candidate = json.loads(_run_results(Path(args.runs[1])).read_text())
+        except TestbedError as exc:
+            say(f"compare: cannot test: {exc}")
+            return 125
+        code, lines = bisect_verdict(good, candidate, load_ledger())
+        for line in lines:
+            print(f"  {line}", flush=True)
+        say(f"compare: {({0: 'good', 1: 'bad', 125: 'cannot test'})[code]}")
+        return code
+    runs: dict[str, dict[str, Any]] = {}
+    reports: dict[str, Path] = {}
+    for given in args.runs:
+        path = _run_results(Path(given))
+        data = json.loads(path.read_text())
+        label = _label(data, path, set(runs))
+        runs[label], reports[label] = data, path.parent / "report.html"
+    top = Path(args.out) if args.out else new_run_dir(results_dir(args), args)
+    return _write_comparison(top, runs, reports)
+
+
+COMPARE = Command(name="compare", here=compare_here, check=check_compare, needs_ipvs=False)
 
 
 # -- lab ------------------------------------------------------------------------------------
@@ -315,4 +391,4 @@ def clean_here(_args: argparse.Namespace, _run_dir: Path | None) -> int:
 
 CLEAN = Command(name="clean", here=clean_here, needs_ipvs=False)
 
-COMMANDS = {c.name: c for c in (RUN, TEST, MATRIX, LAB, BENCH, CLEAN)}
+COMMANDS = {c.name: c for c in (RUN, TEST, MATRIX, COMPARE, LAB, BENCH, CLEAN)}

@@ -37,6 +37,11 @@ def _suite_options(sp: argparse.ArgumentParser) -> None:
         help="mode x protocol x family x checksums: every pair covered (default), or the "
         "full product",
     )  # fmt: skip
+    sp.add_argument(
+        "--profile", default="full",
+        help="which tests at which sizes: full (default) or a profile in "
+        "conformance/profiles.toml (smoke: every capability once)",
+    )  # fmt: skip
 
 
 def _results_options(sp: argparse.ArgumentParser) -> None:
@@ -107,6 +112,19 @@ def parser() -> argparse.ArgumentParser:
     _suite_options(matrix)
     matrix.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
     _results_options(matrix)
+
+    compare = sub.add_parser(
+        "compare",
+        help="two runs: one bisection step (exit 0 good, 1 bad, 125 cannot test); "
+        "more: a kernel matrix of runs made anywhere",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN",
+        help="a results.json, a run directory, or a results directory (its newest run); "
+        "with two, the known-good run first",
+    )  # fmt: skip
+    compare.add_argument("--out", help="where a matrix of runs writes (default: a new run dir)")
+    _results_options(compare)
 
     sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
     return p

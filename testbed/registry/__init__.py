@@ -22,6 +22,7 @@ from ._family import FAMILIES, Address, Family, Network, family_of, parse_addres
 from ._gue import GUE, GUE_FLAG_PRIV
 from ._host import DirectorHost, RealServerHost
 from ._mode import MODES, Mode, neutral_baseline
+from ._profile import Profile, load_profiles
 from ._protocol import PROTOCOLS, Protocol, innermost_header
 from ._registry import Registry, UnknownEntry
 from ._scheduler import SCHED_FLAGS, SCHEDULERS, Scheduler
@@ -60,6 +61,7 @@ __all__ = [
     "Mode",
     "Network",
     "PersistenceEngine",
+    "Profile",
     "Protocol",
     "RealServerHost",
     "Receiver",
@@ -72,6 +74,7 @@ __all__ = [
     "combinations",
     "family_of",
     "innermost_header",
+    "load_profiles",
     "neutral_baseline",
     "pairwise",
     "parse_address",

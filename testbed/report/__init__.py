@@ -8,7 +8,7 @@ so the guest never pays for importing matplotlib under emulation::
 """
 
 from ._html import bench_summary, render, summary_text
-from ._matrix import Comparison, Difference, compare_runs, render_matrix
+from ._matrix import Comparison, Difference, bisect_verdict, compare_runs, render_matrix
 from ._results import ResultsPlugin, environment, tool_versions
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Difference",
     "ResultsPlugin",
     "bench_summary",
+    "bisect_verdict",
     "compare_runs",
     "environment",
     "render",

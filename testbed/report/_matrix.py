@@ -138,3 +138,36 @@ def render_matrix(comparison: Comparison, runs: dict[str, dict[str, Any]],
         + "".join(rows)
         + "</table>"
     )
+
+
+# git bisect run: 0 good, 1 bad, 125 this commit cannot be tested
+GOOD, BAD, UNTESTABLE = 0, 1, 125
+_BROKEN = ("failed", "error")
+
+
+def bisect_verdict(
+    good: dict[str, Any], candidate: dict[str, Any], ledger: list[LedgerEntry]
+) -> tuple[int, list[str]]:
+    """One bisection step: ``candidate`` against a known-good run, as an exit code and
+    the lines that explain it. Bad: a test that passed in the good run fails or errs,
+    and no ledger entry predicts it; untestable: the candidate ran no test or was cut
+    short (a kernel that does not boot, a suite interrupted)."""
+    tests = candidate.get("tests", [])
+    if not tests or candidate.get("exit_status") not in (0, 1):
+        return UNTESTABLE, [
+            f"the candidate run cannot be judged: {len(tests)} tests, "
+            f"pytest exit status {candidate.get('exit_status')}"
+        ]
+    comparison = compare_runs({"good": good, "candidate": candidate}, ledger)
+    regressed = [
+        d for d in comparison.unexplained
+        if d.outcomes["good"] == "passed" and d.outcomes["candidate"] in _BROKEN
+    ]  # fmt: skip
+    lines = [f"regressed: {d.nodeid} (good: passed, candidate: {d.outcomes['candidate']})"
+             for d in regressed]  # fmt: skip
+    lines += [
+        f"differs: {d.nodeid} ({', '.join(f'{k} {o}' for k, o in d.outcomes.items())}; "
+        f"{'ledger: ' + d.explained_by if d.explained_by else 'not a regression'})"
+        for d in comparison.differences if d not in regressed
+    ]  # fmt: skip
+    return (BAD if regressed else GOOD), lines
