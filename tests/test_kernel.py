@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,65 @@ def test_the_ledger_loads_and_a_malformed_entry_is_one_line(tmp_path: Path) -> N
     bad.write_text('[[entry]]\nname = "x"\n')
     with pytest.raises(TestbedError, match="entry 'x': missing or malformed"):
         load_ledger(bad)
+
+
+def _tree(root: Path, config: str, *, built: bool = True) -> Path:
+    (root / "include" / "config").mkdir(parents=True)
+    (root / "Makefile").write_text("# kernel\n")
+    (root / ".config").write_text(config)
+    (root / "include" / "config" / "kernel.release").write_text("6.13.0-rc1+\n")
+    if built:
+        (root / "arch" / "x86" / "boot").mkdir(parents=True)
+        (root / "arch" / "x86" / "boot" / "bzImage").write_bytes(b"\0")
+    return root
+
+
+def test_a_built_tree_boots_with_its_own_modules(tmp_path: Path) -> None:
+    from testbed.guest._source import FRAGMENT
+    from testbed.guest._vm import GuestOptions, vng_command
+
+    tree = _tree(tmp_path / "linux", FRAGMENT.read_text().replace("CONFIG_IP_VS_TWOS=m", "#"))
+    kernel = resolve_kernel(str(tree), cache=tmp_path)
+    assert kernel.version == "6.13.0-rc1+" and kernel.tree == tree  # twos is optional
+    cmd = vng_command(GuestOptions(kernel=kernel, checkout=tmp_path, emulation="tcg"), ["run"])
+    assert "--run" not in cmd  # vng finds the image and modules through KBUILD_OUTPUT
+
+
+@pytest.mark.parametrize(
+    ("config", "built", "message"),
+    [
+        ("CONFIG_IP_VS=m\n", True, "lacks CONFIG_IP_VS_IPV6, CONFIG_IP_VS_PROTO_TCP"),
+        ("# CONFIG_IP_VS is not set\n", True, "lacks CONFIG_IP_VS, "),
+        ("CONFIG_IP_VS=m\n", False, "no arch/x86/boot/bzImage: build it first"),
+    ],
+)
+def test_a_tree_that_cannot_serve_is_one_line(
+    tmp_path: Path, config: str, built: bool, message: str
+) -> None:
+    with pytest.raises(TestbedError, match=re.escape(message)):
+        resolve_kernel(str(_tree(tmp_path / "linux", config, built=built)), cache=tmp_path)
+
+
+def test_the_config_fragment_covers_every_module_the_registry_uses() -> None:
+    from testbed.guest._source import read_fragment
+    from testbed.registry import (
+        FAMILIES,
+        MODES,
+        PERSISTENCE_ENGINES,
+        PROTOCOLS,
+        SCHEDULERS,
+        TUNNEL_CHECKSUMS,
+        TUNNELS,
+    )  # fmt: skip
+
+    modules = {SCHEDULERS[s].module for s in SCHEDULERS}
+    modules |= {m for name in MODES for m in MODES[name].modules}
+    modules |= {m for name in PROTOCOLS for m in PROTOCOLS[name].modules}
+    modules |= {PERSISTENCE_ENGINES[e].module for e in PERSISTENCE_ENGINES}
+    for t, a, b, c in itertools.product(TUNNELS, FAMILIES, FAMILIES, TUNNEL_CHECKSUMS):
+        with contextlib.suppress(Exception):  # a tunnel that cannot carry that family
+            modules |= set(TUNNELS[t].modules(FAMILIES[a], FAMILIES[b], TUNNEL_CHECKSUMS[c]))
+    fragment = read_fragment()
+    assert {fragment.option_for(m) for m in modules} <= set(fragment.options)
+    assert fragment.optional == {"CONFIG_IP_VS_TWOS"}
+    assert fragment.option_for("ip_vs_mh") == "CONFIG_IP_VS_MH"

@@ -17,7 +17,7 @@ PATH_OPTIONS = ("results", "topology")
 def _guest_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--kernel",
-        help="guest kernel: vmlinuz path, installed version, or Debian release "
+        help="guest kernel: vmlinuz path, a built kernel tree, installed version, or Debian release "
         "(trixie, sid) / version (6.12, 7) to download (default: installed linux-image-amd64)",
     )
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")

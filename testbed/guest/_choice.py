@@ -13,13 +13,15 @@ from pathlib import Path
 from ..util import TestbedError
 from ._debian import fetch_kernel
 from ._image import GuestKernel, from_vmlinuz, installed_kernels
+from ._source import from_build_tree, is_build_tree
 
 
 def resolve_kernel(choice: str | None, *, cache: Path) -> GuestKernel:
     """Turn ``--kernel`` into a bootable guest kernel.
 
     ``None``: the newest installed kernel with IPVS (linux-image-amd64).
-    A path: that vmlinuz. A Debian release (``trixie``, ``sid``) or a version
+    A path: that vmlinuz, or a built kernel tree (its bzImage and in-tree
+    modules). A Debian release (``trixie``, ``sid``) or a version
     prefix (``6.12``, ``7``): downloaded and unpacked into ``cache``.
     """
     if choice is None:
@@ -31,6 +33,8 @@ def resolve_kernel(choice: str | None, *, cache: Path) -> GuestKernel:
             )
         return kernels[0]
     path = Path(choice)
+    if is_build_tree(path):
+        return from_build_tree(path)
     if "/" in choice or path.exists():
         if not path.is_file():
             raise TestbedError(f"kernel image {choice} does not exist")

@@ -26,6 +26,7 @@ class GuestKernel:
     vmlinuz: Path
     modules_dir: Path
     origin: str
+    tree: Path | None = None  # a built tree: vng boots it with its in-tree modules
 
 
 _VMLINUZ = re.compile(r"^vmlinuz-(?P<version>.+)$")

@@ -77,10 +77,11 @@ def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = Non
     login shell on the console instead of through --exec, so the terminal's
     keyboard reaches it (for `lab`).
     """
+    # a built tree boots as vng boots its own (KBUILD_OUTPUT, in-tree modules)
+    run = [] if opts.kernel.tree else ["--run", str(opts.kernel.vmlinuz)]
     cmd = [
         _vng(),
-        "--run",
-        str(opts.kernel.vmlinuz),
+        *run,
         "--name",
         GUEST_NAME,
         "--cpus",
@@ -101,9 +102,11 @@ def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = Non
     return [*cmd, "--exec", _guest_script(opts, argv)]
 
 
-def _env() -> dict[str, str]:
+def _env(kernel: GuestKernel) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    if kernel.tree is not None:
+        env["KBUILD_OUTPUT"] = str(kernel.tree)
     return env
 
 
@@ -131,7 +134,7 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
     # overwrite a log file the caller redirected us to.
     proc = subprocess.Popen(
         cmd,
-        env=_env(),
+        env=_env(opts.kernel),
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -161,7 +164,7 @@ def run_interactive(opts: GuestOptions, argv: list[str]) -> int:
     script.write_text(f"#!/bin/sh\n{_guest_script(opts, argv)}\n")
     script.chmod(0o755)
     cmd = vng_command(opts, argv, shell=script)
-    proc = subprocess.Popen(cmd, env=_env())
+    proc = subprocess.Popen(cmd, env=_env(opts.kernel))
     try:
         return proc.wait()
     finally:
