@@ -17,8 +17,9 @@ PATH_OPTIONS = ("results", "topology")
 def _guest_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--kernel",
-        help="guest kernel: vmlinuz path, a built kernel tree, installed version, or Debian release "
-        "(trixie, sid) / version (6.12, 7) to download (default: installed linux-image-amd64)",
+        help="guest kernel: vmlinuz path, built kernel tree, installed version, or Debian "
+        "release (trixie, sid) / version (6.12, 7) to download (default: installed "
+        "linux-image-amd64)",
     )
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
     sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
