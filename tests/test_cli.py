@@ -305,3 +305,27 @@ def test_compare_merges_runs_made_on_other_machines(tmp_path: Path) -> None:
     assert done.returncode == 0, done
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["kernels"] == ["6.1", "6.12", "7.2"] and not comparison["unexplained"]
+
+
+# -- kernel CI ----------------------------------------------------------------------------------
+
+
+def test_ktap_ends_the_output_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from testbed.cli import finish
+
+    run_dir = _run(tmp_path, "20261206-100000-aaaa", {"conformance/test_a.py::test_b": "passed"})
+    finish(run_dir, {}, ktap=True)
+    out = capsys.readouterr().out
+    ktap = out[out.index("KTAP version 1") :].splitlines()
+    assert ktap[-1] == "ok 1 test_a" and "  ok 1 test_b" in ktap
+
+
+def test_the_kselftest_entry_skips_without_a_testbed(tmp_path: Path) -> None:
+    script = REPO / "conformance" / "kselftest" / "lvs_conformance.sh"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LVS_TESTBED": str(tmp_path)}
+    done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 4 and done.stdout.startswith("SKIP: "), done
+    settings = (script.parent / "settings").read_text()
+    assert int(settings.split("timeout=")[1]) > 45  # the runner's default would kill it

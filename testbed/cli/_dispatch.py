@@ -143,7 +143,7 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
         run_dir = new_run_dir(results, args) if results else None
         code = command.here(args, run_dir)
         if run_dir is not None and not in_guest():
-            finish(run_dir, {})
+            finish(run_dir, {}, ktap=getattr(args, "ktap", False))
         return code
     opts = GUEST.options(args, results)  # the kernel chosen (maybe fetched) before a run dir
     run_dir = new_run_dir(results, args) if results else None
@@ -151,12 +151,14 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
     boot = GUEST.interactive if command.interactive else GUEST.run
     code = boot(opts, guest_argv(argv, args))
     if run_dir is not None:
-        finish(run_dir, {"vm_total_s": time.monotonic() - started})
+        finish(run_dir, {"vm_total_s": time.monotonic() - started},
+               ktap=getattr(args, "ktap", False))  # fmt: skip
     return code
 
 
-def finish(run_dir: Path, host_timings: dict[str, float]) -> None:
-    """Merge host-side timings into what the run wrote, render summaries and the report."""
+def finish(run_dir: Path, host_timings: dict[str, float], *, ktap: bool = False) -> None:
+    """Merge host-side timings into what the run wrote, render summaries and the report;
+    with ``ktap``, end with the results as KTAP (kernel CI reads from its version line)."""
     from ..report import bench_summary, render
 
     written = [f for f in (run_dir / "results.json", run_dir / "bench.json") if f.exists()]
@@ -173,6 +175,8 @@ def finish(run_dir: Path, host_timings: dict[str, float]) -> None:
     if (run_dir / "bench.json").exists():
         print(bench_summary(json.loads((run_dir / "bench.json").read_text())), end="", flush=True)
     say(f"report: {report}")
+    if ktap and (run_dir / "results.ktap").exists():
+        print((run_dir / "results.ktap").read_text(), end="", flush=True)
 
 
 def install_signal_handlers(*, exit_instead: bool = False) -> None:

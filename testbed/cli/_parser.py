@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
     _suite_options(run)
     run.add_argument("-k", dest="keyword", help="pytest -k expression to select tests")
     run.add_argument(
+        "--ktap", action="store_true",
+        help="end with the results as KTAP version 1 on stdout (for kernel CI; "
+        "also in the run's results.ktap)",
+    )  # fmt: skip
+    run.add_argument(
         "--pyprofile",
         action="store_true",
         help="profile the suite's own Python (wall time) into the run's pyprofile.pstats",
