@@ -146,3 +146,20 @@ def test_the_config_fragment_covers_every_module_the_registry_uses() -> None:
     assert {fragment.option_for(m) for m in modules} <= set(fragment.options)
     assert fragment.optional == {"CONFIG_IP_VS_TWOS"}
     assert fragment.option_for("ip_vs_mh") == "CONFIG_IP_VS_MH"
+
+
+def test_results_carry_the_kernels_ipvs_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    from testbed.report._results import _kernel_config
+
+    config = tmp_path / "config.gz"
+    config.write_bytes(
+        gzip.compress(b"CONFIG_IP_VS=m\nCONFIG_IP_VS_RR=y\n# CONFIG_IP_VS_MH is not set\n")
+    )
+    monkeypatch.setenv("LVS_TESTBED_KERNEL_CONFIG", str(config))
+    found = _kernel_config()
+    assert found["CONFIG_IP_VS"] == "m" and found["CONFIG_IP_VS_RR"] == "y"
+    assert found["CONFIG_IP_VS_MH"] == "n" and "CONFIG_NET_IPIP" in found

@@ -28,6 +28,14 @@ class GuestKernel:
     origin: str
     tree: Path | None = None  # a built tree: vng boots it with its in-tree modules
 
+    @property
+    def config(self) -> Path:
+        """Its build configuration: a tree's .config, a package's config-<version>."""
+        if self.tree is not None:
+            return self.tree / ".config"
+        beside = self.vmlinuz.parent / f"config-{self.version}"
+        return beside if beside.exists() else self.modules_dir / "config"
+
 
 _VMLINUZ = re.compile(r"^vmlinuz-(?P<version>.+)$")
 

@@ -61,8 +61,12 @@ def read_fragment(path: Path = FRAGMENT) -> Fragment:
 
 
 def config_of(tree: Path) -> dict[str, str]:
-    """A .config's set options (CONFIG_X -> value)."""
-    text = (tree / ".config").read_text()
+    """A tree's .config's set options (CONFIG_X -> value)."""
+    return config_text((tree / ".config").read_text())
+
+
+def config_text(text: str) -> dict[str, str]:
+    """A kernel config's set options (CONFIG_X -> value)."""
     found = dict(re.findall(r'^(CONFIG_\w+)=("[^"]*"|\S*)', text, re.M))
     return {k: v.strip('"') for k, v in found.items()}
 

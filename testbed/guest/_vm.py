@@ -58,6 +58,7 @@ def _guest_script(opts: GuestOptions, argv: list[str]) -> str:
             "env",
             f"{GUEST_ENV}={opts.emulation}",
             f"LVS_TESTBED_KERNEL_ORIGIN={opts.kernel.origin}",
+            f"LVS_TESTBED_KERNEL_CONFIG={opts.kernel.config}",
             "PYTHONUNBUFFERED=1",
             "PYTHONDONTWRITEBYTECODE=1",
             sys.executable,

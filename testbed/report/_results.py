@@ -67,7 +67,26 @@ def environment(*, uptime: float) -> dict[str, Any]:
         "versions": tool_versions(),
         # every kernel-ledger entry's feature probe: what a matrix run compares by
         "features": _features(),
+        "kernel_config": _kernel_config(),
     }
+
+
+def _kernel_config() -> dict[str, str]:
+    """The IPVS-related options (conformance/kernel.config's) as this kernel was built:
+    from the host's record of its config, /proc/config.gz or /boot ("unknown" if none)."""
+    import gzip
+
+    from ..guest._source import config_text, read_fragment
+
+    candidates = [Path(os.environ.get("LVS_TESTBED_KERNEL_CONFIG", "/nonexistent")),
+                  Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")]  # fmt: skip
+    for path in candidates:
+        if path.is_file():
+            raw = path.read_bytes()
+            text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+            found = config_text(text)
+            return {o: found.get(o, "n") for o in read_fragment().options}
+    return {"unknown": "no kernel config found"}
 
 
 def _features() -> dict[str, bool]:
