@@ -43,3 +43,22 @@ def test_disabled_entries_are_ignored(tmp_path: Path) -> None:
 def test_nonsense_kernel_choice_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(TestbedError, match="unknown kernel 'Trixie!'"):
         fetch_kernel("Trixie!", cache=tmp_path)
+
+
+def test_pins_are_recorded_and_read_back(tmp_path: Path) -> None:
+    from testbed.guest import load_pins
+    from testbed.guest._debian import Pin, _render_pins
+
+    pin = Pin("sid", "7.2.13+deb14-amd64", {"linux-image-7.2.13+deb14-amd64": "7.2.13-1"},
+              {"linux-image-7.2.13+deb14-amd64": "ab" * 32})  # fmt: skip
+    path = tmp_path / "pins.toml"
+    path.write_text(_render_pins({"sid": pin}))
+    assert load_pins(path) == {"sid": pin}
+    assert set(load_pins()) >= {"trixie", "sid"}  # what CI's matrix boots
+
+
+def test_an_unpinned_release_is_one_line(tmp_path: Path) -> None:
+    from testbed.guest import resolve_kernel
+
+    with pytest.raises(TestbedError, match=r"no kernel pinned for 'bookworm'.*lvs-testbed pin"):
+        resolve_kernel("pinned:bookworm", cache=tmp_path)

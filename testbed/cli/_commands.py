@@ -16,6 +16,7 @@ from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_p
 from ..topology import load_topology
 from ..util import REPO, TestbedError
 from ._dispatch import (
+    CACHE,
     Command,
     commit,
     dispatch,
@@ -391,4 +392,20 @@ def clean_here(_args: argparse.Namespace, _run_dir: Path | None) -> int:
 
 CLEAN = Command(name="clean", here=clean_here, needs_ipvs=False)
 
-COMMANDS = {c.name: c for c in (RUN, TEST, MATRIX, COMPARE, LAB, BENCH, CLEAN)}
+
+def pin_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    """Record each release's newest kernel in conformance/kernel-pins.toml."""
+    from ..guest import PINS, pin_release
+
+    for release in args.releases:
+        pin = pin_release(release, cache=CACHE / "kernels")
+        packages = ", ".join(f"{p} {v}" for p, v in pin.packages.items())
+        say(f"pinned {release}: {pin.version} ({packages})")
+    say(f"written {PINS}: commit it to change what CI boots")
+    return 0
+
+
+PIN = Command(name="pin", here=pin_here, check=lambda args: None, needs_ipvs=False)
+
+
+COMMANDS = {c.name: c for c in (RUN, TEST, MATRIX, COMPARE, LAB, BENCH, PIN, CLEAN)}

@@ -17,9 +17,9 @@ PATH_OPTIONS = ("results", "topology")
 def _guest_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--kernel",
-        help="guest kernel: vmlinuz path, built kernel tree, installed version, or Debian "
-        "release (trixie, sid) / version (6.12, 7) to download (default: installed "
-        "linux-image-amd64)",
+        help="guest kernel: vmlinuz path, built kernel tree, installed version, Debian "
+        "release (trixie, sid) / version (6.12, 7) to download, or pinned:RELEASE as "
+        "conformance/kernel-pins.toml records it (default: installed linux-image-amd64)",
     )
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
     sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
@@ -131,6 +131,12 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     compare.add_argument("--out", help="where a matrix of runs writes (default: a new run dir)")
     _results_options(compare)
+
+    pin = sub.add_parser(
+        "pin", help="record a Debian release's newest kernel (versions, sha256) for "
+        "--kernel pinned:RELEASE (what CI boots)",
+    )  # fmt: skip
+    pin.add_argument("releases", nargs="+", metavar="RELEASE", help="trixie, sid, ...")
 
     sub.add_parser("clean", help="remove leftover namespaces, links, daemons and guests")
     return p

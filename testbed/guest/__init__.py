@@ -10,7 +10,7 @@ and run a testbed command line inside::
 """
 
 from ._choice import resolve_kernel
-from ._debian import fetch_kernel, host_mirror
+from ._debian import PINS, fetch_kernel, fetch_pinned, host_mirror, load_pins, pin_release
 from ._image import GuestKernel, from_vmlinuz, installed_kernels, kernel_from_tree
 from ._vm import (
     GUEST_ENV,
@@ -27,16 +27,20 @@ from ._vm import (
 __all__ = [
     "GUEST_ENV",
     "GUEST_NAME",
+    "PINS",
     "GuestKernel",
     "GuestOptions",
     "choose_emulation",
     "fetch_kernel",
+    "fetch_pinned",
     "from_vmlinuz",
     "host_mirror",
     "in_guest",
     "installed_kernels",
     "kernel_from_tree",
     "kvm_boots",
+    "load_pins",
+    "pin_release",
     "resolve_kernel",
     "run_in_guest",
     "run_interactive",

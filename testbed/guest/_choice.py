@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..util import TestbedError
-from ._debian import fetch_kernel
+from ._debian import fetch_kernel, fetch_pinned
 from ._image import GuestKernel, from_vmlinuz, installed_kernels
 from ._source import from_build_tree, is_build_tree
 
@@ -21,8 +21,10 @@ def resolve_kernel(choice: str | None, *, cache: Path) -> GuestKernel:
 
     ``None``: the newest installed kernel with IPVS (linux-image-amd64).
     A path: that vmlinuz, or a built kernel tree (its bzImage and in-tree
-    modules). A Debian release (``trixie``, ``sid``) or a version
-    prefix (``6.12``, ``7``): downloaded and unpacked into ``cache``.
+    modules). ``pinned:RELEASE``: the kernel conformance/kernel-pins.toml records
+    for a release, checksums verified (what CI boots). A Debian release
+    (``trixie``, ``sid``) or a version prefix (``6.12``, ``7``): downloaded and
+    unpacked into ``cache``.
     """
     if choice is None:
         kernels = installed_kernels()
@@ -32,6 +34,8 @@ def resolve_kernel(choice: str | None, *, cache: Path) -> GuestKernel:
                 "(scripts/install.sh does)"
             )
         return kernels[0]
+    if choice.startswith("pinned:"):
+        return fetch_pinned(choice.removeprefix("pinned:"), cache=cache)
     path = Path(choice)
     if is_build_tree(path):
         return from_build_tree(path)

@@ -10,13 +10,17 @@ packages; both layouts are handled.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
 import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..util import TestbedError
+from ..util import REPO, TestbedError
 from ._image import GuestKernel, kernel_from_tree
 
 RELEASES = ("trixie", "forky", "sid")  # searched in this order for a version prefix
@@ -137,6 +141,20 @@ def _unpack(debs: list[Path], root: Path) -> None:
         (root / "lib").symlink_to("usr/lib")
 
 
+def _install(debs: list[Path], root: Path, version: str) -> None:
+    """Unpack a kernel's packages into ``root`` and index its modules."""
+    _unpack(debs, root)
+    subprocess.run(["depmod", "-b", str(root), version], check=True, capture_output=True)
+    (root / ".complete").touch()
+
+
+def _kernel_parts(apt: _PrivateApt, image: str) -> list[str]:
+    """The image package and the packages holding its vmlinuz and modules."""
+    return [image] + [
+        d for d in apt.depends(image) if re.match(r"^linux-(binary|modules|base)-\d", d)
+    ]
+
+
 def fetch_kernel(choice: str, *, cache: Path) -> GuestKernel:
     """Download and unpack the kernel for ``choice`` (a release or a version prefix)."""
     if not re.match(r"^[a-z]+$|^\d+(\.\d+)*$", choice):
@@ -161,14 +179,120 @@ def fetch_kernel(choice: str, *, cache: Path) -> GuestKernel:
         version = image.removeprefix("linux-image-")
         root = cache / version
         if not (root / ".complete").exists():
-            parts = [image] + [
-                d for d in apt.depends(image) if re.match(r"^linux-(binary|modules|base)-\d", d)
-            ]
+            parts = _kernel_parts(apt, image)
             _say(f"downloading {' '.join(parts)}")
-            _unpack(apt.download(parts), root)
-            subprocess.run(["depmod", "-b", str(root), version], check=True, capture_output=True)
-            (root / ".complete").touch()
+            _install(apt.download(parts), root, version)
         alias.parent.mkdir(parents=True, exist_ok=True)
         alias.write_text(version)
         return kernel_from_tree(root, origin=f"Debian {release}")
     raise TestbedError(f"no Debian kernel package found for {choice!r} in {', '.join(releases)}")
+
+
+# -- pins: what CI boots for a release name --------------------------------------------------
+
+PINS = REPO / "conformance" / "kernel-pins.toml"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A release's kernel as recorded: its packages' versions and .deb checksums."""
+
+    release: str
+    version: str  # the kernel's release string (uname -r)
+    packages: dict[str, str]  # package -> version
+    sha256: dict[str, str]  # package -> its .deb's sha256
+
+
+def load_pins(path: Path = PINS) -> dict[str, Pin]:
+    try:
+        data = tomllib.loads(path.read_text()) if path.exists() else {}
+        return {release: Pin(release, raw["version"], dict(raw["packages"]), dict(raw["sha256"]))
+                for release, raw in data.items()}  # fmt: skip
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise TestbedError(f"kernel pins {path}: {exc}") from None
+
+
+def _deb_fields(deb: Path) -> tuple[str, str]:
+    out = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    fields = dict(re.findall(r"^(\w+): (.*)$", out, re.M))
+    return fields["Package"], fields["Version"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_pinned(release: str, *, cache: Path, pins: Path = PINS) -> GuestKernel:
+    """The kernel recorded for ``release`` (``--kernel pinned:sid``), checksums verified;
+    one line if the mirror no longer has it (time to record a new pin)."""
+    pinned = load_pins(pins)
+    if release not in pinned:
+        known = ", ".join(pinned) or "none"
+        raise TestbedError(
+            f"no kernel pinned for {release!r} in {pins.name} (pinned: {known}; "
+            f"record one with lvs-testbed pin {release})"
+        )
+    pin = pinned[release]
+    root = cache / pin.version
+    stamp = json.dumps(pin.sha256, sort_keys=True)
+    if (
+        (root / ".complete").exists()
+        and (root / ".pin").exists()
+        and ((root / ".pin").read_text() == stamp)
+    ):
+        return kernel_from_tree(root, origin=f"Debian {release}, pinned")
+    apt = _PrivateApt(cache / f"apt-{release}", host_mirror(), release)
+    _say(f"looking up the pinned {release} kernel {pin.version}")
+    apt.update()
+    try:
+        debs = apt.download([f"{p}={v}" for p, v in pin.packages.items()])
+    except TestbedError as exc:
+        raise TestbedError(
+            f"the pinned {release} kernel {pin.version} is not on the mirror any more "
+            f"({exc}): record a new pin with lvs-testbed pin {release}"
+        ) from None
+    for deb in debs:
+        package, _version = _deb_fields(deb)
+        if _sha256(deb) != pin.sha256.get(package):
+            raise TestbedError(f"pinned {release} kernel: {deb.name} does not match its "
+                               f"recorded sha256 in {pins.name}")  # fmt: skip
+    _install(debs, root, pin.version)
+    (root / ".pin").write_text(stamp)
+    return kernel_from_tree(root, origin=f"Debian {release}, pinned")
+
+
+def pin_release(release: str, *, cache: Path, pins: Path = PINS) -> Pin:
+    """Record ``release``'s newest kernel (its versions and checksums) in ``pins``."""
+    if not re.match(r"^[a-z]+$", release):
+        raise TestbedError(f"pin takes a Debian release name, not {release!r}")
+    apt = _PrivateApt(cache / f"apt-{release}", host_mirror(), release)
+    _say(f"looking up the {release} kernel")
+    apt.update()
+    image = _image_package(apt, release)
+    if image is None:
+        raise TestbedError(f"no kernel package found in {release}")
+    debs = apt.download(_kernel_parts(apt, image))
+    fields = {deb: _deb_fields(deb) for deb in debs}
+    pin = Pin(release, image.removeprefix("linux-image-"),
+              {p: v for p, v in fields.values()},
+              {p: _sha256(deb) for deb, (p, _v) in fields.items()})  # fmt: skip
+    pinned = {**load_pins(pins), release: pin}
+    pins.write_text(_render_pins(pinned))
+    return pin
+
+
+def _render_pins(pinned: dict[str, Pin]) -> str:
+    lines = [
+        "# What `--kernel pinned:RELEASE` boots (CI's matrix): each release's kernel packages",
+        "# and the sha256 of their .debs. A release name alone (`--kernel sid`) takes the",
+        "# newest; a pin changes only deliberately: `lvs-testbed pin RELEASE`, then commit.",
+    ]
+
+    def table(values: dict[str, str]) -> str:
+        return "{ " + ", ".join(f'"{k}" = "{v}"' for k, v in sorted(values.items())) + " }"
+
+    for release, pin in sorted(pinned.items()):
+        lines += ["", f"[{release}]", f'version = "{pin.version}"',
+                  f"packages = {table(pin.packages)}", f"sha256 = {table(pin.sha256)}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
