@@ -329,3 +329,17 @@ def test_the_kselftest_entry_skips_without_a_testbed(tmp_path: Path) -> None:
     assert done.returncode == 4 and done.stdout.startswith("SKIP: "), done
     settings = (script.parent / "settings").read_text()
     assert int(settings.split("timeout=")[1]) > 45  # the runner's default would kill it
+
+
+def test_the_matrix_sets_observed_figures_side_by_side(tmp_path: Path) -> None:
+    runs = []
+    for kernel, takeover in (("6.1", 0.62), ("7.2", 38.9)):
+        run = _run(tmp_path / kernel, "20261206-100000-aaaa", {"t::a": "passed"}, kernel=kernel)
+        data = json.loads((run / "results.json").read_text())
+        data["observations"] = [{"kind": "failover", "key": "heartbeat-cut", "takeover_s": takeover,
+                                 "fault": "cut"}]  # fmt: skip
+        (run / "results.json").write_text(json.dumps(data))
+        runs.append(run)
+    assert _cli("compare", *map(str, runs), "--out", str(tmp_path / "m")).returncode == 0
+    page = (tmp_path / "m" / "matrix.html").read_text()
+    assert "failover heartbeat-cut takeover_s</td><td>0.62</td><td>38.9</td>" in page

@@ -282,17 +282,21 @@ def _label(data: dict[str, Any], path: Path, taken: set[str]) -> str:
 def check_compare(args: argparse.Namespace) -> None:
     if len(args.runs) < 2:
         raise TestbedError("compare: give two runs (good, candidate) or more")
-    for run in args.runs[:1] if len(args.runs) == 2 else args.runs:
+    for run in args.runs[:1] if _bisecting(args) else args.runs:
         _run_results(Path(run))  # the candidate of a bisection step may be missing
 
 
+def _bisecting(args: argparse.Namespace) -> bool:
+    return len(args.runs) == 2 and not args.out
+
+
 def compare_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
-    """Two runs: one bisection step (0 good, 1 bad, 125 cannot test). More: a matrix of
-    runs made anywhere (one kernel per CI machine), written to --out if given."""
+    """Two runs: one bisection step (0 good, 1 bad, 125 cannot test). More, or --out: a
+    matrix of runs made anywhere (one kernel per CI machine)."""
     from ..kernel import load_ledger
     from ..report import bisect_verdict
 
-    if len(args.runs) == 2:
+    if _bisecting(args):
         good = json.loads(_run_results(Path(args.runs[0])).read_text())
         try:
             candidate = json.loads(_run_results(Path(args.runs[1])).read_text())

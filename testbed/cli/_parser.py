@@ -129,7 +129,10 @@ def parser() -> argparse.ArgumentParser:
         help="a results.json, a run directory, or a results directory (its newest run); "
         "with two, the known-good run first",
     )  # fmt: skip
-    compare.add_argument("--out", help="where a matrix of runs writes (default: a new run dir)")
+    compare.add_argument(
+        "--out", help="write a matrix of the runs here (comparison.json, matrix.txt, "
+        "matrix.html) instead of judging a bisection step",
+    )  # fmt: skip
     _results_options(compare)
 
     pin = sub.add_parser(

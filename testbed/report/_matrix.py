@@ -93,6 +93,27 @@ def compare_runs(runs: dict[str, dict[str, Any]], ledger: list[LedgerEntry]) -> 
     return Comparison(kernels=kernels, outcomes=outcomes, differences=differences, stale=stale)
 
 
+# observed figures set side by side per kernel: (record kind, its numeric fields)
+FIGURES = (
+    ("failover", ("takeover_s", "service_restored_s", "failback_s")),
+    ("sync", ("sync_lag_s", "takeover_s", "gap_s")),
+    ("health", ("removed_s", "restored_s")),
+    ("forwarding", ("exchange_s",)),
+)
+
+
+def observed_figures(run: dict[str, Any]) -> dict[str, float]:
+    """``"<kind> <key> <field>"`` -> value for the figures worth comparing across kernels."""
+    wanted = dict(FIGURES)
+    out = {}
+    for record in run.get("observations", []):
+        for name in wanted.get(record.get("kind"), ()):
+            value = record.get(name)
+            if isinstance(value, int | float):
+                out[f"{record['kind']} {record.get('key', '')} {name}"] = round(value, 3)
+    return out
+
+
 _COLOURS = {"passed": "#cfc", "failed": "#fcc", "error": "#fcc", "skipped": "#eee",
             "xfailed": "#ffd", "absent": "#fff"}  # fmt: skip
 
@@ -122,18 +143,25 @@ def render_matrix(comparison: Comparison, runs: dict[str, dict[str, Any]],
         rows.append(
             f"<tr><td>{esc(nodeid)}</td>{cells}<td>{esc(explained.get(nodeid, ''))}</td></tr>"
         )
+    timings = {k: dict(runs[k].get("timings", {})) for k in kernels}
+    observed = {k: observed_figures(runs[k]) for k in kernels}
+    for k in kernels:  # the run's own phases first, then what the tests measured
+        observed[k] = {n: timings[k].get(n, "") for n in ("guest_boot_s", "topology_build_s",
+                                                         "suite_s")} | observed[k]  # fmt: skip
+    names = list(dict.fromkeys(n for k in kernels for n in observed[k]))
     figures = "".join(
         f"<tr><td>{esc(name)}</td>"
-        + "".join(f"<td>{esc(str(runs[k].get('timings', {}).get(name, '')))}</td>" for k in kernels)
+        + "".join(f"<td>{esc(str(observed[k].get(name, '')))}</td>" for k in kernels)
         + "</tr>"
-        for name in ("guest_boot_s", "topology_build_s", "suite_s")
+        for name in names
     )
     stale = "".join(f"<li>{esc(s)}</li>" for s in comparison.stale) or "<li>none</li>"
     return (
         "<!doctype html><meta charset=utf-8><title>LVS testbed: kernel matrix</title>"
         f"<h1>Kernel matrix</h1><pre>{esc(comparison.summary())}</pre>"
         f"<h2>Stale ledger entries</h2><ul>{stale}</ul>"
-        f"<h2>Timings (s)</h2><table border=1><tr><th></th>{head}</tr>{figures}</table>"
+        f"<h2>Timings and observed figures (s)</h2>"
+        f"<table border=1><tr><th></th>{head}</tr>{figures}</table>"
         f"<h2>Tests</h2><table border=1><tr><th>test</th>{head}<th>ledger</th></tr>"
         + "".join(rows)
         + "</table>"
