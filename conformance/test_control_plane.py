@@ -14,7 +14,7 @@ import errno
 import pytest
 
 from testbed import Cluster
-from testbed.ipvs import SYSCTLS
+from testbed.ipvs import SYSCTLS, Timeouts
 from testbed.observe import (
     EDITS,
     ISOLATION_SYSCTL,
@@ -28,6 +28,7 @@ from testbed.observe import (
     edit_in_place,
     expected_table,
     fresh_sysctls,
+    fresh_timeouts,
     ipvsadm_round_trip,
     loaded,
     namespace_isolation,
@@ -136,6 +137,13 @@ def test_every_sysctl_has_its_default(cluster: Cluster) -> None:
     wrong = {s.name: (s.default, fresh[s.name]) for s in declared
              if s.name in fresh and s.default not in (None, fresh[s.name])}  # fmt: skip
     assert not wrong, f"defaults (expected, got): {wrong}"
+
+
+def test_connection_timeouts_have_their_defaults(cluster: Cluster) -> None:
+    """A new namespace's connection-table timeouts are tcp 900 s, tcpfin 120 s, udp 300 s
+    (ipvsadm(8) --set; ip_vs_proto_tcp.c tcp_timeouts ESTABLISHED 15*60*HZ, FIN_WAIT
+    2*60*HZ; ip_vs_proto_udp.c udp_timeouts NORMAL 5*60*HZ)."""
+    assert fresh_timeouts(cluster) == Timeouts(tcp=900, tcpfin=120, udp=300)
 
 
 def test_bounded_sysctls_refuse_out_of_range_writes(cluster: Cluster) -> None:

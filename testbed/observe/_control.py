@@ -30,9 +30,12 @@ from ..cluster import Cluster
 from ..ipvs import (
     SYSCTL_DIR,
     SYSCTLS,
+    TIMEOUTS_COMMAND,
     ServiceState,
+    Timeouts,
     expected_state,
     ipvsadm_commands,
+    parse_timeouts,
     read_connections,
     service_key,
     settings,
@@ -366,6 +369,12 @@ def fresh_sysctls(cluster: Cluster) -> dict[str, str]:
     load = f"modprobe -a {modules} 2>/dev/null"
     out = cluster.run(cluster.spec.active.name, f"{load}; {_in_new_namespace(script)}")
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def fresh_timeouts(cluster: Cluster) -> Timeouts:
+    """The connection-table timeouts (ipvsadm -L --timeout) of a new namespace."""
+    return parse_timeouts(cluster.run(cluster.spec.active.name,
+                                      _in_new_namespace(TIMEOUTS_COMMAND)))  # fmt: skip
 
 
 @record_kind("sysctl-write")
