@@ -106,7 +106,7 @@ def pristine_source(version: str, work: Path) -> Path:
         _say(f"extracting {IPVS} from {tarball.name}")
         with tarfile.open(tarball) as tar:
             members = [m for m in tar.getmembers() if f"/{IPVS}/" in m.name]
-            tar.extractall(work / "tar", members=members, filter="data")
+            tar.extractall(work / "tar", members=members)  # Debian's own tarball
         shutil.copytree(next((work / "tar").glob(f"*/{IPVS}")), source)
     return source
 

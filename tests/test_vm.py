@@ -55,3 +55,19 @@ def test_interactive_lab_runs_as_the_guest_shell() -> None:
     cmd = vng_command(opts, ["lab", "dr"], shell=Path("/src/lvs/.cache/guest-shell-1.sh"))
     assert _value(cmd, "--shell") == "/src/lvs/.cache/guest-shell-1.sh"
     assert "--exec" not in cmd  # --exec would not connect the keyboard
+
+
+def test_a_long_guest_command_goes_through_a_file(tmp_path: Path) -> None:
+    """vng puts --exec on the kernel command line (2048 bytes on x86): a long -k must not
+    reach it, or the guest's init hangs on a truncated command."""
+    from testbed.guest._vm import EXEC_INLINE_MAX, exec_file
+
+    kernel = GuestKernel(version="6.1", vmlinuz=tmp_path / "vmlinuz", modules_dir=tmp_path,
+                         origin="test")  # fmt: skip
+    opts = GuestOptions(kernel=kernel, checkout=tmp_path, emulation="tcg")
+    short = vng_command(opts, ["run", "-k", "sched"])
+    assert "testbed.cli run -k sched" in short[-1] and not exec_file(opts).exists()
+    long_k = " or ".join(f"test_{i}" for i in range(200))
+    cmd = vng_command(opts, ["run", "-k", long_k])
+    assert len(cmd[-1]) < EXEC_INLINE_MAX and cmd[-1].startswith("sh ")
+    assert long_k in exec_file(opts).read_text()

@@ -23,6 +23,7 @@ from ._image import GuestKernel
 
 GUEST_ENV = "LVS_TESTBED_GUEST"  # set inside the guest: "kvm" or "tcg"
 GUEST_NAME = "lvs-testbed"  # qemu -name: how `clean` recognises our guests
+EXEC_INLINE_MAX = 700  # longer guest commands go through a file (see vng_command)
 KVM_PROBE_SECONDS = 12
 
 
@@ -100,7 +101,21 @@ def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = Non
         cmd.append("--disable-kvm")
     if shell is not None:
         return [*cmd, "--shell", str(shell)]
-    return [*cmd, "--exec", _guest_script(opts, argv)]
+    script = _guest_script(opts, argv)
+    if len(script) > EXEC_INLINE_MAX:
+        # vng carries --exec base64-encoded on the kernel command line (2048 bytes on
+        # x86, truncated beyond): a long command (a long -k) would hang the guest's init
+        path = exec_file(opts)
+        path.write_text(f"#!/bin/sh\n{script}\n")
+        script = f"sh {shlex.quote(str(path))}"
+    return [*cmd, "--exec", script]
+
+
+def exec_file(opts: GuestOptions) -> Path:
+    """Where a guest command too long for the kernel command line is written."""
+    cache = opts.checkout / ".cache"
+    cache.mkdir(exist_ok=True)
+    return cache / f"guest-exec-{os.getpid()}.sh"
 
 
 def _env(kernel: GuestKernel) -> dict[str, str]:
@@ -151,6 +166,7 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
     finally:
         if proc.poll() is None:
             _kill_group(proc)
+        exec_file(opts).unlink(missing_ok=True)
 
 
 def run_interactive(opts: GuestOptions, argv: list[str]) -> int:
