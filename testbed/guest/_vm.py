@@ -23,7 +23,7 @@ from ._image import GuestKernel
 
 GUEST_ENV = "LVS_TESTBED_GUEST"  # set inside the guest: "kvm" or "tcg"
 GUEST_NAME = "lvs-testbed"  # qemu -name: how `clean` recognises our guests
-EXEC_INLINE_MAX = 700  # longer guest commands go through a file (see vng_command)
+EXEC_INLINE_MAX = 500  # longer guest commands go through a file (see vng_command)
 KVM_PROBE_SECONDS = 12
 
 
