@@ -23,7 +23,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (["run", "--mode", "nat,snat"], "unknown forwarding mode 'snat'"),
         (["run", "--topology", "/nonexistent.toml"], "does not exist"),
-        (["lab", "xyz"], "unknown forwarding mode 'xyz'"),
+        (["lab", "xyz"], "unknown lab or forwarding mode 'xyz'"),
         (["lab", "dr", "--scheduler", "fastest"], "unknown scheduler 'fastest'"),
         (["run", "--kernel", "/nonexistent/vmlinuz-1"], "kernel image"),
         (["bench", "--repetitions", "0"], "must be positive"),

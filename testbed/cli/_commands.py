@@ -340,11 +340,96 @@ LVS lab: {mode} ({summary})
 """
 
 
+def _lab_of(args: argparse.Namespace) -> Any:
+    """The lab named, or None for a forwarding mode (the free-exploration cluster)."""
+    from ..labs import LABS
+
+    name = args.mode.lower()
+    if name in MODES or name == "list":
+        return None
+    if name not in LABS:
+        raise TestbedError(
+            f"unknown lab or forwarding mode {args.mode!r} (labs: {', '.join(LABS)}; "
+            f"modes: {', '.join(MODES)}; `lvs-testbed lab list` describes them)"
+        )
+    return LABS[name]
+
+
+def _applied(lab: Any, what: str | None) -> tuple[str, Any] | None:
+    """--apply: ('solution', steps) or ('wrong-N: title', steps); None without it."""
+    if what is None:
+        return None
+    if what == "solution":
+        return "the reference solution", lab.solution
+    n = what.removeprefix("wrong-")
+    if n.isdigit() and 1 <= int(n) <= len(lab.wrong):
+        wrong = lab.wrong[int(n) - 1]
+        return f"wrong solution {n}: {wrong.title}", wrong.steps
+    choices = ", ".join(["solution", *(f"wrong-{i}" for i in range(1, len(lab.wrong) + 1))])
+    raise TestbedError(f"lab {lab.name}: --apply {what!r} is not one of {choices}")
+
+
 def check_lab(args: argparse.Namespace) -> None:
-    load_topology(args.topology, mode=MODES[args.mode.lower()].name, scheduler=args.scheduler)
+    lab = _lab_of(args)
+    if lab is None:
+        if args.check or args.solution or args.apply:
+            raise TestbedError("--check, --solution and --apply are for labs, not modes")
+        if args.mode.lower() != "list":
+            load_topology(args.topology, mode=MODES[args.mode.lower()].name,
+                          scheduler=args.scheduler)  # fmt: skip
+        return
+    if args.apply and not args.check:
+        raise TestbedError("--apply goes with --check")
+    _applied(lab, args.apply)
+    lab.spec(load_topology(args.topology))
+
+
+def _lab_needs_ipvs(args: argparse.Namespace) -> bool:
+    return not (args.mode.lower() == "list" or args.solution)
+
+
+def lab_list() -> str:
+    from ..labs import KINDS, LABS
+
+    lines = []
+    for kind, about in KINDS.items():
+        lines.append(f"{kind} ({about}):")
+        lines += [f"  {lab.name:<22} {lab.minutes:>3} min  {lab.title}"
+                  for lab in LABS.values() if lab.kind == kind]  # fmt: skip
+    lines.append("Start one with `lvs-testbed lab NAME`; inside, type `check`.")
+    return "\n".join(lines)
 
 
 def lab_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
+    from ..cluster import Cluster
+    from ..labs import LabSession, lab_cli
+
+    lab = _lab_of(args)
+    if args.mode.lower() == "list":
+        print(lab_list())
+        return 0
+    if lab is None:
+        return _explore(args)
+    spec = load_topology(args.topology)
+    if args.solution:
+        print(f"# {lab.name}: {lab.title}\n{lab.solution_text(lab.spec(spec))}")
+        return 0
+    install_signal_handlers(exit_instead=not args.check)
+    with Cluster(spec) as cluster, LabSession(cluster, lab) as session:
+        if not args.check:
+            print(session.guide(), flush=True)
+            lab_cli(session)
+            return 0
+        if applied := _applied(lab, args.apply):
+            say(f"lab {lab.name}: applying {applied[0]}")
+            session.apply(applied[1])
+        outcomes = session.check()
+        print(session.picture() + "\n\n" + session.report(outcomes), flush=True)
+        return 0 if all(o.verdict.ok for o in outcomes) else 1
+
+
+def _explore(args: argparse.Namespace) -> int:
+    """A working cluster in one mode, in Mininet's CLI, with a short guide."""
     from mininet.cli import CLI
     from mininet.log import setLogLevel
 
@@ -378,7 +463,8 @@ def lab_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     return 0
 
 
-LAB = Command(name="lab", here=lab_here, check=check_lab, interactive=True)
+LAB = Command(name="lab", here=lab_here, check=check_lab, needs_ipvs=_lab_needs_ipvs,
+              interactive=lambda args: not args.check)  # fmt: skip
 
 
 # -- clean ----------------------------------------------------------------------------------

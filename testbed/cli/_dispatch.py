@@ -75,9 +75,11 @@ class Command:
     name: str
     here: Callable[[argparse.Namespace, Path | None], int]  # natively or inside the guest
     check: Callable[[argparse.Namespace], None] = lambda args: None  # bad input: one line
-    needs_ipvs: bool = True
+    # either may depend on the arguments (``lab list`` needs no kernel, ``lab x --check``
+    # no terminal)
+    needs_ipvs: bool | Callable[[argparse.Namespace], bool] = True
     writes_results: bool = False  # a results/<run-id>/ directory
-    interactive: bool = False  # the terminal attached (lab)
+    interactive: bool | Callable[[argparse.Namespace], bool] = False  # the terminal attached
 
 
 def native(args: argparse.Namespace) -> bool:
@@ -135,11 +137,15 @@ def guest_argv(argv: list[str], args: argparse.Namespace) -> list[str]:
     return [*argv, *extra]
 
 
+def _per_args(flag: bool | Callable[[argparse.Namespace], bool], args: argparse.Namespace) -> bool:
+    return flag(args) if callable(flag) else flag
+
+
 def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int:
     """Check the input, then run the command natively or in a guest; render results."""
     command.check(args)
     results = results_dir(args) if command.writes_results else None
-    if not command.needs_ipvs or native(args):
+    if not _per_args(command.needs_ipvs, args) or native(args):
         run_dir = new_run_dir(results, args) if results else None
         code = command.here(args, run_dir)
         if run_dir is not None and not in_guest():
@@ -148,7 +154,7 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
     opts = GUEST.options(args, results)  # the kernel chosen (maybe fetched) before a run dir
     run_dir = new_run_dir(results, args) if results else None
     started = time.monotonic()
-    boot = GUEST.interactive if command.interactive else GUEST.run
+    boot = GUEST.interactive if _per_args(command.interactive, args) else GUEST.run
     code = boot(opts, guest_argv(argv, args))
     if run_dir is not None:
         finish(run_dir, {"vm_total_s": time.monotonic() - started},

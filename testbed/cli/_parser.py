@@ -78,10 +78,29 @@ def parser() -> argparse.ArgumentParser:
     _suite_options(test)
     _results_options(test)
 
-    lab = sub.add_parser("lab", help="bring up a forwarding mode and open the Mininet CLI")
+    lab = sub.add_parser(
+        "lab", help="a teaching lab with its checker (lab list), or a working cluster to explore"
+    )
     _guest_options(lab)
-    lab.add_argument("mode", help="a forwarding mode (nat, dr, tun)")
-    lab.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+    lab.add_argument(
+        "mode", metavar="NAME",
+        help="list (the labs), a lab's name, or a forwarding mode (nat, dr, tun: a working "
+        "cluster in the Mininet CLI)",
+    )  # fmt: skip
+    lab.add_argument("--scheduler", default="rr", help="IPVS scheduler of a mode (default rr)")
+    how = lab.add_mutually_exclusive_group()
+    how.add_argument(
+        "--check", action="store_true",
+        help="no CLI: start the lab, run its checker, exit 0 if every task passes",
+    )  # fmt: skip
+    how.add_argument(
+        "--solution", action="store_true",
+        help="print the lab's reference solution (for teachers) and exit",
+    )  # fmt: skip
+    lab.add_argument(
+        "--apply", metavar="WHAT",
+        help="with --check: first apply 'solution' or a wrong solution 'wrong-N'",
+    )  # fmt: skip
 
     bench = sub.add_parser(
         "bench", help="throughput, connection rate and 100k held connections, VIP vs direct"

@@ -344,6 +344,28 @@ class Cluster(Scoped):
             for cmd in neutral_baseline(real_server_host(view, view.real_server(name)))
         ]
 
+    def make_neutral(self, *names: str) -> None:
+        """Real servers back to the neutral baseline in every family: no VIP, no tunnel,
+        the neighbour defaults, the default route via the router (no mode at all). One
+        whose setup configure made is undone exactly; one already neutral is left alone."""
+        batch = {}
+        for name in names:
+            before = self._applied.get(name)
+            if before is None or before[0]:
+                batch[name] = before[1] if before is not None else self._neutral(name)
+        self.run_each(batch)
+        self._applied.update({name: ([], []) for name in names})  # neutral: nothing to undo
+
+    def unconfigure(self, spec: ClusterSpec) -> None:
+        """No virtual service at all: every director's table empty, the real servers
+        neutral. ``spec`` becomes the current one (what a lab's checks look for)."""
+        require_modules(*spec.modules())
+        self.spec = spec
+        for d in spec.directors:
+            self.ipvs_of(d.name).flush()
+        self.make_neutral(*(r.name for r in self.base_spec.real_servers))
+        self.forget_neighbours()
+
     def forget_neighbours(self) -> None:
         """Flush every host's neighbour caches: after VIP or DIP moved, a client's entry
         for the VIP or a real server's for the DIP may still name the other director."""
@@ -359,9 +381,10 @@ class Cluster(Scoped):
     def pid(self, name: str) -> int:
         return int(self.node(name).pid)
 
-    def run(self, host: str, *commands: str, check: bool = True) -> str:
+    def run(self, host: str, *commands: str, check: bool = True,
+            changes_setup: bool = True) -> str:  # fmt: skip
         """Run shell commands in a host (joined with &&); raise on failure."""
-        return self.run_each({host: commands}, check=check)[host]
+        return self.run_each({host: commands}, check=check, changes_setup=changes_setup)[host]
 
     def run_each(self, commands: Mapping[str, Sequence[str]], *, check: bool = True,
                  changes_setup: bool = True) -> dict[str, str]:  # fmt: skip

@@ -1,0 +1,296 @@
+"""What a lab's checker can see: each check inspects the live cluster and returns a Verdict.
+
+A check never reads what the student typed. It sends real traffic through
+the VIP, captures frames, reads a director's IPVS table over netlink, or
+reads a host's sysctls and files; its Verdict says what it saw in the
+student's terms (which servers answered, who claimed the VIP), never which
+command would fix it. A lab file names a check and gives its arguments::
+
+    [[task]]
+    name = "answers"
+    goal = "c1 reaches the service and all three real servers answer"
+    check = "answers"
+    with = { client = "c1", servers = ["r1", "r2", "r3"] }
+    hint = "..."
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..cluster import Cluster
+from ..ipvs import ServiceState
+from ..net import send_frames
+from ..registry import MODES, Registry
+from ..util import TestbedError
+
+REQUEST_TIMEOUT_S = 2  # per request: a broken path fails the check in seconds
+CLAIM_PROBES = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    saw: str  # what the checker observed, in the student's terms
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    about: str
+    observe: Callable[..., Verdict]  # (cluster, **args from the lab file)
+
+
+CHECKS: Registry[Check] = Registry("lab check")
+
+
+def _check(observe: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    CHECKS.register(Check(observe.__name__, (observe.__doc__ or "").strip(), observe))
+    return observe
+
+
+# -- what the checks share ------------------------------------------------------------------
+
+
+def ask(cluster: Cluster, client: str, count: int) -> list[str]:
+    """``count`` requests from ``client`` to the VIP, one connection each: the name of
+    the real server that answered each, "" for no answer within the time-out."""
+    s = cluster.spec.service
+    url = f"http://{s.endpoint}/"
+    out = cluster.run(
+        client,
+        f"curl -s --max-time {REQUEST_TIMEOUT_S} -w '\\n' {' '.join([url] * count)}",
+        check=False,
+        changes_setup=False,
+    )
+    names = [line.strip() for line in out.splitlines()][:count]
+    return names + [""] * (count - len(names))
+
+
+def _answered(names: list[str], count: int) -> str:
+    got = [n for n in names if n]
+    who = Counter(got)
+    by = ", ".join(f"{n} {k}x" for n, k in sorted(who.items())) or "nobody"
+    return f"{len(got)} of {count} requests answered (by {by})"
+
+
+def _service(cluster: Cluster, director: str) -> ServiceState | None:
+    s = cluster.spec.service
+    for state in cluster.ipvs_of(director).services():
+        if (
+            state.addr == str(s.vip)
+            and state.port == s.port
+            and state.protocol == s.transport.number
+        ):
+            return state
+    return None
+
+
+def _names(cluster: Cluster) -> dict[str, str]:
+    """Real server address -> name."""
+    return {str(r.ip): r.name for r in cluster.spec.real_servers}
+
+
+def _ratio_differs(got: dict[str, int], want: dict[str, int]) -> bool:
+    """Weights are proportions: 6, 4, 2 schedule as 3, 2, 1 do."""
+    if set(got) != set(want) or not any(want.values()):
+        return set(got) != set(want) or any(got.values())
+    scale = Fraction(sum(got.values()), sum(want.values()))
+    return any(Fraction(got[n]) != want[n] * scale for n in want)
+
+
+# -- the vocabulary -------------------------------------------------------------------------
+
+
+@_check
+def answers(
+    cluster: Cluster,
+    client: str = "c1",
+    servers: list[str] | None = None,
+    requests: int = 6,
+    counts: dict[str, int] | None = None,
+) -> Verdict:
+    """Requests from a client to the VIP, one connection each: all answered, by exactly
+    ``servers`` (default: all), and if ``counts`` is given, that many times each."""
+    names = ask(cluster, client, requests)
+    want = set(servers) if servers is not None else {r.name for r in cluster.spec.real_servers}
+    got = Counter(n for n in names if n)
+    ok = sum(got.values()) == requests and set(got) == want
+    if counts is not None:
+        ok = ok and dict(got) == counts
+    return Verdict(
+        ok, f"{client} -> {cluster.spec.service.endpoint}: " + _answered(names, requests)
+    )
+
+
+@_check
+def table(
+    cluster: Cluster,
+    director: str = "d1",
+    scheduler: str | None = None,
+    mode: str | None = None,
+    servers: list[str] | None = None,
+    weights: dict[str, int] | None = None,
+    persistent: bool | None = None,
+) -> Verdict:
+    """A director's IPVS table has the lab's virtual service (VIP, port, protocol) with
+    the scheduler, forwarding method, real servers, weights (as proportions) and
+    persistence asked for."""
+    s = cluster.spec.service
+    state = _service(cluster, director)
+    if state is None:
+        return Verdict(False, f"{director} has no virtual service {s.transport.title} {s.endpoint}")
+    names = _names(cluster)
+    dests = {names.get(d.addr, d.addr): d for d in state.dests}
+    problems = []
+    if scheduler is not None and state.scheduler != scheduler:
+        problems.append(f"its scheduler is {state.scheduler}")
+    if servers is not None and set(dests) != set(servers):
+        problems.append(f"its real servers are {', '.join(sorted(dests)) or 'none'}")
+    if mode is not None:
+        wrong = sorted(n for n, d in dests.items() if d.method != MODES[mode].name)
+        if wrong:
+            methods = {dests[n].method for n in wrong}
+            problems.append(f"{', '.join(wrong)} forwarded by {', '.join(sorted(methods))}")
+    if weights is not None:
+        got = {n: d.weight for n, d in dests.items()}
+        if _ratio_differs(got, weights):
+            problems.append("weights " + ", ".join(f"{n} {w}" for n, w in sorted(got.items())))
+    if persistent is not None and state.persistent != persistent:
+        problems.append("it is persistent" if state.persistent else "it is not persistent")
+    seen = f"{director}: {s.transport.title} {s.endpoint} {state.scheduler}, " + (
+        ", ".join(f"{n} ({d.method}, weight {d.weight})" for n, d in sorted(dests.items()))
+        or "no real servers"
+    )
+    return Verdict(not problems, seen + ("" if not problems else "; " + "; ".join(problems)))
+
+
+@_check
+def replies(cluster: Cluster, via: str, client: str = "c1") -> Verdict:
+    """One request is answered, and its replies pass the active director (``via =
+    "director"``, NAT) or go to the client without it (``via = "direct"``, DR, TUN)."""
+    if via not in ("director", "direct"):
+        raise TestbedError(f"replies: via must be director or direct, not {via!r}")
+    s, d = cluster.spec.service, cluster.spec.active.name
+    point = f"{d}-eth1"
+    client_ip = next(str(c.ip) for c in cluster.spec.clients if c.name == client)
+    sources = {str(s.vip), *(str(r.ip) for r in cluster.spec.real_servers)}
+    with cluster.capture(point) as cap:
+        names = ask(cluster, client, 1)
+    net = s.family.layer
+    back = [
+        f for f in cap.frames(point)
+        if f.direction != "out" and net in f.packet and f.packet[net].src in sources
+        and f.packet[net].dst == client_ip
+    ]  # fmt: skip
+    answered = bool(names and names[0])
+    ok = answered and (bool(back) if via == "director" else not back)
+    return Verdict(
+        ok,
+        f"{_answered(names, 1)}; {len(back)} reply frame(s) from the real server side "
+        f"reached {d}'s inside interface",
+    )
+
+
+def claimants(cluster: Cluster) -> list[str]:
+    """Hosts that answer "who has the VIP?" asked by the router on the inside segment."""
+    spec = cluster.spec
+    gw, vip, family = spec.router, str(spec.service.vip), spec.service.family
+    prober = f"{gw.name}-eth1"
+    request = family.solicitation(cluster.mac(prober), str(gw.inside), vip)
+    points = [*(f"{d.name}-eth1" for d in spec.directors),
+              *(f"{r.name}-eth0" for r in cluster.base_spec.real_servers)]  # fmt: skip
+    with cluster.capture(*points) as cap:
+        send_frames(cluster.pid(gw.name), prober, [bytes(request)] * CLAIM_PROBES)
+        time.sleep(1.0)
+    claims = [f for f in cap.frames() if f.direction == "out" and family.claims(f.packet, vip)]
+    return sorted({f.point.split("-", 1)[0] for f in claims})
+
+
+@_check
+def vip_claimed_by(cluster: Cluster, hosts: list[str]) -> Verdict:
+    """Asked on the real servers' segment who has the VIP, exactly ``hosts`` answer."""
+    who = claimants(cluster)
+    vip = cluster.spec.service.vip
+    saw = f"asked 'who has {vip}?' inside: answered by {', '.join(who) or 'nobody'}"
+    return Verdict(who == sorted(hosts), saw)
+
+
+@_check
+def vip_announced_by(cluster: Cluster, hosts: list[str], client: str = "c1") -> Verdict:
+    """While the real servers answer (their neighbour caches emptied first, so each
+    must ask for the router's address), exactly ``hosts`` send an ARP request with
+    the VIP as the sender address (arp_announce: ip-sysctl.rst)."""
+    from scapy.layers.l2 import ARP
+
+    spec = cluster.spec
+    vip, servers = str(spec.service.vip), [r.name for r in spec.real_servers]
+    cluster.run_each({r: ["ip neigh flush all"] for r in servers}, changes_setup=False)
+    points = [f"{r}-eth0" for r in servers]
+    with cluster.capture(*points) as cap:
+        names = ask(cluster, client, len(servers))
+    announcers = sorted({
+        f.point.split("-", 1)[0] for f in cap.frames()
+        if f.direction == "out" and ARP in f.packet and f.packet[ARP].op == 1
+        and f.packet[ARP].psrc == vip
+    })  # fmt: skip
+    if not any(names):
+        return Verdict(False, f"no request was answered, so no real server had to ask ({vip})")
+    return Verdict(announcers == sorted(hosts),
+                   f"{_answered(names, len(servers))}; ARP requests with the VIP as sender: "
+                   f"{', '.join(announcers) or 'none'}")  # fmt: skip
+
+
+@_check
+def sticks(cluster: Cluster, client: str = "c1", requests: int = 4) -> Verdict:
+    """Every request of one client, each a new connection, reaches the same real server."""
+    names = ask(cluster, client, requests)
+    ok = all(names) and len(set(names)) == 1 and len(names) == requests
+    return Verdict(ok, f"{client}: {_answered(names, requests)}")
+
+
+@_check
+def prediction(cluster: Cluster, file: str, client: str = "c1") -> Verdict:
+    """The real servers named in ``file`` (one per line or space) are, in order, those
+    the director picks for as many new connections, starting from a fresh scheduler
+    (the checker re-selects the service's scheduler, which resets its state)."""
+    path = Path(file)
+    if not path.is_file():
+        return Verdict(False, f"there is no prediction in {file} yet")
+    predicted = path.read_text().split()
+    if not predicted:
+        return Verdict(False, f"{file} is empty")
+    d = cluster.spec.active.name
+    state = _service(cluster, d)
+    if state is None:
+        return Verdict(False, f"{d} has no virtual service to predict")
+    ipvs, service = cluster.ipvs_of(d), cluster.spec.service
+    other = "rr" if state.scheduler != "rr" else "wrr"
+    ipvs.edit_service(dataclasses.replace(service, scheduler=other))
+    ipvs.edit_service(dataclasses.replace(service, scheduler=state.scheduler))
+    names = ask(cluster, client, len(predicted))
+    ok = names == predicted
+    return Verdict(ok, f"predicted {' '.join(predicted)}; the director chose "
+                       f"{' '.join(n or '-' for n in names)}")  # fmt: skip
+
+
+@_check
+def sysctl(cluster: Cluster, host: str, key: str, value: str) -> Verdict:
+    """A sysctl of one host has a value."""
+    got = cluster.run(host, f"sysctl -n {key}", check=False, changes_setup=False).strip()
+    return Verdict(got == str(value), f"{host}: {key} = {got or '(absent)'}")
+
+
+def observe(cluster: Cluster, check: str, args: dict[str, Any]) -> Verdict:
+    """Run one check; a broken lab file or a cluster fault is a failed verdict, not a crash."""
+    try:
+        return CHECKS[check].observe(cluster, **args)
+    except (TestbedError, OSError, AssertionError) as exc:
+        return Verdict(False, f"the checker could not look: {exc}")

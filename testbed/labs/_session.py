@@ -1,0 +1,166 @@
+"""A lab on a running cluster: staged from its declaration, checked, and put back.
+
+    with LabSession(cluster, LABS["dr-by-hand"]) as lab:
+        print(lab.report(lab.check()))     # what the student sees after `check`
+        lab.apply(lab.lab.solution)        # what a teacher's --solve does
+
+The session records the sysctls a student may change (neighbour and
+reverse-path rules, forwarding, every net.ipv4.vs one) and puts them back
+at each restart and on exit, when the cluster is configured as declared
+again (every host a step ran on is set up afresh), so a lab leaves the
+shared cluster as it found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+
+from ..cluster import Cluster
+from ..topology import ClusterSpec
+from ..util import Scoped, TestbedError
+from ._checks import Verdict, observe
+from ._lab import WORKDIR, Lab, Step, Task, fill
+from ._picture import text_picture
+
+# what a student may change and the session restores ("path:value" from grep -H)
+_WATCHED = (
+    "/proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/arp_ignore "
+    "/proc/sys/net/ipv4/conf/*/arp_announce /proc/sys/net/ipv4/ip_forward "
+    "/proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv4/vs/*"
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    verdict: Verdict
+
+
+class LabSession(Scoped):
+    """One lab staged on a cluster (a context manager: stop() restores the cluster)."""
+
+    def __init__(self, cluster: Cluster, lab: Lab) -> None:
+        self.cluster = cluster
+        self.lab = lab
+        self.spec: ClusterSpec = lab.spec(cluster.base_spec)
+        self._saved: dict[str, dict[str, str]] = {}
+
+    @property
+    def hosts(self) -> list[str]:
+        return [h.name for h in self.spec.hosts]
+
+    def _sysctls(self) -> dict[str, dict[str, str]]:
+        read = {h: [f"grep -H . {_WATCHED} 2>/dev/null; true"] for h in self.hosts}
+        out = self.cluster.run_each(read, changes_setup=False)
+        return {h: dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+                for h, text in out.items()}  # fmt: skip
+
+    def start(self) -> None:
+        if not self._saved:
+            self._saved = self._sysctls()
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        os.makedirs(WORKDIR, mode=0o1777)
+        os.chmod(WORKDIR, 0o1777)  # the students' hosts may write here, whoever they are
+        if self.lab.start == "bare":
+            self.cluster.unconfigure(self.spec)
+        else:  # sets up again only the hosts something ran on since
+            self.cluster.configure(self.spec)
+        self.apply(self.lab.setup)
+
+    def restart(self) -> None:
+        """Back to the lab's starting state (from whatever was done since)."""
+        self._restore_sysctls()
+        self.start()
+
+    def _restore_sysctls(self) -> None:
+        now = self._sysctls()
+        undo = {
+            h: [f"echo {v} > {p}" for p, v in self._saved.get(h, {}).items()
+                if now.get(h, {}).get(p) != v]
+            for h in self.hosts
+        }  # fmt: skip
+        self.cluster.run_each(undo, check=False, changes_setup=False)
+
+    def stop(self) -> None:
+        if not self._saved or self.cluster.net is None:
+            return
+        with contextlib.suppress(TestbedError):
+            self._restore_sysctls()
+        self._saved = {}
+        self.cluster.configure(self.cluster.base_spec)
+
+    # -- what students and teachers do ----------------------------------------------------
+    def apply(self, steps: tuple[Step, ...]) -> None:
+        """Run steps in their hosts, one host after another, in order."""
+        for step in steps:
+            s = step.render(self.spec)
+            try:
+                self.cluster.run(s.host, *s.run)
+            except TestbedError as exc:
+                raise TestbedError(f"lab {self.lab.name}: a step failed: {exc}") from None
+
+    def check(self) -> list[Outcome]:
+        """Every task's verdict on the cluster as it is now."""
+        return [Outcome(t, observe(self.cluster, t.check, self._filled(t.args)))
+                for t in self.lab.tasks]  # fmt: skip
+
+    def _filled(self, args: dict[str, object]) -> dict[str, object]:
+        return {k: fill(v, self.spec) if isinstance(v, str) else v for k, v in args.items()}
+
+    def holder(self) -> str | None:
+        """The director that holds the VIP now (None: none does)."""
+        vip = self.spec.service.vip
+        show = {d.name: [f"ip -o addr show to {vip}"] for d in self.spec.directors}
+        out = self.cluster.run_each(show, check=False, changes_setup=False)
+        return next((d for d, text in out.items() if text.strip()), None)
+
+    def picture(self) -> str:
+        return text_picture(self.spec, self.holder())
+
+    def guide(self) -> str:
+        lab = self.lab
+        tasks = "\n".join(f"  {i}. {fill(t.goal, self.spec)}" for i, t in enumerate(lab.tasks, 1))
+        return (
+            f"\nLVS lab {lab.name}: {lab.title} ({lab.kind}, about {lab.minutes} min)\n\n"
+            f"{self.picture()}\n\n{fill(lab.story, self.spec)}\n\nTasks:\n{tasks}\n\n"
+            "Commands here: check (what works so far), tasks, picture, or any host command\n"
+            "(d1 ipvsadm -Ln, r1 ip addr, c1 curl ...). Type exit (or Ctrl-D) to end the lab.\n"
+        )
+
+    def report(self, outcomes: list[Outcome]) -> str:
+        lines = []
+        for i, o in enumerate(outcomes, 1):
+            mark = "ok  " if o.verdict.ok else "todo"
+            lines.append(f"[{mark}] {i}. {fill(o.task.goal, self.spec)}")
+            lines.append(f"         saw: {o.verdict.saw}")
+            if not o.verdict.ok:
+                lines.append(f"         hint: {fill(o.task.hint, self.spec)}")
+        done = sum(o.verdict.ok for o in outcomes)
+        lines.append(f"{done} of {len(outcomes)} tasks done" + (" - well done!" if done == len(
+            outcomes) else ""))  # fmt: skip
+        return "\n".join(lines)
+
+
+def lab_cli(session: LabSession) -> None:
+    """Mininet's CLI with the lab's own commands: check, tasks, picture."""
+    from mininet.cli import CLI
+
+    class LabCLI(CLI):  # type: ignore[misc]
+        prompt = f"lab {session.lab.name}> "
+
+        def do_check(self, _line: str) -> None:
+            """Check every task of the lab on the live cluster."""
+            print(session.report(session.check()), flush=True)
+
+        def do_tasks(self, _line: str) -> None:
+            """List the lab's tasks."""
+            print(session.guide(), flush=True)
+
+        def do_picture(self, _line: str) -> None:
+            """Draw the network, with the VIP where it is now."""
+            print(session.picture(), flush=True)
+
+    LabCLI(session.cluster.net)
