@@ -336,13 +336,15 @@ class Cluster(Scoped):
         )
 
     def _neutral(self, name: str) -> list[str]:
-        """A real server back to neutral in every family (nothing for another host)."""
-        return [
+        """A real server back to neutral in every family (nothing for another host).
+        A command already given for one family (a tunnel device's teardown) is not
+        repeated for the next."""
+        return list(dict.fromkeys(
             cmd
             for view in self.base_spec.views()
             if any(r.name == name for r in view.real_servers)
             for cmd in neutral_baseline(real_server_host(view, view.real_server(name)))
-        ]
+        ))  # fmt: skip
 
     def make_neutral(self, *names: str) -> None:
         """Real servers back to the neutral baseline in every family: no VIP, no tunnel,

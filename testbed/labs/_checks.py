@@ -114,13 +114,16 @@ def answers(
     cluster: Cluster,
     client: str = "c1",
     servers: list[str] | None = None,
-    requests: int = 6,
+    requests: int | None = None,
     counts: dict[str, int] | None = None,
 ) -> Verdict:
-    """Requests from a client to the VIP, one connection each: all answered, by exactly
-    ``servers`` (default: all), and if ``counts`` is given, that many times each."""
-    names = ask(cluster, client, requests)
+    """Requests from a client to the VIP, one connection each (default: as many as
+    ``servers``, or the sum of ``counts``): all answered, by exactly ``servers``
+    (default: every real server), and if ``counts`` is given, that many times each."""
     want = set(servers) if servers is not None else {r.name for r in cluster.spec.real_servers}
+    if requests is None:
+        requests = sum(counts.values()) if counts else len(want)
+    names = ask(cluster, client, requests)
     got = Counter(n for n in names if n)
     ok = sum(got.values()) == requests and set(got) == want
     if counts is not None:

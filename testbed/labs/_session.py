@@ -46,7 +46,9 @@ class LabSession(Scoped):
         self.cluster = cluster
         self.lab = lab
         self.spec: ClusterSpec = lab.spec(cluster.base_spec)
+        # the watched sysctls before the lab (restored at stop) and as it started
         self._saved: dict[str, dict[str, str]] = {}
+        self._started: dict[str, dict[str, str]] = {}
 
     @property
     def hosts(self) -> list[str]:
@@ -69,27 +71,30 @@ class LabSession(Scoped):
         else:  # sets up again only the hosts something ran on since
             self.cluster.configure(self.spec)
         self.apply(self.lab.setup)
+        if not self._started:
+            self._started = self._sysctls()
 
     def restart(self) -> None:
-        """Back to the lab's starting state (from whatever was done since)."""
-        self._restore_sysctls()
+        """Back to the lab's starting state (from whatever was done since): the sysctls
+        as the lab started, then every host a step ran on set up again."""
+        self._restore_sysctls(self._started, changes_setup=False)
         self.start()
 
-    def _restore_sysctls(self) -> None:
+    def _restore_sysctls(self, values: dict[str, dict[str, str]], *, changes_setup: bool) -> None:
         now = self._sysctls()
         undo = {
-            h: [f"echo {v} > {p}" for p, v in self._saved.get(h, {}).items()
+            h: [f"echo {v} > {p}" for p, v in values.get(h, {}).items()
                 if now.get(h, {}).get(p) != v]
             for h in self.hosts
         }  # fmt: skip
-        self.cluster.run_each(undo, check=False, changes_setup=False)
+        self.cluster.run_each(undo, check=False, changes_setup=changes_setup)
 
     def stop(self) -> None:
         if not self._saved or self.cluster.net is None:
             return
-        with contextlib.suppress(TestbedError):
-            self._restore_sysctls()
-        self._saved = {}
+        with contextlib.suppress(TestbedError):  # as before the lab, hosts set up afresh
+            self._restore_sysctls(self._saved, changes_setup=True)
+        self._saved = self._started = {}
         self.cluster.configure(self.cluster.base_spec)
 
     # -- what students and teachers do ----------------------------------------------------

@@ -179,10 +179,11 @@ def _own_device(kind: str, name: str, options: str = "") -> Callable[[RealServer
 
 
 def _present(device: str) -> str:
-    """A shell test: the device exists in this namespace. (/proc/net/dev is the
-    namespace's own, /sys/class/net is not; and naming an absent device to ip makes
-    the kernel try to load a module for it: dev_load, "netdev-<name>" aliases.)"""
-    return f"grep -qs '^ *{device}:' /proc/net/dev"
+    """A shell test: the device exists in this namespace. (/proc/sys/net is the reading
+    process's namespace's own, /sys/class/net is not; and naming an absent device to
+    ip makes the kernel try to load a module for it: dev_load, "netdev-<name>"
+    aliases.) A builtin test: no process forked, which costs under emulation."""
+    return f"[ -d /proc/sys/net/ipv4/conf/{device} ]"
 
 
 def _deleting(name: str) -> tuple[str, ...]:
