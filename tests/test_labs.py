@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed.labs import KINDS, LABS, read_lab, svg_picture, text_picture
+from testbed.labs import KINDS, LABS, read_lab
 from testbed.sched import MODELS, Dest, Flow, list_order
-from testbed.topology import load_topology
+from testbed.topology import load_topology, svg_picture, text_picture
 from testbed.util import TestbedError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -142,6 +142,7 @@ RECORDS = [
 def _results(tmp_path: Path) -> Path:
     data = {
         "run_id": "r1",
+        "topology": "default",
         "environment": {"kernel": "6.1.0-56-amd64", "kernel_origin": "installed",
                         "where": "guest", "emulation": "tcg", "versions": {"scapy": "2.8.0"}},
         "timings": {"topology_build_s": 17.0, "suite_s": 300.0},
@@ -190,6 +191,7 @@ def test_report_renders_every_kind_readably(tmp_path: Path) -> None:
         assert title in report
     assert "6667, 6667, 6666" in report  # ActiveConn per real server
     assert "nat-tcp-ipv4" in report and "IP / TCP S" in report  # the handshake trace
+    assert "<h2>The network</h2>" in report and "<svg" in report  # drawn from the topology
 
 
 def test_every_record_kind_has_a_table(tmp_path: Path) -> None:

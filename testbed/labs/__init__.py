@@ -13,7 +13,6 @@ the reference solution and the wrong solutions the checker must reject::
 
 from ._checks import CHECKS, Check, Verdict, ask, claimants
 from ._lab import KINDS, LABS_DIR, STARTS, Lab, Step, Task, WrongTry, load_labs, read_lab
-from ._picture import svg_picture, text_picture
 from ._session import LabSession, Outcome, lab_cli
 
 LABS = load_labs()
@@ -37,6 +36,4 @@ __all__ = [
     "lab_cli",
     "load_labs",
     "read_lab",
-    "svg_picture",
-    "text_picture",
 ]

@@ -19,11 +19,10 @@ import shutil
 from dataclasses import dataclass
 
 from ..cluster import Cluster
-from ..topology import ClusterSpec
+from ..topology import ClusterSpec, text_picture
 from ..util import Scoped, TestbedError
 from ._checks import Verdict, observe
 from ._lab import WORKDIR, Lab, Step, Task, fill
-from ._picture import text_picture
 
 # what a student may change and the session restores ("path:value" from grep -H)
 _WATCHED = (

@@ -44,6 +44,8 @@ from ..observe import (
     load_records,
     of_kind,
 )
+from ..topology import load_topology, svg_picture
+from ..util import TestbedError
 from ._format import fmt, save_figure, table
 from ._ha import bench_failover_lines, bench_failover_plot, failover_plot, failover_tables
 from ._ktap import ktap_text
@@ -664,6 +666,21 @@ def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     return made
 
 
+def _network(data: dict[str, Any]) -> str:
+    """The run's topology as a picture (none if the topology cannot be read here)."""
+    name = data.get("topology")
+    if not name:
+        return ""
+    try:
+        spec = load_topology(name)
+    except TestbedError:
+        return ""
+    return (
+        f"<h2>The network</h2><p>Topology {_esc(name)}, drawn from its declaration; the VIP on "
+        f"the active director {_esc(spec.active.name)}.</p>" + svg_picture(spec, spec.active.name)
+    )
+
+
 def _esc(text: object) -> str:
     return html.escape(str(text))
 
@@ -746,6 +763,7 @@ pre{{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}}</style></he
 {_esc(env.get("where"))}, emulation: {_esc(env.get("emulation"))}.
 Result: {_esc(", ".join(f"{v} {k}" for k, v in data.get("counts", {}).items() if v))}.</p>
 <pre>{_esc(summary_text(data))}</pre>
+{_network(data)}
 {bench_html}
 {figures}
 {_record_tables(records)}

@@ -13,6 +13,7 @@
 """
 
 from ._load import DEFAULT_TOPOLOGY, TOPOLOGIES, load_topology
+from ._picture import svg_picture, text_picture
 from ._spec import (
     MAX_WEIGHT,
     Client,
@@ -36,4 +37,6 @@ __all__ = [
     "TwoLegged",
     "carried_over",
     "load_topology",
+    "svg_picture",
+    "text_picture",
 ]

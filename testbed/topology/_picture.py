@@ -6,6 +6,8 @@ the DIP are drawn on the director that holds them now (``holder``), so an HA
 lab shows where the VIP went.
 
     >>> print(text_picture(load_topology(), holder="d1"))    # doctest: +SKIP
+
+Labs print it when they start (and on `picture`); every run's report shows it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from ..topology import ClusterSpec
+from ._spec import ClusterSpec
 
 COLUMN = 16  # characters per host in the text picture
 
