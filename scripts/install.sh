@@ -16,6 +16,7 @@ apt_packages=(
   qemu-system-x86 linux-image-amd64 busybox-static kmod procps psmisc
   python3 python3-venv python3-pip ethtool socat
   heartbeat ldirectord conntrackd conntrack vsftpd nftables
+  iputils-arping  # a tool the labs suggest to students
 )
 
 log() { printf '[install] %s\n' "$*" >&2; }
