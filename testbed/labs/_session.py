@@ -151,6 +151,7 @@ class LabSession(Scoped):
 def lab_cli(session: LabSession) -> None:
     """Mininet's CLI with the lab's own commands: check, tasks, picture."""
     from mininet.cli import CLI
+    from mininet.log import setLogLevel
 
     class LabCLI(CLI):  # type: ignore[misc]
         prompt = f"lab {session.lab.name}> "
@@ -167,4 +168,5 @@ def lab_cli(session: LabSession) -> None:
             """Draw the network, with the VIP where it is now."""
             print(session.picture(), flush=True)
 
+    setLogLevel("output")  # the CLI prints host commands' output at this level
     LabCLI(session.cluster.net)
