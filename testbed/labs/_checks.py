@@ -261,13 +261,15 @@ def sticks(cluster: Cluster, client: str = "c1", requests: int = 4) -> Verdict:
 
 @_check
 def prediction(cluster: Cluster, file: str, client: str = "c1") -> Verdict:
-    """The real servers named in ``file`` (one per line or space) are, in order, those
-    the director picks for as many new connections, starting from a fresh scheduler
-    (the checker re-selects the service's scheduler, which resets its state)."""
+    """The real servers named in ``file`` (names or addresses, one per line or space)
+    are, in order, those the director picks for as many new connections, starting
+    from a fresh scheduler (the checker re-selects the service's scheduler, which
+    resets its state)."""
     path = Path(file)
     if not path.is_file():
         return Verdict(False, f"there is no prediction in {file} yet")
-    predicted = path.read_text().split()
+    names = _names(cluster)  # Mininet's CLI turns a host name it is given into an address
+    predicted = [names.get(word, word) for word in path.read_text().split()]
     if not predicted:
         return Verdict(False, f"{file} is empty")
     d = cluster.spec.active.name
@@ -278,10 +280,9 @@ def prediction(cluster: Cluster, file: str, client: str = "c1") -> Verdict:
     other = "rr" if state.scheduler != "rr" else "wrr"
     ipvs.edit_service(dataclasses.replace(service, scheduler=other))
     ipvs.edit_service(dataclasses.replace(service, scheduler=state.scheduler))
-    names = ask(cluster, client, len(predicted))
-    ok = names == predicted
-    return Verdict(ok, f"predicted {' '.join(predicted)}; the director chose "
-                       f"{' '.join(n or '-' for n in names)}")  # fmt: skip
+    chosen = ask(cluster, client, len(predicted))
+    return Verdict(chosen == predicted, f"predicted {' '.join(predicted)}; the director "
+                   f"chose {' '.join(n or '-' for n in chosen)}")  # fmt: skip
 
 
 @_check
