@@ -18,30 +18,14 @@ answered for an address assigned to the receiving interface).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from conformance.conftest import skip_unless_available, skip_unless_family
 from testbed import Cluster
-from testbed.net import Frame, send_frames
+from testbed.observe import VIP_PROBES, vip_claims
 from testbed.registry import Family, Mode
-
-PROBES = 3
-
-
-def claims_of_vip(cluster: Cluster) -> list[Frame]:
-    """Ask "who has the VIP?" on the real servers' segment; return every claim sent."""
-    spec = cluster.spec
-    gw, vip, family = spec.router, str(spec.service.vip), spec.service.family
-    prober = f"{gw.name}-eth1"
-    request = family.solicitation(cluster.mac(prober), str(gw.inside), vip)
-    points = [prober, f"{spec.active.name}-eth1", *(f"{r.name}-eth0" for r in spec.real_servers)]
-    with cluster.capture(*points) as cap:
-        send_frames(cluster.pid(gw.name), prober, [bytes(request)] * PROBES)
-        time.sleep(1.0)
-    return [f for f in cap.frames() if f.direction == "out" and family.claims(f.packet, vip)]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +54,7 @@ def test_only_the_director_answers_for_the_vip(vip_on_real_servers: Cluster) -> 
     """
     cluster = vip_on_real_servers
     family = cluster.spec.service.family
-    claims = claims_of_vip(cluster)
+    claims = vip_claims(cluster)
     senders = sorted({f.point for f in claims})
     director_if = f"{cluster.spec.active.name}-eth1"
     expected = [director_if] if family.claims_for_other_interfaces else []
@@ -79,8 +63,8 @@ def test_only_the_director_answers_for_the_vip(vip_on_real_servers: Cluster) -> 
         f"{senders or 'nobody'}, expected {expected or 'nobody'}:\n"
         + "\n".join(f.summary() for f in claims)
     )
-    assert len(claims) == PROBES * len(expected), (
-        f"{PROBES} solicitations, {len(claims)} director claims"
+    assert len(claims) == VIP_PROBES * len(expected), (
+        f"{VIP_PROBES} solicitations, {len(claims)} director claims"
     )
 
 
@@ -99,7 +83,7 @@ def test_the_problem_is_real_without_the_precaution(vip_on_real_servers: Cluster
     vip = f"{spec.service.vip}/{family.host_prefix}"
     cluster.run(rs.name, *family.expose_vip(f"{rs.name}-eth0", vip))
     try:
-        claims = claims_of_vip(cluster)
+        claims = vip_claims(cluster)
     finally:
         cluster.configure(cluster.spec)  # restore the mode's real-server setup
     senders = {f.point for f in claims}

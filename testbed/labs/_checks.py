@@ -17,7 +17,6 @@ command would fix it. A lab file names a check and gives its arguments::
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +26,11 @@ from typing import Any
 
 from ..cluster import Cluster
 from ..ipvs import ServiceState
-from ..net import send_frames
+from ..observe import vip_claims
 from ..registry import MODES, Registry
 from ..util import TestbedError
 
 REQUEST_TIMEOUT_S = 2  # per request: a broken path fails the check in seconds
-CLAIM_PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -204,17 +202,7 @@ def replies(cluster: Cluster, via: str, client: str = "c1") -> Verdict:
 
 def claimants(cluster: Cluster) -> list[str]:
     """Hosts that answer "who has the VIP?" asked by the router on the inside segment."""
-    spec = cluster.spec
-    gw, vip, family = spec.router, str(spec.service.vip), spec.service.family
-    prober = f"{gw.name}-eth1"
-    request = family.solicitation(cluster.mac(prober), str(gw.inside), vip)
-    points = [*(f"{d.name}-eth1" for d in spec.directors),
-              *(f"{r.name}-eth0" for r in cluster.base_spec.real_servers)]  # fmt: skip
-    with cluster.capture(*points) as cap:
-        send_frames(cluster.pid(gw.name), prober, [bytes(request)] * CLAIM_PROBES)
-        time.sleep(1.0)
-    claims = [f for f in cap.frames() if f.direction == "out" and family.claims(f.packet, vip)]
-    return sorted({f.point.split("-", 1)[0] for f in claims})
+    return sorted({f.point.split("-", 1)[0] for f in vip_claims(cluster)})
 
 
 @_check

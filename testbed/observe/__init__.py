@@ -56,6 +56,7 @@ from ._midstream import (
     midstream_packet,
     request_beside_a_backup_daemon,
 )
+from ._neighbours import VIP_PROBES, vip_claims
 from ._persistence import (
     SCOPE_MARK,
     PersistenceRecord,
@@ -137,6 +138,7 @@ __all__ = [
     "SCOPE_MARK",
     "SLACK",
     "UDP_TIMEOUT",
+    "VIP_PROBES",
     "Advert",
     "BackupOnlyRecord",
     "Comparison",
@@ -245,4 +247,5 @@ __all__ = [
     "udp_deleted_under_flow",
     "udp_entry_lifetime",
     "unservable",
+    "vip_claims",
 ]
