@@ -85,6 +85,12 @@ def _last_words(proc: Any, lines: int = 15) -> str:
     return "".join(f"\n  {line}" for line in tail)
 
 
+def _terminated(command: str) -> str:
+    """A command ready to close a { group }: ``;`` after it, unless it already ends in
+    ``&`` (started in the background, as ``daemon ... &``)."""
+    return command if command.rstrip().endswith("&") else f"{command};"
+
+
 def _say(msg: str) -> None:
     print(f"[cluster] {msg}", flush=True)
 
@@ -401,7 +407,7 @@ class Cluster(Scoped):
             if not cmds:
                 continue
             node = self.node(host)
-            script = " && ".join(f"{{ {c}; }}" for c in cmds)  # groups: no subshell fork
+            script = " && ".join(f"{{ {_terminated(c)} }}" for c in cmds)  # no subshell fork
             node.sendCmd(f"{self._sendable(host, script)}; echo __rc=$?")
             if changes_setup:
                 self._applied.pop(host, None)

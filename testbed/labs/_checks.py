@@ -17,6 +17,8 @@ command would fix it. A lab file names a check and gives its arguments::
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from ..cluster import Cluster
-from ..ipvs import ServiceState
-from ..observe import vip_claims
+from ..ipvs import ServiceState, read_connections
+from ..load import STREAM_PORT
+from ..net import StreamSet
+from ..observe import kernel_weights, served_by, time_until, vip_claims
 from ..registry import MODES, Registry
-from ..util import TestbedError
+from ..util import TestbedError, wait_until
 
 REQUEST_TIMEOUT_S = 2  # per request: a broken path fails the check in seconds
+# a failover check waits this long for a takeover, and for the failback: VRRP's
+# master-down interval at advert_int 1 s is 3.6 s (RFC 5798), plus emulation
+FAILOVER_BOUND_S = 15
+# a long download's entry reaches the backup after its 3rd packet, and the sync
+# daemon flushes at least every 2 s (ipvs-sysctl.rst sync_threshold; ip_vs_sync.c)
+SYNC_WAIT_S = 3
 
 
 @dataclass(frozen=True)
@@ -278,6 +288,163 @@ def sysctl(cluster: Cluster, host: str, key: str, value: str) -> Verdict:
     """A sysctl of one host has a value."""
     got = cluster.run(host, f"sysctl -n {key}", check=False, changes_setup=False).strip()
     return Verdict(got == str(value), f"{host}: {key} = {got or '(absent)'}")
+
+
+# -- two directors -------------------------------------------------------------------------
+
+
+def holders(cluster: Cluster) -> list[str]:
+    """Directors that have the VIP on an interface now (their namespaces' own view)."""
+    s = cluster.spec.service
+    return [d.name for d in cluster.spec.directors
+            if str(s.vip) in s.family.local_addresses(cluster.pid(d.name))]  # fmt: skip
+
+
+def _on(names: list[str]) -> str:
+    return " and ".join(names) if names else "no director"
+
+
+@_check
+def vip_held_by(cluster: Cluster, hosts: list[str]) -> Verdict:
+    """Exactly ``hosts`` (directors) have the VIP on an interface."""
+    now = holders(cluster)
+    return Verdict(now == sorted(hosts), f"the VIP is on {_on(now)}")
+
+
+class _Cut:
+    """A director's outside cable pulled (its switch port down) for the time of a block."""
+
+    def __init__(self, cluster: Cluster, director: str) -> None:
+        self.port = cluster.switch_port(f"{director}-eth0")
+
+    def __enter__(self) -> float:
+        subprocess.run(["ip", "link", "set", self.port, "down"], check=True)
+        return time.time()
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "link", "set", self.port, "up"], check=False)
+
+
+def _taken_over(cluster: Cluster, director: str, cut_at: float) -> tuple[str, float] | None:
+    """(new holder, seconds after the cut) once another director has the VIP."""
+    others = [d.name for d in cluster.spec.directors if d.name != director]
+    if not wait_until(lambda: set(others) & set(holders(cluster)), timeout=FAILOVER_BOUND_S,
+                      interval=0.1):  # fmt: skip
+        return None
+    return next(d for d in holders(cluster) if d in others), time.time() - cut_at
+
+
+def _failback(cluster: Cluster, director: str) -> str:
+    """After the cable is back: how long until ``director`` alone has the VIP again."""
+    back_at = time.time()
+    alone = wait_until(lambda: holders(cluster) == [director], timeout=FAILOVER_BOUND_S,
+                       interval=0.1)  # fmt: skip
+    if not alone:
+        return f"cable back: after {FAILOVER_BOUND_S} s the VIP is on {_on(holders(cluster))}"
+    return f"cable back: the VIP on {director} alone after {time.time() - back_at:.1f} s"
+
+
+@_check
+def takeover(cluster: Cluster, director: str = "d1", client: str = "c1") -> Verdict:
+    """The checker pulls ``director``'s outside cable: another director takes the VIP
+    and every real server answers through it; with the cable back, ``director``
+    alone has the VIP again (it preempts, as the higher priority)."""
+    start = holders(cluster)
+    if start != [director]:
+        return Verdict(False, f"before any fault the VIP is on {_on(start)}, not on {director} "
+                              "alone: there is nothing to fail over")  # fmt: skip
+    want = len(cluster.spec.real_servers)
+    with _Cut(cluster, director) as cut_at:
+        taken = _taken_over(cluster, director, cut_at)
+        names = ask(cluster, client, want) if taken else []
+    back = _failback(cluster, director)
+    if taken is None:
+        return Verdict(False, f"{director}'s cable cut: no other director took the VIP within "
+                              f"{FAILOVER_BOUND_S} s; {back}")  # fmt: skip
+    new, after = taken
+    ok = all(names) and len(set(names)) == want and back.endswith(" s") and "alone" in back
+    return Verdict(ok, f"{director}'s cable cut: {new} took the VIP after {after:.1f} s, "
+                       f"{_answered(names, want)}; {back}")  # fmt: skip
+
+
+@_check
+def kept(cluster: Cluster, director: str = "d1", downloads: int = 4) -> Verdict:
+    """Long downloads from the first client through ``director`` (port 9000 of the
+    VIP) keep flowing after the checker pulls its cable and another director takes
+    the VIP: the new holder knew the connections (connection sync)."""
+    start = holders(cluster)
+    if start != [director]:
+        return Verdict(False, f"the VIP is on {_on(start)}, not on {director} alone")
+    client = cluster.spec.clients[0]
+    vip = str(cluster.spec.service.vip)
+    with StreamSet(cluster.pid(client.name)) as conns:
+        opened = conns.open("stream", downloads, (vip, STREAM_PORT))
+        time.sleep(SYNC_WAIT_S)
+        with _Cut(cluster, director) as cut_at:
+            taken = _taken_over(cluster, director, cut_at)
+            if taken is not None:
+                new, after = taken
+                ports = {t.sport for t in opened}
+                known = sum(
+                    1
+                    for c in read_connections(cluster.pid(new))
+                    if c.client == (str(client.ip), c.client[1]) and c.client[1] in ports
+                )
+                took_at = cut_at + after
+                time.sleep(3)  # a stream the new holder does not know is reset or stalls
+                flowing = sum(1 for t in opened if t.alive and t.first_arrival(took_at + 1))
+        back = _failback(cluster, director)
+    if taken is None:
+        return Verdict(False, f"{director}'s cable cut: no other director took the VIP within "
+                              f"{FAILOVER_BOUND_S} s; {back}")  # fmt: skip
+    return Verdict(
+        flowing == downloads,
+        f"{downloads} long downloads through {director}; its cable cut: {new} took the VIP "
+        f"after {after:.1f} s, knowing {known} of them, and {flowing} of {downloads} kept "
+        f"flowing; {back}",
+    )
+
+
+# -- health checks --------------------------------------------------------------------------
+
+
+@_check
+def health(cluster: Cluster, server: str, within: float = 20) -> Verdict:
+    """The checker stops ``server``'s web server: within ``within`` s it leaves the
+    active director's table (removed, or weight 0) and requests are answered by the
+    others; started again, it returns within ``within`` s."""
+    ip = next((str(r.ip) for r in cluster.spec.real_servers if r.name == server), None)
+    if ip is None:
+        raise TestbedError(f"health: {server} is not a real server")
+    d = cluster.spec.active.name
+    if not kernel_weights(cluster).get(ip):
+        return Verdict(False, f"{server} is not in {d}'s table (with a weight) to begin with")
+    cluster.stop_real_server(server)
+    try:
+        left = _seconds_until(cluster, lambda w: not w.get(ip), within)
+        got = served_by(cluster) if left is not None else None
+    finally:
+        cluster.start_real_server(server)
+    back = _seconds_until(cluster, lambda w: bool(w.get(ip)), within)
+    saw = f"{server}'s web server stopped: " + (
+        f"{server} still in {d}'s table after {within:g} s"
+        if left is None
+        else f"{server} left {d}'s table after {left:.1f} s; "
+        + _answered(list(got.elements()), sum(got.values()))  # type: ignore[union-attr]
+    )
+    saw += "; started again: " + (f"back after {back:.1f} s" if back is not None
+                                  else f"not back within {within:g} s")  # fmt: skip
+    ok = got is not None and "" not in got and server not in got and back is not None
+    return Verdict(ok, saw)
+
+
+def _seconds_until(
+    cluster: Cluster, predicate: Callable[[dict[str, int]], object], bound: float
+) -> float | None:
+    try:
+        return time_until(cluster, predicate, bound)
+    except AssertionError:
+        return None
 
 
 def observe(cluster: Cluster, check: str, args: dict[str, Any]) -> Verdict:

@@ -8,13 +8,17 @@ plausible wrong solutions the suite proves the checker rejects. Commands
 and texts may name the topology's addresses: ``{vip}``, ``{dip}``,
 ``{port}``, ``{nat_port}``, ``{r1}`` (a real server's or client's address),
 ``{d1}`` / ``{d1_inside}`` (a director's or the router's two addresses),
-in a command ``{dev}`` (the host's first interface, ``r1-eth0``).
+in a command ``{host}`` (the host it runs in) and ``{dev}`` (its first
+interface, ``r1-eth0``). Only such names in braces are placeholders, so a
+keepalived.conf block (``vrrp_instance VI_1 {``) is written as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +38,42 @@ KINDS = {
 STARTS = {
     "bare": "addressed network and running servers; no IPVS table, real servers untouched",
     "working": "the testbed's working cluster in the lab's mode",
+    "pair": "two directors with the same IPVS table (and a long-download service on "
+    "port 9000), real servers ready for the mode, the VIP on neither director",
 }
 
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
-    """Shell commands run in one host (joined with &&, as a student would type them)."""
+    """Shell commands run in one host (joined with &&, as a student would type them),
+    after writing a file there if the step has one (a keepalived.conf, say)."""
 
     host: str
-    run: tuple[str, ...]
+    run: tuple[str, ...] = ()
+    file: str = ""
+    text: str = ""
 
     def render(self, spec: ClusterSpec) -> Step:
-        return Step(host=self.host, run=tuple(fill(c, spec, self.host) for c in self.run))
+        return Step(
+            host=self.host,
+            run=tuple(fill(c, spec, self.host) for c in self.run),
+            file=fill(self.file, spec, self.host),
+            text=fill(self.text, spec, self.host),
+        )
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The shell commands, the file's writing first."""
+        if not self.file:
+            return self.run
+        return (f"printf '%s\\n' {shlex.quote(self.text.strip())} > {self.file}", *self.run)
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """The commands as a person types them (a file as a here-document)."""
+        if not self.file:
+            return self.run
+        return (f"cat > {self.file} <<'EOF'\n{self.text.strip()}\nEOF", *self.run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +107,7 @@ class Lab:
     service: dict[str, Any]  # ClusterSpec.with_service changes
     weights: dict[str, int]  # real server -> weight
     start: str
+    settle: float  # seconds the lab's daemons take to agree after a change (VRRP, checkers)
     setup: tuple[Step, ...]  # run after the start, unseen: a troubleshooting lab's fault
     tasks: tuple[Task, ...]
     solution: tuple[Step, ...]
@@ -103,6 +132,8 @@ class Lab:
         named = {s.host for s in (*self.setup, *self.solution,
                                   *(s for w in self.wrong for s in w.steps))}  # fmt: skip
         named |= set(self.weights)
+        if self.start == "pair" and (reason := base.needs(directors=2)):
+            return f"lab {self.name}: {reason}"
         for t in self.tasks:
             for key in ("client", "director", "host"):
                 if isinstance(t.args.get(key), str):
@@ -124,7 +155,7 @@ class Lab:
     def solution_text(self, spec: ClusterSpec) -> str:
         """The reference solution as a teacher reads it: host, then its commands."""
         return "\n".join(f"{s.host}> {c}" for step in self.solution
-                         for s in [step.render(spec)] for c in s.run)  # fmt: skip
+                         for s in [step.render(spec)] for c in s.shown)  # fmt: skip
 
 
 def placeholders(spec: ClusterSpec) -> dict[str, str]:
@@ -146,14 +177,20 @@ def placeholders(spec: ClusterSpec) -> dict[str, str]:
     return values
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def fill(text: str, spec: ClusterSpec, host: str | None = None) -> str:
-    """A lab's text with the cluster's addresses; in a host's command, ``{dev}`` is
-    its first interface (``r1-eth0``)."""
-    values = placeholders(spec) | ({"dev": f"{host}-eth0"} if host else {})
-    try:
-        return text.format_map(values)
-    except (KeyError, ValueError, IndexError) as exc:
-        raise TestbedError(f"lab text {text!r}: unknown placeholder {exc}") from None
+    """A lab's text with the cluster's addresses; in a host's command, ``{host}`` is
+    the host and ``{dev}`` its first interface (``r1-eth0``)."""
+    values = placeholders(spec) | ({"host": host, "dev": f"{host}-eth0"} if host else {})
+
+    def value(m: re.Match[str]) -> str:
+        if m[1] not in values:
+            raise TestbedError(f"lab text {text!r}: unknown placeholder {m[1]!r}")
+        return values[m[1]]
+
+    return _PLACEHOLDER.sub(value, text)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -176,14 +213,19 @@ def _steps(items: object, where: str) -> tuple[Step, ...]:
         w = f"{where}[{i}]"
         if not isinstance(item, dict):
             raise TestbedError(f"{w}: must be a table with host and run")
-        run = _need(item, "run", list, w)
-        if not run or not all(isinstance(c, str) for c in run):
+        run = item.get("run", [])
+        file, text = item.get("file", ""), item.get("text", "")
+        if not isinstance(run, list) or not all(isinstance(c, str) for c in run):
             raise TestbedError(f"{w}: run must be a list of commands")
+        if not isinstance(file, str) or not isinstance(text, str) or bool(file) != bool(text):
+            raise TestbedError(f"{w}: a file to write needs both file (its path) and text")
+        if not run and not file:
+            raise TestbedError(f"{w}: a step needs commands (run) or a file to write")
         hosts = item.get("host")
         hosts = [hosts] if isinstance(hosts, str) else hosts  # one host, or the same in several
         if not hosts or not all(isinstance(h, str) for h in hosts):
             raise TestbedError(f"{w}: host must name a host or a list of hosts")
-        steps += [Step(host=h, run=tuple(run)) for h in hosts]
+        steps += [Step(host=h, run=tuple(run), file=file, text=text) for h in hosts]
     return tuple(steps)
 
 
@@ -214,6 +256,13 @@ def _task(item: object, where: str) -> Task:
         args=dict(args),
         hint=_need(item, "hint", str, where).strip(),
     )
+
+
+def _settle(data: dict[str, Any], where: str) -> float:
+    settle = data.get("settle", 0)
+    if isinstance(settle, bool) or not isinstance(settle, int | float) or not 0 <= settle <= 60:
+        raise TestbedError(f"{where}: settle must be seconds (0 to 60), not {settle!r}")
+    return float(settle)
 
 
 def read_lab(path: Path) -> Lab:
@@ -262,6 +311,7 @@ def read_lab(path: Path) -> Lab:
         service=dict(data.get("service", {})),
         weights=dict(weights),
         start=start,
+        settle=_settle(data, where),
         setup=_steps(data.get("setup", []), f"{where} setup"),
         tasks=tasks,
         solution=solution,

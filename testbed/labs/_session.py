@@ -8,7 +8,9 @@ The session records the sysctls a student may change (neighbour and
 reverse-path rules, forwarding, every net.ipv4.vs one) and puts them back
 at each restart and on exit, when the cluster is configured as declared
 again (every host a step ran on is set up afresh), so a lab leaves the
-shared cluster as it found it.
+shared cluster as it found it. Daemons a student (or a lab's hidden setup)
+started are stopped at each restart and on exit: keepalived in any of the
+lab's hosts, the directors' IPVS sync daemons.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..cluster import Cluster
+from ..load import STREAM_PORT, ensure_stream_servers
 from ..topology import ClusterSpec, text_picture
 from ..util import Scoped, TestbedError
 from ._checks import Verdict, observe
@@ -30,6 +36,46 @@ _WATCHED = (
     "/proc/sys/net/ipv4/conf/*/arp_announce /proc/sys/net/ipv4/ip_forward "
     "/proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv4/vs/*"
 )
+DAEMONS = ("keepalived",)  # what a lab's hosts may run that a restart stops
+STOP_BOUND_S = 15  # keepalived releases its addresses and says goodbye (priority 0) on SIGTERM
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def daemons_in(host_pids: list[int], names: tuple[str, ...] = DAEMONS) -> dict[int, int]:
+    """pid -> parent pid of every process called one of ``names`` whose network
+    namespace is one of the hosts' (a Mininet host shares the process table)."""
+    nets = {os.readlink(f"/proc/{p}/ns/net") for p in host_pids}
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if (
+                Path(entry.path, "comm").read_text().strip() in names
+                and os.readlink(f"{entry.path}/ns/net") in nets
+            ):
+                found[int(entry.name)] = _parent(int(entry.name))
+    return found
+
+
+def stop_daemons(host_pids: list[int]) -> None:
+    """SIGTERM to each daemon's parent (its children stop with it, cleanly), SIGKILL to
+    whatever is left after STOP_BOUND_S."""
+    found = daemons_in(host_pids)
+    for pid in (p for p, parent in found.items() if parent not in found):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_BOUND_S
+    while (alive := [p for p in found if os.path.exists(f"/proc/{p}")]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -59,14 +105,21 @@ class LabSession(Scoped):
         return {h: dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
                 for h, text in out.items()}  # fmt: skip
 
+    @property
+    def directors(self) -> list[str]:
+        return [d.name for d in self.spec.directors]
+
     def start(self) -> None:
         if not self._saved:
             self._saved = self._sysctls()
+        self._stop_daemons()
         shutil.rmtree(WORKDIR, ignore_errors=True)
         os.makedirs(WORKDIR, mode=0o1777)
         os.chmod(WORKDIR, 0o1777)  # the students' hosts may write here, whoever they are
         if self.lab.start == "bare":
             self.cluster.unconfigure(self.spec)
+        elif self.lab.start == "pair":
+            self._pair()
         else:  # sets up again only the hosts something ran on since
             self.cluster.configure(self.spec)
         self.apply(self.lab.setup)
@@ -78,6 +131,30 @@ class LabSession(Scoped):
         as the lab started, then every host a step ran on set up again."""
         self._restore_sysctls(self._started, changes_setup=False)
         self.start()
+
+    def _pair(self) -> None:
+        """Both directors with the lab's service and a long-download one, neither with
+        the VIP: what VRRP (the student's, or the lab's setup) will hand over."""
+        c, service = self.cluster, self.spec.service
+        c.configure(self.spec)
+        ensure_stream_servers(c)
+        downloads = replace(service, port=STREAM_PORT, nat_port=None)
+        table = [(s, self.spec.real_servers) for s in (service, downloads)]
+        for d in self.directors[:2]:
+            c.ipvs_of(d).apply_all(table)
+            c.release_service_addresses(d)
+        c.forget_neighbours()
+
+    def _stop_daemons(self) -> None:
+        """Every daemon the lab's hosts run (keepalived, sync daemons) stopped, and what
+        a killed one would leave (the VIP) taken off the directors."""
+        c = self.cluster
+        stop_daemons([c.pid(h) for h in self.hosts])
+        sync = "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup 2>/dev/null"
+        c.run_each({d: [f"{sync}; true"] for d in self.directors}, changes_setup=False)
+        if self.lab.start == "pair":
+            for d in self.directors:
+                c.release_service_addresses(d)
 
     def _restore_sysctls(self, values: dict[str, dict[str, str]], *, changes_setup: bool) -> None:
         now = self._sysctls()
@@ -91,20 +168,29 @@ class LabSession(Scoped):
     def stop(self) -> None:
         if not self._saved or self.cluster.net is None:
             return
+        c = self.cluster
         with contextlib.suppress(TestbedError):  # as before the lab, hosts set up afresh
+            self._stop_daemons()
             self._restore_sysctls(self._saved, changes_setup=True)
         self._saved = self._started = {}
-        self.cluster.configure(self.cluster.base_spec)
+        if self.lab.start == "pair":  # the second director's table gone, the VIP home
+            for d in self.directors[1:]:
+                c.ipvs_of(d).flush()
+            c.claim_service_addresses()
+        c.configure(c.base_spec)
 
     # -- what students and teachers do ----------------------------------------------------
     def apply(self, steps: tuple[Step, ...]) -> None:
-        """Run steps in their hosts, one host after another, in order."""
+        """Run steps in their hosts, one host after another, in order; then give the
+        lab's daemons the time they take to agree (its settle)."""
         for step in steps:
             s = step.render(self.spec)
             try:
-                self.cluster.run(s.host, *s.run)
+                self.cluster.run(s.host, *s.commands)
             except TestbedError as exc:
                 raise TestbedError(f"lab {self.lab.name}: a step failed: {exc}") from None
+        if steps and self.lab.settle:
+            time.sleep(self.lab.settle)
 
     def check(self) -> list[Outcome]:
         """Every task's verdict on the cluster as it is now."""
