@@ -16,7 +16,7 @@ apt_packages=(
   qemu-system-x86 linux-image-amd64 busybox-static kmod procps psmisc
   python3 python3-venv python3-pip ethtool socat
   heartbeat ldirectord conntrackd conntrack vsftpd nftables
-  iputils-arping  # a tool the labs suggest to students
+  iputils-arping nano  # tools the labs suggest to students (arping; an editor)
 )
 
 log() { printf '[install] %s\n' "$*" >&2; }

@@ -82,7 +82,7 @@ run = ["true"]
         (('run = ["true"]', "run = []"), "a step needs commands (run) or a file to write"),
         (('run = ["true"]', 'run = "true"'), "run must be a list of commands"),
         (('run = ["true"]', 'file = "/tmp/x"'), "needs both file (its path) and text"),
-        (("minutes = 5", "minutes = 5\nsettle = 99"), "settle must be seconds (0 to 60)"),
+        (('hint = "h"', 'hint = "h"\nwithin = 99'), "within must be seconds (0 to 60)"),
         (
             ("[[solution]]", '[[wrong]]\ntitle = "w"\nfails = ["b"]\n[[solution]]'),
             "fails must name tasks of the lab",

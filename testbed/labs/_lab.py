@@ -85,6 +85,9 @@ class Task:
     check: str  # a name in CHECKS
     args: dict[str, Any] = field(default_factory=dict)
     hint: str  # shown when the check fails: the concept, not the command
+    # seconds the checker gives daemons to get there (a VRRP election, a health
+    # checker's first round): the check is repeated until it passes or this is over
+    within: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +110,6 @@ class Lab:
     service: dict[str, Any]  # ClusterSpec.with_service changes
     weights: dict[str, int]  # real server -> weight
     start: str
-    settle: float  # seconds the lab's daemons take to agree after a change (VRRP, checkers)
     setup: tuple[Step, ...]  # run after the start, unseen: a troubleshooting lab's fault
     tasks: tuple[Task, ...]
     solution: tuple[Step, ...]
@@ -255,14 +257,15 @@ def _task(item: object, where: str) -> Task:
         check=check.name,
         args=dict(args),
         hint=_need(item, "hint", str, where).strip(),
+        within=_within(item, where),
     )
 
 
-def _settle(data: dict[str, Any], where: str) -> float:
-    settle = data.get("settle", 0)
-    if isinstance(settle, bool) or not isinstance(settle, int | float) or not 0 <= settle <= 60:
-        raise TestbedError(f"{where}: settle must be seconds (0 to 60), not {settle!r}")
-    return float(settle)
+def _within(item: dict[str, Any], where: str) -> float:
+    within = item.get("within", 0)
+    if isinstance(within, bool) or not isinstance(within, int | float) or not 0 <= within <= 60:
+        raise TestbedError(f"{where}: within must be seconds (0 to 60), not {within!r}")
+    return float(within)
 
 
 def read_lab(path: Path) -> Lab:
@@ -311,7 +314,6 @@ def read_lab(path: Path) -> Lab:
         service=dict(data.get("service", {})),
         weights=dict(weights),
         start=start,
-        settle=_settle(data, where),
         setup=_steps(data.get("setup", []), f"{where} setup"),
         tasks=tasks,
         solution=solution,

@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -181,21 +182,26 @@ class LabSession(Scoped):
 
     # -- what students and teachers do ----------------------------------------------------
     def apply(self, steps: tuple[Step, ...]) -> None:
-        """Run steps in their hosts, one host after another, in order; then give the
-        lab's daemons the time they take to agree (its settle)."""
+        """Run steps in their hosts, one host after another, in order."""
         for step in steps:
             s = step.render(self.spec)
             try:
                 self.cluster.run(s.host, *s.commands)
             except TestbedError as exc:
                 raise TestbedError(f"lab {self.lab.name}: a step failed: {exc}") from None
-        if steps and self.lab.settle:
-            time.sleep(self.lab.settle)
 
     def check(self) -> list[Outcome]:
-        """Every task's verdict on the cluster as it is now."""
-        return [Outcome(t, observe(self.cluster, t.check, self._filled(t.args)))
-                for t in self.lab.tasks]  # fmt: skip
+        """Every task's verdict on the cluster as it is now (or, for a task with a
+        ``within``, as it becomes within that many seconds)."""
+        return [Outcome(t, self._verdict(t)) for t in self.lab.tasks]
+
+    def _verdict(self, task: Task) -> Verdict:
+        deadline = time.monotonic() + task.within
+        while not (verdict := observe(self.cluster, task.check, self._filled(task.args))).ok:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        return verdict
 
     def _filled(self, args: dict[str, object]) -> dict[str, object]:
         return {k: fill(v, self.spec) if isinstance(v, str) else v for k, v in args.items()}
@@ -216,8 +222,9 @@ class LabSession(Scoped):
         return (
             f"\nLVS lab {lab.name}: {lab.title} ({lab.kind}, about {lab.minutes} min)\n\n"
             f"{self.picture()}\n\n{fill(lab.story, self.spec)}\n\nTasks:\n{tasks}\n\n"
-            "Commands here: check (what works so far), tasks, picture, or any host command\n"
-            "(d1 ipvsadm -Ln, r1 ip addr, c1 curl ...). Type exit (or Ctrl-D) to end the lab.\n"
+            "Commands here: check (what works so far), tasks, picture, edit FILE, or any host\n"
+            "command (d1 ipvsadm -Ln, r1 ip addr, c1 curl ...). Type exit (or Ctrl-D) to end\n"
+            "the lab.\n"
         )
 
     def report(self, outcomes: list[Outcome]) -> str:
@@ -253,6 +260,15 @@ def lab_cli(session: LabSession) -> None:
         def do_picture(self, _line: str) -> None:
             """Draw the network, with the VIP where it is now."""
             print(session.picture(), flush=True)
+
+        def do_edit(self, line: str) -> None:
+            """Edit a file of the lab (edit d1.conf): it lives in /tmp/lvs-lab."""
+            name = line.strip()
+            if not name or "/" in name:
+                print(f"usage: edit FILE (a file in {WORKDIR}, e.g. d1.conf)", flush=True)
+                return
+            editor = os.environ.get("EDITOR") or shutil.which("nano") or "vi"
+            subprocess.call([editor, f"{WORKDIR}/{name}"])
 
     setLogLevel("output")  # the CLI prints host commands' output at this level
     LabCLI(session.cluster.net)
