@@ -201,3 +201,77 @@ def test_failover_frame_filters_answer_as_decoding_every_frame() -> None:
     for since in (0.0, 7.0):
         assert _adverts(frames, senders, since) == adverts_decoded(senders, since)
     assert len(_adverts(frames, senders, 0.0)) == 4
+
+
+def test_exchange_frame_filters_answer_as_decoding_every_frame() -> None:
+    """Tracing flows and a handshake decode only the frames that can matter (by point,
+    direction, and the port's bytes): the same answer as decoding every frame."""
+    from types import SimpleNamespace
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import ARP, Ether
+
+    from testbed import load_topology
+    from testbed.net import Frame
+    from testbed.observe._exchange import _handshake_trace, _trace_flows
+    from testbed.registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, Combination
+
+    spec = load_topology(mode="tun")
+    shape = Combination(mode=MODES["tun"], protocol=PROTOCOLS["tcp"], family=FAMILIES["ipv4"],
+                        checksums=CHECKSUMS["offload"])  # fmt: skip
+    vip, client = str(spec.service.vip), spec.clients[0]
+    servers = spec.real_servers
+    eth = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:01")
+    frames, t = [], 0.0
+
+    def add(point: str, kind: int, pkt: object) -> None:
+        nonlocal t
+        t += 1.0
+        frames.append(Frame(point, t, kind, bytes(pkt)))  # type: ignore[call-overload]
+
+    for i, rs in enumerate(servers * 2):
+        sport = 40000 + i
+        syn = IP(src=str(client.ip), dst=vip) / TCP(sport=sport, dport=80, flags="S")
+        answer = IP(src=vip, dst=str(client.ip)) / TCP(sport=80, dport=sport, flags="SA")
+        carried = IP(src="198.51.100.2", dst=str(rs.ip)) / syn
+        add(f"{client.name}-eth0", 4, eth / syn)
+        add("d1-eth0", 0, eth / syn)
+        add("d1-eth1", 4, eth / carried)
+        add(f"{rs.name}-eth0", 0, eth / carried)
+        add(f"{rs.name}-eth0", 4, eth / answer)
+        add("gw-eth0", 4, eth / answer)
+        add(f"{client.name}-eth0", 0, eth / answer)
+        add(f"{client.name}-eth0", 4, eth / IP(src=str(client.ip), dst=vip)
+            / TCP(sport=sport, dport=80, flags="A"))  # fmt: skip
+    add(f"{client.name}-eth0", 3, eth / syn)  # a flood
+    add(f"{client.name}-eth0", 0, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=vip, pdst=vip))
+    add(f"{client.name}-eth0", 4, eth / IP(src=str(client.ip), dst="203.0.113.3")
+        / TCP(sport=39999, flags="S"))  # fmt: skip
+
+    def flows_decoded() -> list[tuple[int, str]]:
+        proto, by_point = shape.protocol, {f"{r.name}-eth0": r for r in servers}
+        reached, opened = {}, []
+        for f in frames:
+            if f.point != f"{client.name}-eth0" and f.point not in by_point:
+                continue
+            pkt = f.packet
+            if not proto.is_opening(pkt):
+                continue
+            sport = proto.ports(pkt)[0]
+            if f.point == f"{client.name}-eth0" and f.direction == "out" and pkt[IP].dst == vip:
+                opened.append(sport)
+            elif f.point in by_point and f.direction == "in":
+                reached.setdefault(sport, by_point[f.point].name)
+        return [(s, reached.get(s, "?")) for s in opened]
+
+    site = SimpleNamespace(vip=vip)
+    flows = _trace_flows(frames, shape, (client.name, str(client.ip)), site, servers)  # type: ignore[arg-type]
+    assert [(f.sport, f.rs) for f in flows] == flows_decoded()
+    assert [f.rs for f in flows] == [r.name for r in servers * 2]
+    proto = shape.protocol
+    for sport in (40000, 40004):
+        decoded = [(f.point, f.direction, f.packet.summary()) for f in frames
+                   if (proto.is_opening(f.packet) or proto.is_answer(f.packet))
+                   and sport in proto.ports(f.packet)]  # fmt: skip
+        trace = [(h.point, h.direction, h.packet) for h in _handshake_trace(frames, shape, sport)]
+        assert trace == decoded and len(trace) == 7
