@@ -46,14 +46,23 @@ ip = "198.51.100.11"
 """
 
 
+# the nested run's one test (its cluster is what is interrupted) is in this module:
+# pytest collects only it, not the whole suite (importing every module and
+# parametrizing every test takes about half a minute under emulation)
+NESTED_MODULE = "test_forwarding.py"
+
+
 def _start_nested_run(tmp_path: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != MARK_ENV}
     env[PREFIX_ENV] = PREFIX
+    env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} -o python_files={NESTED_MODULE}"
     topology = tmp_path / "tiny.toml"
     topology.write_text(TINY)
+    # --commit: the run would otherwise ask git (two processes, one of which stats the
+    # whole checkout)
     return subprocess.Popen(
         [sys.executable, "-m", "testbed.cli", "run", "--mode", "nat", "-k", "rr_order",
-         "--topology", str(topology), "--results", str(tmp_path)],
+         "--topology", str(topology), "--results", str(tmp_path), "--commit", "nested-run"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 

@@ -149,3 +149,129 @@ def test_a_takeover_burst_sent_twice_is_told_apart_by_the_daemons_log() -> None:
     fo.backup_log = twice[:2] + twice[4:]  # the log records one send: the wire's extra
     fo.garp_times = [0.2] * 5 + [0.53] * 5 + [5.23] * 5  # burst is someone else's
     assert not takeover_burst_sent_twice(fo)
+
+
+def test_failover_frame_filters_answer_as_decoding_every_frame() -> None:
+    """The SYN and VRRP filters read bytes first and decode only what may match: the
+    same answer as decoding every frame."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.layers.vrrp import VRRP, VRRPv3
+
+    from testbed.net import Frame
+    from testbed.observe._failover import _adverts, _syn_times
+
+    d1, d2, c1 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:0a"
+    vip = "203.0.113.100"
+    packets = []
+    for i, flags in enumerate(["S", "SA", "A", "R", "S", "F"]):
+        dst = vip if i != 4 else "203.0.113.101"
+        packets.append(Ether(src=c1, dst=d1) / IP(src="203.0.113.11", dst=dst)
+                       / TCP(sport=40000 + i, flags=flags))  # fmt: skip
+    packets += [
+        Ether(src=d2) / IP(dst="224.0.0.18", proto=112) / VRRP(priority=100),
+        Ether(src=d1) / IP(dst="224.0.0.18", proto=112) / VRRP(priority=0),
+        Ether(src=c1) / IP(dst="224.0.0.18", proto=112) / VRRP(priority=200),
+        Ether(src=d2, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=vip, pdst=vip),
+        # not plain TCP (IP-in-IP): decoded, and scapy finds the inner SYN
+        Ether(src=c1, dst=d1) / IP(dst=vip) / IP(dst="198.51.100.11") / TCP(flags="S"),
+    ]
+    frames = [Frame("d1-eth0", float(t), kind, bytes(p))
+              for t, p in enumerate(packets) for kind in (0, 4)]  # fmt: skip
+
+    def syns_decoded() -> list[tuple[float, int]]:
+        return [(f.time, int(f.packet[TCP].sport)) for f in frames
+                if f.direction == "in" and TCP in f.packet and f.packet[TCP].flags == "S"
+                and f.packet[IP].dst == vip]  # fmt: skip
+
+    def adverts_decoded(senders: dict[str, str], since: float) -> list[Advert]:
+        out = []
+        for f in frames:
+            pkt = f.packet
+            layer = VRRPv3 if VRRPv3 in pkt else VRRP if VRRP in pkt else None
+            sender = senders.get(pkt[Ether].src) if layer is not None else None
+            if sender is not None and f.time >= since:
+                out.append(Advert(f.time, sender, int(pkt[layer].priority)))
+        return out
+
+    expected = syns_decoded()
+    assert [t for t, _ in expected] == [0.0, 10.0]  # the SYN to the VIP; IP-in-IP's
+    assert _syn_times(frames, vip, IP) == expected
+    senders = {d1: "d1", d2: "d2"}
+    for since in (0.0, 7.0):
+        assert _adverts(frames, senders, since) == adverts_decoded(senders, since)
+    assert len(_adverts(frames, senders, 0.0)) == 4
+
+
+def test_exchange_frame_filters_answer_as_decoding_every_frame() -> None:
+    """Tracing flows and a handshake decode only the frames that can matter (by point,
+    direction, and the port's bytes): the same answer as decoding every frame."""
+    from types import SimpleNamespace
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import ARP, Ether
+
+    from testbed import load_topology
+    from testbed.net import Frame
+    from testbed.observe._exchange import _handshake_trace, _trace_flows
+    from testbed.registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, Combination
+
+    spec = load_topology(mode="tun")
+    shape = Combination(mode=MODES["tun"], protocol=PROTOCOLS["tcp"], family=FAMILIES["ipv4"],
+                        checksums=CHECKSUMS["offload"])  # fmt: skip
+    vip, client = str(spec.service.vip), spec.clients[0]
+    servers = spec.real_servers
+    eth = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:01")
+    frames, t = [], 0.0
+
+    def add(point: str, kind: int, pkt: object) -> None:
+        nonlocal t
+        t += 1.0
+        frames.append(Frame(point, t, kind, bytes(pkt)))  # type: ignore[call-overload]
+
+    for i, rs in enumerate(servers * 2):
+        sport = 40000 + i
+        syn = IP(src=str(client.ip), dst=vip) / TCP(sport=sport, dport=80, flags="S")
+        answer = IP(src=vip, dst=str(client.ip)) / TCP(sport=80, dport=sport, flags="SA")
+        carried = IP(src="198.51.100.2", dst=str(rs.ip)) / syn
+        add(f"{client.name}-eth0", 4, eth / syn)
+        add("d1-eth0", 0, eth / syn)
+        add("d1-eth1", 4, eth / carried)
+        add(f"{rs.name}-eth0", 0, eth / carried)
+        add(f"{rs.name}-eth0", 4, eth / answer)
+        add("gw-eth0", 4, eth / answer)
+        add(f"{client.name}-eth0", 0, eth / answer)
+        add(f"{client.name}-eth0", 4, eth / IP(src=str(client.ip), dst=vip)
+            / TCP(sport=sport, dport=80, flags="A"))  # fmt: skip
+    add(f"{client.name}-eth0", 3, eth / syn)  # a flood
+    add(f"{client.name}-eth0", 0, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=vip, pdst=vip))
+    add(f"{client.name}-eth0", 4, eth / IP(src=str(client.ip), dst="203.0.113.3")
+        / TCP(sport=39999, flags="S"))  # fmt: skip
+
+    def flows_decoded() -> list[tuple[int, str]]:
+        proto, by_point = shape.protocol, {f"{r.name}-eth0": r for r in servers}
+        reached, opened = {}, []
+        for f in frames:
+            if f.point != f"{client.name}-eth0" and f.point not in by_point:
+                continue
+            pkt = f.packet
+            if not proto.is_opening(pkt):
+                continue
+            sport = proto.ports(pkt)[0]
+            if f.point == f"{client.name}-eth0" and f.direction == "out" and pkt[IP].dst == vip:
+                opened.append(sport)
+            elif f.point in by_point and f.direction == "in":
+                reached.setdefault(sport, by_point[f.point].name)
+        return [(s, reached.get(s, "?")) for s in opened]
+
+    site = SimpleNamespace(vip=vip)
+    flows = _trace_flows(frames, shape, (client.name, str(client.ip)), site, servers)  # type: ignore[arg-type]
+    assert [(f.sport, f.rs) for f in flows] == flows_decoded()
+    assert [f.rs for f in flows] == [r.name for r in servers * 2]
+    proto = shape.protocol
+    for sport in (40000, 40004):
+        decoded = [(f.point, f.direction, f.packet.summary()) for f in frames
+                   if (proto.is_opening(f.packet) or proto.is_answer(f.packet))
+                   and sport in proto.ports(f.packet)]  # fmt: skip
+        trace = [(h.point, h.direction, h.packet) for h in _handshake_trace(frames, shape, sport)]
+        assert trace == decoded and len(trace) == 7

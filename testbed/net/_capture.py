@@ -73,8 +73,50 @@ class Frame:
 
         return Ether(self.data)
 
+    # Read from the bytes, not decoded: scapy takes milliseconds a frame under
+    # emulation, and a failover's capture holds thousands of probe frames. Code that
+    # filters frames asks these first and decodes only what they leave.
+    @property
+    def src_mac(self) -> str:
+        """The Ethernet source address, as scapy writes it (lower-case, colons)."""
+        return self.data[6:12].hex(":")
+
+    def tcp_flags(self) -> int | None:
+        """The TCP flags (9 bits, scapy's ``TCP.flags``) of a frame that is plain TCP:
+        an unfragmented IPv4 or IPv6 datagram whose header is followed at once by a
+        whole TCP header. None for any other frame (decode it to know what it holds)."""
+        return _plain_tcp_flags(self.data)
+
     def summary(self) -> str:
         return f"{self.point} {self.direction:>5} {self.packet.summary()}"
+
+
+_ETH_HLEN, _TCP_HLEN = 14, 20
+_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = b"\x08\x00", b"\x86\xdd"
+_IPV6_HLEN, _IPPROTO_TCP = 40, 6
+
+
+def _plain_tcp_flags(data: bytes) -> int | None:
+    """See Frame.tcp_flags: where scapy would decode the first header after IP as TCP
+    (Ether type, IP version, protocol 6, no fragment, lengths covering the header)."""
+    ethertype, ip = data[12:14], _ETH_HLEN
+    if ethertype == _ETHERTYPE_IPV4 and len(data) >= ip + 20 and data[ip] >> 4 == 4:
+        ihl = (data[ip] & 0x0F) * 4
+        total = int.from_bytes(data[ip + 2 : ip + 4], "big")
+        fragment = int.from_bytes(data[ip + 6 : ip + 8], "big") & 0x3FFF  # MF, offset
+        if ihl < 20 or data[ip + 9] != _IPPROTO_TCP or fragment or total < ihl + _TCP_HLEN:
+            return None
+        tcp = ip + ihl
+    elif ethertype == _ETHERTYPE_IPV6 and len(data) >= ip + _IPV6_HLEN and data[ip] >> 4 == 6:
+        payload = int.from_bytes(data[ip + 4 : ip + 6], "big")
+        if data[ip + 6] != _IPPROTO_TCP or payload < _TCP_HLEN:
+            return None
+        tcp = ip + _IPV6_HLEN
+    else:
+        return None
+    if len(data) < tcp + _TCP_HLEN:
+        return None
+    return (data[tcp + 12] & 0x01) << 8 | data[tcp + 13]
 
 
 # linux/if_packet.h: a TPACKET_V2 receive ring

@@ -113,8 +113,10 @@ class Exchange:
         net, transport = (outer or self.shape.family).layer, self.shape.protocol.layer
         out = []
         for f in self.frames_at(point):
+            if f.direction != direction:  # known without decoding the frame
+                continue
             pkt = f.packet
-            if f.direction != direction or net not in pkt or transport not in pkt:
+            if net not in pkt or transport not in pkt:
                 continue
             if all(str(getattr(pkt[net], k)) == v for k, v in ip.items()):
                 out.append(f)
@@ -133,15 +135,18 @@ def _trace_flows(
     opened: list[int] = []
     client_if = f"{name}-eth0"
     for f in frames:
-        if f.point != client_if and f.point not in by_point:
-            continue  # decoding every frame of every point costs seconds under emulation
+        # the client's frames out and the real servers' in, told by point and direction
+        # first: decoding every frame of every point costs seconds under emulation
+        wanted = "out" if f.point == client_if else "in" if f.point in by_point else None
+        if f.direction != wanted:
+            continue
         pkt = f.packet
         if not proto.is_opening(pkt):
             continue
         sport = proto.ports(pkt)[0]
-        if f.point == client_if and f.direction == "out" and pkt[net].dst == site.vip:
+        if f.point == client_if and pkt[net].dst == site.vip:
             opened.append(sport)
-        elif f.point in by_point and f.direction == "in":
+        elif f.point in by_point:
             reached.setdefault(sport, by_point[f.point])
     return [
         TracedFlow(
@@ -158,10 +163,13 @@ def _trace_flows(
 def _handshake_trace(frames: list[Frame], shape: Combination, sport: int) -> list[TraceHop]:
     """The opening packet and the answer of one connection at every interface."""
     proto = shape.protocol
+    # a frame of the connection holds its port's two bytes: only those frames are decoded
+    port = sport.to_bytes(2, "big")
     return [
         TraceHop(point=f.point, direction=f.direction, packet=f.packet.summary())
         for f in frames
-        if (proto.is_opening(f.packet) or proto.is_answer(f.packet))
+        if port in f.data
+        and (proto.is_opening(f.packet) or proto.is_answer(f.packet))
         and sport in proto.ports(f.packet)
     ]
 

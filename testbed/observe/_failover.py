@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 from scapy.layers.inet import TCP
-from scapy.layers.l2 import Ether
 
 from ..ha import INSTANCE, DirectorPair, GarpExpectation, TakeoverWindow
 from ..net import Frame, Probe, Prober
@@ -222,11 +221,18 @@ def _exits(transitions: list[tuple[float, str]], until: float) -> list[float]:
     return out
 
 
+_SYN = 0x002  # TCP flags: SYN alone
+
+
 def _syn_times(frames: list[Frame], vip: str, net: type) -> list[tuple[float, int]]:
     out = []
     for f in frames:
+        # the probes' other segments (SYN-ACK, ACK, RST) are told apart from the bytes:
+        # decoding each costs milliseconds under emulation
+        if f.direction != "in" or f.tcp_flags() not in (None, _SYN):
+            continue
         pkt = f.packet
-        if f.direction == "in" and TCP in pkt and pkt[TCP].flags == "S" and pkt[net].dst == vip:
+        if TCP in pkt and pkt[TCP].flags == "S" and pkt[net].dst == vip:
             out.append((f.time, int(pkt[TCP].sport)))
     return out
 
@@ -237,10 +243,13 @@ def _adverts(frames: list[Frame], senders: dict[str, str], since: float) -> list
 
     out = []
     for f in frames:
+        # only the directors' frames are decoded (the source MAC is read from the bytes)
+        sender = senders.get(f.src_mac)
+        if sender is None or f.time < since:
+            continue
         pkt = f.packet
         layer = VRRPv3 if VRRPv3 in pkt else VRRP if VRRP in pkt else None
-        sender = senders.get(pkt[Ether].src) if layer is not None else None
-        if sender is not None and f.time >= since:
+        if layer is not None:
             out.append(Advert(f.time, sender, int(pkt[layer].priority)))
     return out
 
@@ -260,12 +269,11 @@ def observe_failover(pair: DirectorPair, fault: str) -> Failover:
         fault_at = pair.fail(fault)
 
         def garps() -> list[float]:
+            # time and sender first, from the bytes: only the backup's frames are decoded
             return [
                 f.time
                 for f in cap.frames(f"{client}-eth0")
-                if family.announces(f.packet, vip)
-                and f.packet[Ether].src == macs[d2]
-                and f.time >= fault_at
+                if f.time >= fault_at and f.src_mac == macs[d2] and family.announces(f.packet, vip)
             ]
 
         reported_at = pair.wait_takeover(fault_at)
