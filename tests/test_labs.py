@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from testbed.labs import KINDS, LABS, read_lab
+from testbed.labs._daemons import age
 from testbed.sched import MODELS, Dest, Flow, list_order
 from testbed.topology import load_topology, svg_picture, text_picture
 from testbed.util import TestbedError
@@ -172,3 +174,14 @@ def test_bad_lab_input_is_one_line(args: list[str], message: str) -> None:
     done = _cli(*args)
     assert done.returncode == 2 and message in done.stderr, done
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_process_age_is_read_from_proc() -> None:
+    started = time.monotonic()
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        time.sleep(0.3)
+        assert 0.2 <= age(child.pid) <= time.monotonic() - started + 0.05
+    finally:
+        child.kill()
+        child.wait()

@@ -16,6 +16,7 @@ command would fix it. A lab file names a check and gives its arguments::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import time
@@ -33,6 +34,7 @@ from ..net import StreamSet
 from ..observe import kernel_weights, served_by, time_until, vip_claims
 from ..registry import MODES, Registry
 from ..util import TestbedError, wait_until
+from ._daemons import age, daemons_in
 
 REQUEST_TIMEOUT_S = 2  # per request: a broken path fails the check in seconds
 # a failover check waits this long for a takeover, and for the failback: VRRP's
@@ -306,8 +308,17 @@ def _on(names: list[str]) -> str:
 
 
 @_check
-def vip_held_by(cluster: Cluster, hosts: list[str]) -> Verdict:
-    """Exactly ``hosts`` (directors) have the VIP on an interface."""
+def vip_held_by(cluster: Cluster, hosts: list[str], settle: float = 5) -> Verdict:
+    """Exactly ``hosts`` (directors) have the VIP on an interface, judged once every
+    keepalived in the directors has run ``settle`` seconds: a backup that does not
+    hear the master takes over only after its master-down interval (3.6 s at
+    advert_int 1 s, RFC 5798), so a split brain shows only then."""
+    pids = [cluster.pid(d.name) for d in cluster.spec.directors]
+    ages = [settle]
+    for pid in daemons_in(pids):
+        with contextlib.suppress(OSError):  # one that has just ended
+            ages.append(age(pid))
+    time.sleep(max(0.0, settle - min(ages)))
     now = holders(cluster)
     return Verdict(now == sorted(hosts), f"the VIP is on {_on(now)}")
 

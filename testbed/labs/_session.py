@@ -18,17 +18,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from ..cluster import Cluster
 from ..load import STREAM_PORT, ensure_stream_servers
 from ..topology import ClusterSpec, text_picture
 from ..util import Scoped, TestbedError
 from ._checks import Verdict, observe
+from ._daemons import stop_daemons
 from ._lab import WORKDIR, Lab, Step, Task, fill
 
 # what a student may change and the session restores ("path:value" from grep -H)
@@ -37,46 +36,6 @@ _WATCHED = (
     "/proc/sys/net/ipv4/conf/*/arp_announce /proc/sys/net/ipv4/ip_forward "
     "/proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv4/vs/*"
 )
-DAEMONS = ("keepalived",)  # what a lab's hosts may run that a restart stops
-STOP_BOUND_S = 15  # keepalived releases its addresses and says goodbye (priority 0) on SIGTERM
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def daemons_in(host_pids: list[int], names: tuple[str, ...] = DAEMONS) -> dict[int, int]:
-    """pid -> parent pid of every process called one of ``names`` whose network
-    namespace is one of the hosts' (a Mininet host shares the process table)."""
-    nets = {os.readlink(f"/proc/{p}/ns/net") for p in host_pids}
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if (
-                Path(entry.path, "comm").read_text().strip() in names
-                and os.readlink(f"{entry.path}/ns/net") in nets
-            ):
-                found[int(entry.name)] = _parent(int(entry.name))
-    return found
-
-
-def stop_daemons(host_pids: list[int]) -> None:
-    """SIGTERM to each daemon's parent (its children stop with it, cleanly), SIGKILL to
-    whatever is left after STOP_BOUND_S."""
-    found = daemons_in(host_pids)
-    for pid in (p for p, parent in found.items() if parent not in found):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_BOUND_S
-    while (alive := [p for p in found if os.path.exists(f"/proc/{p}")]) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
