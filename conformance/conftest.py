@@ -55,12 +55,17 @@ LAST = "conformance/test_labs.py"  # labs change hosts by hand, as students do: 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep only the tests the profile selects (every test under ``full``), labs last."""
+    """Keep only the conformance tests the profile selects (every test under ``full``;
+    plain pytest collects the unit tests too), labs last."""
     profile = _profile(config)
-    dropped = [item for item in items if not profile.selects(item.nodeid)]
+
+    def kept(item: pytest.Item) -> bool:
+        return not item.nodeid.startswith("conformance/") or profile.selects(item.nodeid)
+
+    dropped = [item for item in items if not kept(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if profile.selects(item.nodeid)]
+        items[:] = [item for item in items if kept(item)]
     items.sort(key=lambda item: item.nodeid.startswith(LAST))  # stable: the rest keep order
 
 

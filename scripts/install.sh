@@ -17,6 +17,7 @@ apt_packages=(
   python3 python3-venv python3-pip ethtool socat
   heartbeat ldirectord conntrackd conntrack vsftpd nftables
   iputils-arping nano  # tools the labs suggest to students (arping; an editor)
+  vagrant  # the unit tests validate the Vagrantfile
 )
 
 log() { printf '[install] %s\n' "$*" >&2; }
