@@ -22,6 +22,10 @@ apt_packages=(
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
+if [[ ${1:-} == --apt-list ]]; then  # for scripts/vagrant-box.sh, which bakes them in
+  printf '%s\n' "${apt_packages[@]}"
+  exit 0
+fi
 if [[ $EUID -ne 0 ]]; then
   echo "install.sh: must run as root (apt-get and Mininet need it)" >&2
   exit 2

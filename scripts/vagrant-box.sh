@@ -9,12 +9,16 @@
 #
 # What this machine needs to reach its package mirror goes into the box too:
 # the host's extra CA certificates (a proxy's) and its apt Acquire settings.
+# The box carries the testbed's apt packages (scripts/install.sh --apt-list),
+# installed here natively, so that provisioning under software emulation only
+# builds the Python environment (LVS_BOX_BARE=1: a plain Debian box).
 set -euo pipefail
 
 name="${LVS_BOX_NAME:-lvs/bookworm64}"
 size_gb="${LVS_BOX_GB:-20}"
 mirror="${LVS_BOX_MIRROR:-http://deb.debian.org}"
 work="${LVS_BOX_WORK:-/var/tmp/lvs-box}"
+here="$(cd "$(dirname "$0")" && pwd)"
 
 log() { printf '[vagrant-box] %s\n' "$*" >&2; }
 die() { printf 'vagrant-box.sh: %s\n' "$*" >&2; exit 2; }
@@ -45,10 +49,16 @@ grep -lh '^Acquire::Check-\|^Acquire::http' /etc/apt/apt.conf.d/* 2>/dev/null |
   xargs -r cat > "$work/extra/90host-acquire" || true
 cp "$key" "$work/extra/vagrant.pub"
 
+include=linux-image-amd64,openssh-server,sudo,rsync,ca-certificates,ifupdown,isc-dhcp-client,python3,python3-venv
+if [[ -z ${LVS_BOX_BARE:-} ]]; then
+  include+=",$(bash "$here/install.sh" --apt-list | paste -sd,)"
+fi
+
 log "root file system (mmdebstrap, bookworm)"
 mmdebstrap --variant=important \
-  --include=linux-image-amd64,openssh-server,sudo,rsync,ca-certificates,ifupdown,isc-dhcp-client,python3,python3-venv \
+  --include="$include" \
   --aptopt='Acquire::Check-Valid-Until "false"' \
+  --aptopt='APT::Install-Recommends "false"' \
   --customize-hook="cp $work/extra/90host-acquire \"\$1\"/etc/apt/apt.conf.d/ 2>/dev/null || true" \
   --customize-hook="cp $work/extra/*.crt \"\$1\"/usr/local/share/ca-certificates/ 2>/dev/null || true" \
   --customize-hook='chroot "$1" update-ca-certificates' \
