@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from testbed.cli._plain import HOW, conformance_unavailable
+from testbed.registry import POLICIES
 
 REPO = Path(__file__).resolve().parent
 CONFORMANCE = REPO / "conformance"
@@ -27,6 +28,20 @@ CONFORMANCE = REPO / "conformance"
 _PLAIN = pytest.StashKey[bool]()  # pytest was given no paths: it collects its testpaths
 _WHY_NOT = pytest.StashKey[str]()  # why the conformance suite cannot run here ("": it can)
 _RUN_DIR = pytest.StashKey[Path]()
+
+
+# The conformance suite's options live here, in the root conftest, which pytest reads
+# before it parses the command line: plain `pytest --profile smoke` knows them too.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lvs-testbed")
+    group.addoption("--topology", default=None, help="cluster .toml/.py or name (default)")
+    group.addoption("--mode", default=None, help="forwarding modes, comma-separated")
+    group.addoption("--protocol", default=None, help="protocols, comma-separated")
+    group.addoption("--family", default=None, help="address families, comma-separated")
+    group.addoption("--checksums", default=None, help="checksum handling, comma-separated")
+    group.addoption("--combinations", default="pairwise", choices=POLICIES,
+                    help="which mode x protocol x family x checksums combinations")  # fmt: skip
+    group.addoption("--profile", default="full", help="suite profile (conformance/profiles.toml)")
 
 
 def _plain(config: pytest.Config) -> bool:

@@ -21,7 +21,6 @@ from testbed.kernel import KernelLog, bug_reports, missing_module, running_kerne
 from testbed.observe import Exchange, record_timings, send_exchange, unservable
 from testbed.registry import (
     CHECKSUMS,
-    POLICIES,
     Combination,
     Family,
     Mode,
@@ -30,18 +29,6 @@ from testbed.registry import (
     load_profiles,
 )
 from testbed.util import TestbedError
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("lvs-testbed")
-    group.addoption("--topology", default=None, help="cluster .toml/.py or name (default)")
-    group.addoption("--mode", default=None, help="forwarding modes, comma-separated")
-    group.addoption("--protocol", default=None, help="protocols, comma-separated")
-    group.addoption("--family", default=None, help="address families, comma-separated")
-    group.addoption("--checksums", default=None, help="checksum handling, comma-separated")
-    group.addoption("--combinations", default="pairwise", choices=POLICIES,
-                    help="which mode x protocol x family x checksums combinations")  # fmt: skip
-    group.addoption("--profile", default="full", help="suite profile (conformance/profiles.toml)")
 
 
 def _profile(config: pytest.Config) -> Profile:
