@@ -93,8 +93,11 @@ def commit() -> str:
     """HEAD of the checkout, marked +dirty when it has uncommitted changes."""
 
     def git(*a: str) -> str:
-        done = subprocess.run(["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *a],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        try:
+            done = subprocess.run(["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *a],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+        except FileNotFoundError:  # no git (a VM with an rsynced checkout)
+            return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
     head = git("rev-parse", "HEAD") or "unknown"
