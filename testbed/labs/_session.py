@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ..cluster import Cluster
@@ -152,7 +153,13 @@ class LabSession(Scoped):
     def check(self) -> list[Outcome]:
         """Every task's verdict on the cluster as it is now (or, for a task with a
         ``within``, as it becomes within that many seconds)."""
-        return [Outcome(t, self._verdict(t)) for t in self.lab.tasks]
+        return list(self.outcomes())
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """Each task's verdict in the lab's order, as it is reached (a caller that has
+        seen enough stops there)."""
+        for task in self.lab.tasks:
+            yield Outcome(task, self._verdict(task))
 
     def _verdict(self, task: Task) -> Verdict:
         deadline = time.monotonic() + task.within
@@ -194,9 +201,10 @@ class LabSession(Scoped):
             lines.append(f"         saw: {o.verdict.saw}")
             if not o.verdict.ok:
                 lines.append(f"         hint: {fill(o.task.hint, self.spec)}")
-        done = sum(o.verdict.ok for o in outcomes)
-        lines.append(f"{done} of {len(outcomes)} tasks done" + (" - well done!" if done == len(
-            outcomes) else ""))  # fmt: skip
+        done, tasks = sum(o.verdict.ok for o in outcomes), len(self.lab.tasks)
+        unchecked = f" ({tasks - len(outcomes)} not checked)" if len(outcomes) < tasks else ""
+        lines.append(f"{done} of {tasks} tasks done{unchecked}"
+                     + (" - well done!" if done == tasks else ""))  # fmt: skip
         return "\n".join(lines)
 
 
