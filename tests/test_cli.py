@@ -60,10 +60,13 @@ class FakeGuest:
 
     def _boot(self, kind: str, argv: list[str]) -> int:
         self.calls.append((kind, argv))
-        if self.writes and "--run-id" in argv:
-            results = Path(argv[len(argv) - 1 - argv[::-1].index("--results") + 1])
-            run_dir = results / argv[argv.index("--run-id") + 1]
-            (run_dir / self.writes).write_text(json.dumps(_MINIMAL[self.writes]))
+        batch = json.loads(argv[2]) if argv[:2] == ["test", "--runs"] else [argv]
+        for one in batch:
+            if self.writes and "--run-id" in one:
+                results = Path(one[len(one) - 1 - one[::-1].index("--results") + 1])
+                run_dir = results / one[one.index("--run-id") + 1]
+                written = _MINIMAL[self.writes] | {"exit_status": self.code}
+                (run_dir / self.writes).write_text(json.dumps(written))
         return self.code
 
     def run(self, opts, argv: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -156,11 +159,35 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
     monkeypatch.setattr(_commands, "host_tests", lambda m: markers.append(m) or 0)
     assert main(["test", "--results", str(tmp_path)]) == 0
     assert markers == ["not vm", "vm"]
-    runs = [sent for _, sent in guest.calls]
+    ((kind, sent),) = guest.calls  # one guest boot for both conformance runs
+    assert kind == "run" and sent[:2] == ["test", "--runs"]
+    runs = json.loads(sent[2])
     assert len(runs) == len(_commands.TEST_RUNS) == 2
-    assert all(r[0] == "run" for r in runs)
+    assert all(r[0] == "run" and "--run-id" in r for r in runs)
     assert "--topology" in runs[1] and "wide" in runs[1]
     assert len(list(tmp_path.iterdir())) == 2  # one results directory per run
+    assert all((d / "report.html").exists() for d in tmp_path.iterdir())
+
+
+def test_a_failed_run_of_a_batch_fails_test_and_is_named(
+    guest: FakeGuest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    guest.code = 1
+    assert main(["test", "--results", str(tmp_path)]) == 1
+    failed = capsys.readouterr().out.splitlines()[-1]
+    assert failed.startswith("[lvs-testbed] FAILED: run") and "wide" in failed
+
+
+def test_a_batch_run_that_wrote_nothing_fails(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    guest.writes = None  # the guest died before any run wrote its results
+    assert main(["test", "--results", str(tmp_path)]) == 1
 
 
 def test_test_fails_when_any_part_fails(
@@ -343,3 +370,14 @@ def test_the_matrix_sets_observed_figures_side_by_side(tmp_path: Path) -> None:
     assert _cli("compare", *map(str, runs), "--out", str(tmp_path / "m")).returncode == 0
     page = (tmp_path / "m" / "matrix.html").read_text()
     assert "failover heartbeat-cut takeover_s</td><td>0.62</td><td>38.9</td>" in page
+
+
+def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LVS_TESTBED_GUEST_BOOT_S", "1")  # so the undo removes it again
+    monkeypatch.delenv("LVS_TESTBED_GUEST_BOOT_S")
+    ok, bad = ["lab", "list"], ["lab", "no-such-lab", "--solution"]
+    assert main(["test", "--runs", json.dumps([ok, ok])]) == 0
+    assert main(["test", "--runs", json.dumps([bad, ok])]) == 1
+    assert float(_commands.os.environ["LVS_TESTBED_GUEST_BOOT_S"]) > 0  # handed on

@@ -6,12 +6,14 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ..guest import BOOT_ENV, boot_uptime
 from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_profiles
 from ..topology import load_topology
 from ..util import REPO, TestbedError
@@ -20,7 +22,9 @@ from ._dispatch import (
     Command,
     commit,
     dispatch,
+    dispatch_together,
     install_signal_handlers,
+    native,
     new_run_dir,
     results_dir,
     say,
@@ -169,13 +173,23 @@ def host_tests(marker: str) -> int:
 
 
 def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
-    """Unit tests, the conformance runs (each dispatched like `run`), life-cycle tests."""
+    """Unit tests, the conformance runs (natively, or all in one guest boot),
+    life-cycle tests."""
+    if args.runs:  # inside the guest: the conformance runs only
+        return run_each(json.loads(args.runs))
     say("unit tests (no root, no guest needed)")
     results = [("unit tests", host_tests("not vm"))]
-    for extra in TEST_RUNS:
-        argv = ["run", *args.argv[1:], *extra]
-        say(f"conformance suite on real IPVS: lvs-testbed {' '.join(argv)}")
-        results.append((" ".join(argv), dispatch(RUN, parse(argv), argv)))
+    argvs = [["run", *args.argv[1:], *extra] for extra in TEST_RUNS]
+    if native(args):
+        for argv in argvs:
+            say(f"conformance suite on real IPVS: lvs-testbed {' '.join(argv)}")
+            results.append((" ".join(argv), dispatch(RUN, parse(argv), argv)))
+    else:
+        say("conformance suites on real IPVS, in one guest boot: "
+            + "; ".join(f"lvs-testbed {' '.join(a)}" for a in argvs))  # fmt: skip
+        codes = dispatch_together(RUN, [(parse(a), a) for a in argvs],
+                                  lambda sent: ["test", "--runs", json.dumps(sent)])  # fmt: skip
+        results += [(" ".join(a), c) for a, c in zip(argvs, codes, strict=True)]
     say("integration tests (guest life cycle, interrupts)")
     results.append(("integration", host_tests("vm")))
     failed = [name for name, code in results if code != 0]
@@ -184,6 +198,18 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
         return 1
     say("all passed")
     return 0
+
+
+def run_each(argvs: list[list[str]]) -> int:
+    """Commands one after another, each in its own interpreter (one pytest session
+    each); the guest's boot time is handed on, as theirs."""
+    os.environ.setdefault(BOOT_ENV, str(boot_uptime()))
+    codes = []
+    for argv in argvs:
+        say(f"lvs-testbed {shlex.join(argv)}")
+        codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *argv],
+                                    cwd=REPO).returncode)  # fmt: skip
+    return 1 if any(codes) else 0
 
 
 TEST = Command(name="test", here=test_here, check=check_suite, needs_ipvs=False)

@@ -165,6 +165,37 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
     return code
 
 
+def dispatch_together(
+    command: Command,
+    runs: list[tuple[argparse.Namespace, list[str]]],
+    batch: Callable[[list[list[str]]], list[str]],
+) -> list[int]:
+    """Several runs of a results-writing command in one guest boot (under emulation the
+    boot is a short run's largest part): ``batch`` turns their command lines into the
+    one the guest runs. Each run keeps its own run dir, report and exit status."""
+    for args, _ in runs:
+        command.check(args)
+    dirs = [results_dir(args) for args, _ in runs]
+    opts = GUEST.options(runs[0][0], dirs[0])
+    run_dirs = [new_run_dir(results, args) for results, (args, _) in zip(dirs, runs, strict=True)]
+    started = time.monotonic()
+    code = GUEST.run(opts, batch([guest_argv(argv, args) for args, argv in runs]))
+    codes = []
+    for run_dir in run_dirs:
+        finish(run_dir, {"vm_total_s": time.monotonic() - started})
+        codes.append(_exit_status(run_dir))
+    # a guest that failed beyond what the runs wrote (a crash between them)
+    return [c or code for c in codes] if code and not any(codes) else codes
+
+
+def _exit_status(run_dir: Path) -> int:
+    """pytest's exit status as the run wrote it (none written: the run failed)."""
+    try:
+        return int(json.loads((run_dir / "results.json").read_text())["exit_status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+
+
 def finish(run_dir: Path, host_timings: dict[str, float], *, ktap: bool = False) -> None:
     """Merge host-side timings into what the run wrote, render summaries and the report;
     with ``ktap``, end with the results as KTAP (kernel CI reads from its version line)."""

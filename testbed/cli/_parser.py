@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     _guest_options(test)
     _suite_options(test)
     _results_options(test)
+    test.add_argument("--runs", help=argparse.SUPPRESS)  # in the guest: these run lines
 
     lab = sub.add_parser(
         "lab", help="a teaching lab with its checker (lab list), or a working cluster to explore"

@@ -13,9 +13,11 @@ from ._choice import resolve_kernel
 from ._debian import PINS, fetch_kernel, fetch_pinned, host_mirror, load_pins, pin_release
 from ._image import GuestKernel, from_vmlinuz, installed_kernels, kernel_from_tree
 from ._vm import (
+    BOOT_ENV,
     GUEST_ENV,
     GUEST_NAME,
     GuestOptions,
+    boot_uptime,
     choose_emulation,
     in_guest,
     kvm_boots,
@@ -25,11 +27,13 @@ from ._vm import (
 )
 
 __all__ = [
+    "BOOT_ENV",
     "GUEST_ENV",
     "GUEST_NAME",
     "PINS",
     "GuestKernel",
     "GuestOptions",
+    "boot_uptime",
     "choose_emulation",
     "fetch_kernel",
     "fetch_pinned",

@@ -22,6 +22,7 @@ from ..util import TestbedError
 from ._image import GuestKernel
 
 GUEST_ENV = "LVS_TESTBED_GUEST"  # set inside the guest: "kvm" or "tcg"
+BOOT_ENV = "LVS_TESTBED_GUEST_BOOT_S"  # runs batched in one guest: its boot time
 GUEST_NAME = "lvs-testbed"  # qemu -name: how `clean` recognises our guests
 EXEC_INLINE_MAX = 500  # longer guest commands go through a file (see vng_command)
 KVM_PROBE_SECONDS = 12
@@ -40,6 +41,12 @@ class GuestOptions:
 def in_guest() -> str | None:
     """The emulation mode if this process runs inside our guest, else None."""
     return os.environ.get(GUEST_ENV)
+
+
+def boot_uptime() -> float:
+    """The guest's uptime when the first testbed command in it started, its boot time:
+    /proc/uptime now, or what a batch of runs in one guest handed on (BOOT_ENV)."""
+    return float(os.environ.get(BOOT_ENV) or Path("/proc/uptime").read_text().split()[0])
 
 
 def _vng() -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..guest import in_guest
+from ..guest import boot_uptime, in_guest
 from ..observe import recorded, recorded_timings, to_json
 
 
@@ -113,7 +113,7 @@ class ResultsPlugin:
         self.tests: dict[str, dict[str, Any]] = {}
         self.docs: dict[str, str] = {}
         self.started = time.time()
-        self.uptime_at_start = float(Path("/proc/uptime").read_text().split()[0])
+        self.uptime_at_start = boot_uptime()
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
