@@ -185,3 +185,28 @@ def test_a_process_age_is_read_from_proc() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_announce_check_finds_the_packet_that_made_a_server_ask() -> None:
+    """The router's ARP request is judged by the packet queued behind it: the first IP
+    packet then sent to the router (another host's does not count)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import ARP, Ether
+
+    from testbed.labs._checks import _asked_for
+    from testbed.net import Frame
+
+    gw, gw_mac, d1_mac, me = "198.51.100.1", "02:00:00:00:00:01", "02:00:00:00:00:02", "02:aa"
+    vip, own = "203.0.113.100", "198.51.100.11"
+
+    def out(packet: object, at: float) -> Frame:
+        return Frame("r1-eth0", at, 4, bytes(packet))  # 4: PACKET_OUTGOING
+
+    ask = out(Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc=vip, pdst=gw), 1)
+    to_d1 = out(Ether(dst=d1_mac) / IP(src=own, dst="198.51.100.254") / TCP(), 2)
+    answer = out(Ether(dst=gw_mac) / IP(src=vip, dst="192.0.2.11") / TCP(flags="SA"), 3)
+    arp, queued = _asked_for([ask, to_d1, answer], gw, gw_mac)
+    assert arp.psrc == vip and queued.src == vip
+    mine = out(Ether(dst=gw_mac) / IP(src=own, dst="192.0.2.11") / TCP(flags="FA"), 2)
+    assert _asked_for([ask, mine, answer], gw, gw_mac)[1].src == own  # its own traffic asked
+    assert _asked_for([to_d1, answer], gw, gw_mac) is None  # it never asked

@@ -30,7 +30,7 @@ from typing import Any
 from ..cluster import Cluster
 from ..ipvs import ServiceState, read_connections
 from ..load import STREAM_PORT
-from ..net import StreamSet
+from ..net import Frame, StreamSet
 from ..observe import kernel_weights, served_by, time_until, vip_claims
 from ..registry import MODES, Registry
 from ..util import TestbedError, wait_until
@@ -44,7 +44,8 @@ FAILOVER_BOUND_S = 10
 # daemon flushes at least every 2 s (ipvs-sysctl.rst sync_threshold; ip_vs_sync.c)
 SYNC_WAIT_S = 3
 STREAM_WAIT_S = 3  # after a takeover, for each download to flow again or be reset
-# rounds of the ARP-announce check, for one where every answering server asked
+# rounds of the ARP-announce check, for one in which every answering server asked for
+# the router on behalf of an answer
 ANNOUNCE_ROUNDS = 3
 
 
@@ -229,44 +230,67 @@ def vip_claimed_by(cluster: Cluster, hosts: list[str]) -> Verdict:
     return Verdict(who == sorted(hosts), saw)
 
 
-@_check
-def vip_announced_by(cluster: Cluster, hosts: list[str], client: str = "c1") -> Verdict:
-    """While the real servers answer (their neighbour caches emptied first, so each
-    must ask for the router's address), exactly ``hosts`` send an ARP request with
-    the VIP as the sender address (arp_announce: ip-sysctl.rst). A server that
-    answered without asking was not observed: the round is repeated."""
+def _asked_for(frames: list[Frame], router: str, router_mac: str) -> tuple[Any, Any] | None:
+    """A server's first ARP request for the router among the frames it sent, and the
+    packet that made it ask: the first IP packet it then sent to the router (a
+    neighbour's queue is first in, first out). None if it did not ask."""
+    from scapy.layers.inet import IP
     from scapy.layers.l2 import ARP
 
+    for i, f in enumerate(frames):
+        if ARP in f.packet and f.packet[ARP].op == 1 and f.packet[ARP].pdst == router:
+            queued = next((g.packet[IP] for g in frames[i + 1 :]
+                           if IP in g.packet and g.packet.dst == router_mac), None)  # fmt: skip
+            return f.packet[ARP], queued
+    return None
+
+
+@_check
+def vip_announced_by(cluster: Cluster, hosts: list[str], client: str = "c1") -> Verdict:
+    """While the real servers answer (their own earlier connections ended and their
+    neighbour caches emptied first, so each must ask for the router's address on behalf
+    of an answer), exactly ``hosts`` send that ARP request with the VIP as the sender
+    address (arp_announce: ip-sysctl.rst). A server that did not ask on behalf of an
+    answer (it answered without asking, or its own traffic asked first) was not
+    observed: the round is repeated."""
     spec = cluster.spec
     vip, gw = str(spec.service.vip), str(spec.router.inside)
+    gw_mac = cluster.mac(f"{spec.router.name}-eth1")
     servers = [r.name for r in spec.real_servers]
-    senders: dict[str, set[str]] = {r: set() for r in servers}  # of ARP requests for gw
-    announcers: set[str] = set()
+    # the connections a server keeps retransmitting on from earlier traffic (ss -K:
+    # sock_diag destroy) would ask for the router from the server's own address
+    quiet = "ss -K -t state connected >/dev/null 2>&1; ip neigh flush all"
+    judged: dict[str, str] = {}  # server -> sender of its ARP request for an answer
+    other: dict[str, str] = {}  # server -> the packet of its own that asked instead
     for _ in range(ANNOUNCE_ROUNDS):
-        cluster.run_each({r: ["ip neigh flush all"] for r in servers}, changes_setup=False)
+        cluster.run_each({r: [quiet] for r in servers}, changes_setup=False)
         with cluster.capture(*(f"{r}-eth0" for r in servers)) as cap:
             names = ask(cluster, client, len(servers))
-        requests = [
-            (f.point.split("-", 1)[0], f.packet[ARP]) for f in cap.frames()
-            if f.direction == "out" and ARP in f.packet and f.packet[ARP].op == 1
-        ]  # fmt: skip
-        announcers |= {host for host, arp in requests if arp.psrc == vip}
-        for host, arp in requests:
-            if arp.pdst == gw:
-                senders[host].add("the VIP" if arp.psrc == vip else arp.psrc)
-        unobserved = sorted({n for n in names if n in senders and not senders[n]})
+        for r in (r for r in servers if r not in judged):
+            sent = [f for f in cap.frames(f"{r}-eth0") if f.direction == "out"]
+            if (asked := _asked_for(sent, gw, gw_mac)) is None:
+                continue
+            arp, queued = asked
+            if queued is not None and queued.src == vip:
+                judged[r] = str(arp.psrc)
+            else:
+                other[r] = queued.summary() if queued is not None else "nothing it sent"
+        unobserved = sorted({n for n in names if n in servers and n not in judged})
         if not any(names) or not unobserved:
             break
     if not any(names):
         return Verdict(False, f"no request was answered, so no real server had to ask ({vip})")
-    asked = "; ".join(f"{r} from {' and '.join(sorted(senders[r]))}" for r in servers if senders[r])
+    announcers = sorted(r for r, sender in judged.items() if sender == vip)
+    asked = "; ".join(f"{r} from {'the VIP' if a == vip else a}" for r, a in sorted(judged.items()))
     saw = (
         f"{_answered(names, len(servers))}; ARP requests with the VIP as sender: "
-        f"{', '.join(sorted(announcers)) or 'none'} (asking for {gw}: {asked or 'nobody'})"
+        f"{', '.join(announcers) or 'none'} (asking for {gw} while answering: "
+        f"{asked or 'nobody'})"
     )
-    if unobserved:  # the kernel answered without resolving gw: nothing to judge by
-        return Verdict(False, f"{saw}; {', '.join(unobserved)} answered without asking")
-    return Verdict(sorted(announcers) == sorted(hosts), saw)
+    if unobserved:  # nothing to judge these by
+        why = "; ".join(f"{r}: {other.get(r, 'answered without asking')}" for r in unobserved)
+        return Verdict(False, f"{saw}; not seen asking for an answer ({why})")
+    return Verdict(announcers == sorted(hosts), saw)
 
 
 @_check
