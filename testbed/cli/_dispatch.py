@@ -180,12 +180,13 @@ def dispatch_together(
     run_dirs = [new_run_dir(results, args) for results, (args, _) in zip(dirs, runs, strict=True)]
     started = time.monotonic()
     code = GUEST.run(opts, batch([guest_argv(argv, args) for args, argv in runs]))
+    vm_total = time.monotonic() - started  # the guest's, not the reports' rendering
     codes = []
     for run_dir in run_dirs:
-        finish(run_dir, {"vm_total_s": time.monotonic() - started})
+        finish(run_dir, {"vm_total_s": vm_total})
         codes.append(_exit_status(run_dir))
     # a guest that failed beyond what the runs wrote (a crash between them)
-    return [c or code for c in codes] if code and not any(codes) else codes
+    return [code] * len(codes) if code and not any(codes) else codes
 
 
 def _exit_status(run_dir: Path) -> int:
