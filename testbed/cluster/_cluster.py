@@ -20,7 +20,7 @@ from typing import Any
 
 from ..ipvs import Ipvs, ServiceState, ipvsadm_commands
 from ..kernel import require_modules
-from ..net import Capture
+from ..net import Capture, Neighbours, read_sysctls, write_sysctls
 from ..registry import (
     OFFLOAD,
     PROTOCOLS,
@@ -47,7 +47,6 @@ EXTRA_PER_CLIENT = 64
 # Mininet names interfaces <host>-eth<N>: a real server and a client have one,
 # a director and the router eth0 outside and eth1 inside
 RS_IF = "eth0"
-FLUSH_NEIGHBOURS = "ip neigh flush all"  # both families
 # longest script line sent as it is; a longer one goes through a file (_sendable)
 _LINE_MAX = 2048
 
@@ -109,6 +108,7 @@ class Cluster(Scoped):
         self.net: Any = None
         self._programs: dict[tuple[str, str], Any] = {}  # (host, module) -> Popen
         self._ipvs: dict[str, Ipvs] = {}
+        self._neighbours: dict[str, Neighbours] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self._scripts = itertools.count()
         self.timings: dict[str, float] = {}
@@ -167,6 +167,10 @@ class Cluster(Scoped):
             with contextlib.suppress(Exception):
                 ipvs.close()
         self._ipvs.clear()
+        for neighbours in self._neighbours.values():
+            with contextlib.suppress(Exception):
+                neighbours.stop()
+        self._neighbours.clear()
         for host, module in list(self._programs):
             self.stop_program(host, module)
         if self.net is not None:
@@ -329,9 +333,9 @@ class Cluster(Scoped):
             for h, cmds in batch.items():
                 devices = [i for i in self.node(h).intfNames() if i != "lo"]
                 cmds += [f"ethtool -K {i} {checksums.ethtool}" for i in devices]
+        self.run_each(batch, changes_setup=False)
         # neighbours learned under the previous mode or a failover: forgotten everywhere
-        self.run_each({h: [*cmds, FLUSH_NEIGHBOURS] for h, cmds in batch.items()},
-                      changes_setup=False)  # fmt: skip
+        self.forget_neighbours()
         self._applied.update(wanted)
         self._checksums = checksums
         self.ipvs.apply(spec.service, spec.real_servers)
@@ -377,8 +381,16 @@ class Cluster(Scoped):
     def forget_neighbours(self) -> None:
         """Flush every host's neighbour caches: after VIP or DIP moved, a client's entry
         for the VIP or a real server's for the DIP may still name the other director."""
-        flush = {h.name: [FLUSH_NEIGHBOURS] for h in self.base_spec.hosts}
-        self.run_each(flush, changes_setup=False)
+        for h in self.base_spec.hosts:
+            self.neighbours(h.name).flush()
+
+    def neighbours(self, host: str) -> Neighbours:
+        """A host's ARP and NDP caches over rtnetlink (one socket per host, kept)."""
+        if host not in self._neighbours:
+            neighbours = Neighbours(self.pid(host))
+            neighbours.start()
+            self._neighbours[host] = neighbours
+        return self._neighbours[host]
 
     # -- access -------------------------------------------------------------------------
     def node(self, name: str) -> Any:
@@ -421,6 +433,19 @@ class Cluster(Scoped):
         if failed:
             raise TestbedError(failed[0])
         return out
+
+    def sysctls(self, host: str, *patterns: str) -> dict[str, str]:
+        """path -> value of the /proc/sys files matching the globs, as the host sees
+        them: read from this process (no process in the host)."""
+        return read_sysctls(self.pid(host), patterns)
+
+    def write_sysctls(self, host: str, values: Mapping[str, str], *,
+                      changes_setup: bool = True) -> list[str]:  # fmt: skip
+        """Write /proc/sys files in a host from this process; the paths refused. As for
+        run_each: unless told otherwise, the host is set up afresh by the next configure()."""
+        if values and changes_setup:
+            self._applied.pop(host, None)
+        return write_sysctls(self.pid(host), values)
 
     def _sendable(self, host: str, script: str) -> str:
         """The script as one short line for the host's shell: a long one (or one of

@@ -12,7 +12,8 @@ Connections come from a thread inside a client's namespace (``Connector``,
 
 from ._capture import Capture, Frame, send_frames
 from ._connector import LINGER_RST, Connector
-from ._netns import enter_netns, run_in_netns
+from ._neighbours import Neighbours
+from ._netns import enter_netns, read_sysctls, run_in_netns, write_sysctls
 from ._packets import (
     Hop,
     PacketMismatch,
@@ -42,6 +43,7 @@ __all__ = [
     "Connector",
     "Frame",
     "Hop",
+    "Neighbours",
     "PacketMismatch",
     "Probe",
     "Prober",
@@ -61,8 +63,10 @@ __all__ = [
     "forbidden_hops",
     "matches",
     "partial_checksum",
+    "read_sysctls",
     "reply_hops",
     "request_hops",
     "run_in_netns",
     "send_frames",
+    "write_sysctls",
 ]

@@ -7,9 +7,13 @@ namespace opens sockets as that host, without a process per connection.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import glob
 import os
 import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 _CLONE_NEWNET = 0x40000000
@@ -44,3 +48,34 @@ def run_in_netns(pid: int, fn: Any) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("result")
+
+
+def read_sysctls(pid: int, patterns: Iterable[str]) -> dict[str, str]:
+    """path -> value of every file under /proc/sys matching a glob of ``patterns``, as
+    the netns of ``pid`` shows them (/proc/sys/net follows the reading thread's netns).
+    A file that cannot be read (a write-only one, one gone meanwhile) is left out."""
+
+    def read() -> dict[str, str]:
+        values = {}
+        for pattern in patterns:
+            for path in sorted(glob.glob(pattern)):
+                with contextlib.suppress(OSError):
+                    values[path] = Path(path).read_text().strip()
+        return values
+
+    return run_in_netns(pid, read)
+
+
+def write_sysctls(pid: int, values: Mapping[str, str]) -> list[str]:
+    """Write each path's value in the netns of ``pid``; the paths the kernel refused."""
+
+    def write() -> list[str]:
+        refused = []
+        for path, value in values.items():
+            try:
+                Path(path).write_text(f"{value}\n")
+            except OSError:
+                refused.append(path)
+        return refused
+
+    return run_in_netns(pid, write)
