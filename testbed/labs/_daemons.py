@@ -46,6 +46,19 @@ def daemons_in(host_pids: list[int], names: tuple[str, ...] = DAEMONS) -> dict[i
     return found
 
 
+def sync_threads() -> list[str]:
+    """The IPVS sync daemons' kernel threads running now, in any namespace
+    (ip_vs_sync.c names them ipvs-m:<id>:<n> and ipvs-b:<id>:<n>)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                comm = Path(entry.path, "comm").read_text().strip()
+                if comm.startswith(("ipvs-m:", "ipvs-b:")):
+                    found.append(comm)
+    return found
+
+
 def stop_daemons(host_pids: list[int]) -> None:
     """SIGTERM to each daemon's parent (its children stop with it, cleanly), SIGKILL to
     whatever is left after STOP_BOUND_S."""

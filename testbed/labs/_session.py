@@ -28,15 +28,15 @@ from ..load import STREAM_PORT, ensure_stream_servers
 from ..topology import ClusterSpec, text_picture
 from ..util import Scoped, TestbedError
 from ._checks import Verdict, observe
-from ._daemons import stop_daemons
+from ._daemons import stop_daemons, sync_threads
 from ._lab import WORKDIR, Lab, Step, Task, fill
 
 # what a student may change and the session restores ("path:value" from grep -H)
 _WATCHED = (
-    "/proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/arp_ignore "
-    "/proc/sys/net/ipv4/conf/*/arp_announce /proc/sys/net/ipv4/ip_forward "
-    "/proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv4/vs/*"
-)
+    "/proc/sys/net/ipv4/conf/*/rp_filter", "/proc/sys/net/ipv4/conf/*/arp_ignore",
+    "/proc/sys/net/ipv4/conf/*/arp_announce", "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv4/vs/*",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,7 @@ class LabSession(Scoped):
         return [h.name for h in self.spec.hosts]
 
     def _sysctls(self) -> dict[str, dict[str, str]]:
-        read = {h: [f"grep -H . {_WATCHED} 2>/dev/null; true"] for h in self.hosts}
-        out = self.cluster.run_each(read, changes_setup=False)
-        return {h: dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-                for h, text in out.items()}  # fmt: skip
+        return {h: self.cluster.sysctls(h, *_WATCHED) for h in self.hosts}
 
     @property
     def directors(self) -> list[str]:
@@ -111,20 +108,19 @@ class LabSession(Scoped):
         a killed one would leave (the VIP) taken off the directors."""
         c = self.cluster
         stop_daemons([c.pid(h) for h in self.hosts])
-        sync = "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup 2>/dev/null"
-        c.run_each({d: [f"{sync}; true"] for d in self.directors}, changes_setup=False)
+        if sync_threads():  # none running (the common case): no process per director
+            sync = "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup"
+            c.run_each({d: [f"{sync} 2>/dev/null; true"] for d in self.directors},
+                       changes_setup=False)  # fmt: skip
         if self.lab.start == "pair":
             for d in self.directors:
                 c.release_service_addresses(d)
 
     def _restore_sysctls(self, values: dict[str, dict[str, str]], *, changes_setup: bool) -> None:
         now = self._sysctls()
-        undo = {
-            h: [f"echo {v} > {p}" for p, v in values.get(h, {}).items()
-                if now.get(h, {}).get(p) != v]
-            for h in self.hosts
-        }  # fmt: skip
-        self.cluster.run_each(undo, check=False, changes_setup=changes_setup)
+        for h in self.hosts:
+            undo = {p: v for p, v in values.get(h, {}).items() if now[h].get(p) != v}
+            self.cluster.write_sysctls(h, undo, changes_setup=changes_setup)
 
     def stop(self) -> None:
         if not self._saved or self.cluster.net is None:
