@@ -341,8 +341,14 @@ class HaPair(DirectorPair):
         for d in self.names:
             k = self.keepalived[d]
             out.append(f"--- {d}: keepalived state {k.state}, transitions {k.states()}")
-            out.append(self.cluster.run(d, "ip -br addr; ipvsadm -L --daemon", check=False))
+            out.append(self.cluster.run(d, "ip -br addr; ip neigh; ipvsadm -L --daemon",
+                                        check=False))  # fmt: skip
             out.append(f"--- {d}: ipvsadm -Lnc | head -20")
             out.append(self.cluster.run(d, "ipvsadm -Lnc | head -20", check=False))
             out.append(k.log_tail())
+        # whom the client and the real servers take the VIP and the DIP to be
+        others = [self.spec.clients[0].name, *(r.name for r in self.spec.real_servers)]
+        shown = self.cluster.run_each({h: ["ip neigh"] for h in others}, check=False,
+                                      changes_setup=False)  # fmt: skip
+        out += [f"--- {h}: ip neigh\n{text.strip()}" for h, text in shown.items()]
         return "\n".join(out)

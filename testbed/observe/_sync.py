@@ -130,7 +130,11 @@ def run_sync(
         errors = [t.error for t in stream_conns if t.error and t.error.startswith("mismatch")]
         survived_holds = sum(1 for t in hold_conns if t.alive)
         # failback: new streams through the backup, then the preferred director returns
-        late_conns = conns.open("stream", late, (vip, STREAM_PORT))
+        try:
+            late_conns = conns.open("stream", late, (vip, STREAM_PORT))
+        except OSError as exc:  # the new master did not carry new connections
+            raise AssertionError(f"a new stream through {d2} after the takeover: {exc}\n"
+                                 f"{ha.describe()}") from None  # fmt: skip
         time.sleep(3.0)
         recover_at = ha.recover(fault)
         ha.keepalived[d1].wait_state("MASTER", timeout=6 * vrrp.advert_int + 20, after=recover_at)
