@@ -22,7 +22,7 @@ from ..guest import GUEST_NAME
 
 MARK_ENV = "LVS_TESTBED_NET"  # value: owner pid
 ALIAS_PREFIX = "lvs-testbed owner="
-_DEFAULT_BRIDGE = re.compile(r"^lvs(out|in)0$")
+_DEFAULT_BRIDGE = re.compile(r"^lv[sa](out|in)0$")  # a run's, and one run alongside it
 
 
 def _alive(pid: int) -> bool:

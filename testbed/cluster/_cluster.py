@@ -8,13 +8,14 @@ so one topology serves a whole test session.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,15 @@ def _terminated(command: str) -> str:
     return command if command.rstrip().endswith("&") else f"{command};"
 
 
+@contextlib.contextmanager
+def _building() -> Iterator[None]:
+    """One network build at a time in this kernel: a build's orphan cleanup must not
+    take a concurrent run's bridges, made but not yet marked, for a crashed run's."""
+    with open(Path(tempfile.gettempdir(), "lvs-testbed-build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the run dies
+        yield
+
+
 def _say(msg: str) -> None:
     print(f"[cluster] {msg}", flush=True)
 
@@ -112,6 +122,7 @@ class Cluster(Scoped):
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self._scripts = itertools.count()
         self.timings: dict[str, float] = {}
+        self._started = 0.0  # monotonic time the network build began
         # per host, the setup configure() last made there and what undoes it (dropped
         # when anything else runs there), and the checksum handling on every interface
         self._applied: dict[str, tuple[list[str], list[str]]] = {}
@@ -123,8 +134,6 @@ class Cluster(Scoped):
     # -- life cycle -------------------------------------------------------------------
     def start(self) -> None:
         from mininet.log import setLogLevel
-        from mininet.net import Mininet
-        from mininet.nodelib import LinuxBridge
 
         if os.geteuid() != 0:
             raise TestbedError("building the network needs root (Mininet)")
@@ -132,8 +141,22 @@ class Cluster(Scoped):
         setLogLevel("warning")
         # every process Mininet starts inherits the marker: how cleanup finds them
         os.environ[MARK_ENV] = str(os.getpid())
+        with _building():
+            self._build()
+        self._address_hosts()
+        self.timings["topology_build_s"] = time.monotonic() - self._started
+        self._say(f"network up in {self.timings['topology_build_s']:.1f} s")
+        self._start_real_servers()
+        self.configure(self.spec)
+        self.timings["cluster_ready_s"] = time.monotonic() - self._started
+
+    def _build(self) -> None:
+        """Mininet hosts, links and bridges, the bridges marked as this run's."""
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+
         clean_native(orphans_only=True, quiet=True)  # leftovers of a crashed earlier run
-        started = time.monotonic()
+        self._started = time.monotonic()
         self._say(f"building topology {self.spec.name!r} ({len(self.spec.hosts)} hosts)")
         net = Mininet(
             topo=None, build=False, switch=LinuxBridge, controller=None, waitConnected=False
@@ -154,12 +177,6 @@ class Cluster(Scoped):
         net.start()
         for bridge in (outside, inside):
             mark_bridge(bridge.name, os.getpid())
-        self._address_hosts()
-        self.timings["topology_build_s"] = time.monotonic() - started
-        self._say(f"network up in {self.timings['topology_build_s']:.1f} s")
-        self._start_real_servers()
-        self.configure(self.spec)
-        self.timings["cluster_ready_s"] = time.monotonic() - started
 
     def stop(self) -> None:
         """Stop servers, IPVS socket and network. Safe to call twice."""
