@@ -24,6 +24,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -223,6 +224,19 @@ class Capture:
         for p in self._points.values():
             if p.is_alive():
                 p.join(5)
+
+    def wait_quiet(self, quiet_s: float, *, timeout_s: float = 10.0) -> None:
+        """Until no point has taken a frame for ``quiet_s`` (or ``timeout_s`` passed): the
+        last packets of an exchange have crossed every hop, however busy the machine."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = sum(len(p.frames) for p in self._points.values())
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.05)
 
     def frames(self, point: str | None = None) -> list[Frame]:
         """Frames at one point, or at all points in time order."""

@@ -203,6 +203,7 @@ def send_exchange(
     with cluster.capture(*capture_points(spec)) as cap:
         responses = request_sequence(cluster, client.name, count)
         time.sleep(1.0)  # let the last ACKs and FINs cross every hop
+        cap.wait_quiet(0.5)  # and on a busy machine, until they have
     seconds = time.monotonic() - started
     frames = cap.frames()
     flows = _trace_flows(frames, shape, (client.name, str(client.ip)), site, spec.real_servers)
