@@ -11,12 +11,16 @@ not apply says why in its skip.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from collections.abc import Iterator
+from typing import IO
 
 import pytest
 
 from testbed import FAMILIES, MODES, PROTOCOLS, Cluster, load_topology
+from testbed.guest import QUIET_ENV
 from testbed.kernel import KernelLog, bug_reports, missing_module, running_kernel_has_ipvs
 from testbed.observe import Exchange, record_timings, send_exchange, unservable
 from testbed.registry import (
@@ -53,7 +57,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if kept(item)]
-    items.sort(key=lambda item: item.nodeid.startswith(LAST))  # stable: the rest keep order
+    # stable: the rest keep their order
+    items.sort(key=lambda item: (item.nodeid.startswith(LAST), not _tolerates_load(item)))
+
+
+def _tolerates_load(item: pytest.Item) -> bool:
+    """Its checks hold however busy the guest is: they look at packets, tables and
+    counters, with waits driven by events, and measure no time."""
+    return item.get_closest_marker("tolerates_load") is not None
+
+
+class _Quiet:
+    """The wait for a run alongside this one (QUIET_ENV: the lock file it holds) to end,
+    before the first test that measures time."""
+
+    waited_s: float | None = None
+
+    @classmethod
+    def wait(cls) -> None:
+        if cls.waited_s is not None or not (path := os.environ.get(QUIET_ENV)):
+            return
+        started = time.monotonic()
+        with open(path) as lock:
+            if not _try_lock(lock):
+                print("\n[lvs-testbed] the tests from here on measure time: waiting for the "
+                      "run alongside to end", flush=True)  # fmt: skip
+                fcntl.flock(lock, fcntl.LOCK_SH)
+        cls.waited_s = time.monotonic() - started
+        record_timings({"waited_for_alongside_s": cls.waited_s})
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that measures time runs on a guest no other run loads (its fixtures too)."""
+    if item.nodeid.startswith("conformance/") and not _tolerates_load(item):
+        _Quiet.wait()
 
 
 @pytest.fixture(scope="session")
@@ -142,8 +188,11 @@ def no_kernel_bug_reports(
         return
     if reports := bug_reports(kernel_log.new()):
         module = request.module.__name__.rsplit(".", 1)[-1]
+        beside = (" (or during the run alongside, which shares this kernel)"
+                  if os.environ.get(QUIET_ENV) and _Quiet.waited_s is None else "")  # fmt: skip
         pytest.fail(
-            f"the kernel reported {len(reports)} bug(s) during {module}:\n" + "\n\n".join(reports),
+            f"the kernel reported {len(reports)} bug(s) during {module}{beside}:\n"
+            + "\n\n".join(reports),
             pytrace=False,
         )
 

@@ -32,6 +32,9 @@ from testbed.net import (
 )
 from testbed.observe import Exchange
 
+# its checks hold on a busy guest (it may run beside another run: conftest.py)
+pytestmark = pytest.mark.tolerates_load
+
 COUNTER_SETTLE_S = 30
 
 

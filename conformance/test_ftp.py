@@ -25,6 +25,9 @@ from testbed.load import FTP_PORT, FtpServers
 from testbed.observe import FTP_WAYS, FtpRecord, ftp_download
 from testbed.registry import FAMILIES, MODES
 
+# its checks hold on a busy guest (it may run beside another run: conftest.py)
+pytestmark = pytest.mark.tolerates_load
+
 NAT = next(m for m in MODES.values() if m.rewrites_destination)
 CASES = [(w, f) for f in FAMILIES.values() for w in FTP_WAYS if f.version == 4 or not w.ipv4_only]
 

@@ -36,6 +36,9 @@ from testbed.observe import (
 )
 from testbed.sched import MODELS, Flow, Model, as_built, disruption, slot_shares
 
+# its checks hold on a busy guest (it may run beside another run: conftest.py)
+pytestmark = pytest.mark.tolerates_load
+
 FLOWS = 300  # per sequence check
 FWMARK = 0x42  # the destination block's mark
 CLOSE_TIMEOUT_S = 11  # IPVS TCP CLOSE state lasts 10 s before the entry is unbound

@@ -60,7 +60,8 @@ class FakeGuest:
 
     def _boot(self, kind: str, argv: list[str]) -> int:
         self.calls.append((kind, argv))
-        batch = json.loads(argv[2]) if argv[:2] == ["test", "--runs"] else [argv]
+        batched = argv[:2] == ["test", "--runs"]
+        batch = [r["argv"] for r in json.loads(argv[2])] if batched else [argv]
         for one in batch:
             if self.writes and "--run-id" in one:
                 results = Path(one[len(one) - 1 - one[::-1].index("--results") + 1])
@@ -163,8 +164,9 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
     assert kind == "run" and sent[:2] == ["test", "--runs"]
     runs = json.loads(sent[2])
     assert len(runs) == len(_commands.TEST_RUNS) == 2
-    assert all(r[0] == "run" and "--run-id" in r for r in runs)
-    assert "--topology" in runs[1] and "wide" in runs[1]
+    assert all(r["argv"][0] == "run" and "--run-id" in r["argv"] for r in runs)
+    assert "--topology" in runs[1]["argv"] and "wide" in runs[1]["argv"]
+    assert [r["alongside"] for r in runs] == [False, True]  # wide runs beside the first
     assert len(list(tmp_path.iterdir())) == 2  # one results directory per run
     assert all((d / "report.html").exists() for d in tmp_path.iterdir())
 
@@ -377,7 +379,45 @@ def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
 ) -> None:
     monkeypatch.setenv("LVS_TESTBED_GUEST_BOOT_S", "1")  # so the undo removes it again
     monkeypatch.delenv("LVS_TESTBED_GUEST_BOOT_S")
-    ok, bad = ["lab", "list"], ["lab", "no-such-lab", "--solution"]
+    ok = {"argv": ["lab", "list"]}
+    bad = {"argv": ["lab", "no-such-lab", "--solution"]}
     assert main(["test", "--runs", json.dumps([ok, ok])]) == 0
     assert main(["test", "--runs", json.dumps([bad, ok])]) == 1
+    assert main(["test", "--runs", json.dumps([ok, bad | {"alongside": True}])]) == 1
     assert float(_commands.os.environ["LVS_TESTBED_GUEST_BOOT_S"]) > 0  # handed on
+
+
+def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run alongside starts first and holds the quiet lock until it ends; the
+    others see the lock's path; its console comes after theirs."""
+    monkeypatch.delenv("LVS_TESTBED_QUIET_LOCK", raising=False)
+    started: list[tuple[list[str], dict[str, str]]] = []
+    real_popen = _commands.subprocess.Popen
+
+    def in_turn(cmd: list[str], **kw: object):  # type: ignore[no-untyped-def]
+        env = kw["env"]
+        started.append((cmd[3:], env))  # type: ignore[arg-type]
+        lock = open(env["LVS_TESTBED_QUIET_LOCK"])  # type: ignore[index]  # noqa: SIM115
+        with lock:  # held by the run alongside, which sleeps a second
+            with pytest.raises(BlockingIOError):
+                _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH | _commands.fcntl.LOCK_NB)
+            _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH)  # until it ends
+        return _commands.subprocess.CompletedProcess(cmd, 0)
+
+    def beside(cmd: list[str], **kw: object):  # type: ignore[no-untyped-def]
+        started.append((cmd[3:], kw["env"]))  # type: ignore[arg-type]
+        return real_popen(["sh", "-c", "sleep 1; echo from-alongside"], stdout=kw["stdout"])
+
+    monkeypatch.setattr(_commands.subprocess, "run", in_turn)
+    monkeypatch.setattr(_commands.subprocess, "Popen", beside)
+    runs = [{"argv": ["run"], "alongside": False}, {"argv": ["run", "wide"], "alongside": True}]
+    assert main(["test", "--runs", json.dumps(runs)]) == 0
+    (first, first_env), (second, second_env) = started
+    assert (first, second) == (["run", "wide"], ["run"])  # the one alongside starts first
+    assert second_env.get("LVS_TESTBED_PREFIX") is None
+    assert first_env["LVS_TESTBED_PREFIX"] == _commands.ALONGSIDE_PREFIX  # its own bridges
+    out = capsys.readouterr().out
+    after = out.index("lvs-testbed run\n")
+    assert after < out.index("(ran alongside)") < out.index("from-alongside")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..guest import BOOT_ENV, boot_uptime
+from ..cluster import PREFIX_ENV
+from ..guest import BOOT_ENV, QUIET_ENV, boot_uptime
 from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_profiles
 from ..topology import load_topology
 from ..util import REPO, TestbedError
@@ -31,19 +36,31 @@ from ._dispatch import (
 )
 from ._parser import parse
 
-# What `test` runs on real IPVS: the whole suite on the default topology, then the
-# checks that must hold on any topology, on a second one with other names and counts
-TEST_RUNS: tuple[tuple[str, ...], ...] = (
-    (),
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One conformance run of `test`: its command line, and whether it runs alongside
+    the first (in the same guest, at the same time) rather than after it."""
+
+    argv: tuple[str, ...]
+    alongside: bool = False
+
+
+# What `test` runs on real IPVS: the whole suite on the default topology and, alongside
+# it, the checks that must hold on any topology, on a second one with other names and
+# counts. The first run's tests that measure time wait for the second to end
+# (conformance/conftest.py); the rest of the guest's two CPUs would otherwise be idle.
+TEST_RUNS: tuple[SuiteRun, ...] = (
+    SuiteRun(()),
     # -k matches module names too: whole modules, not every test with "arp" in its name
     # (the fwmark block a topology leaves free is a unit test's: tests/test_control_plane.py)
-    (
-        "--topology",
-        "wide",
-        "-k",
-        "(test_forwarding or test_schedulers or test_neighbours) and not fwmark",
+    SuiteRun(
+        ("--topology", "wide", "-k",
+         "(test_forwarding or test_schedulers or test_neighbours) and not fwmark"),
+        alongside=True,
     ),
-)
+)  # fmt: skip
+ALONGSIDE_PREFIX = "lva"  # the bridges of the run alongside (testbed/cluster: PREFIX_ENV)
 
 
 def check_suite(args: argparse.Namespace) -> None:
@@ -179,7 +196,7 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
         return run_each(json.loads(args.runs))
     say("unit tests (no root, no guest needed)")
     results = [("unit tests", host_tests("not vm"))]
-    argvs = [["run", *args.argv[1:], *extra] for extra in TEST_RUNS]
+    argvs = [["run", *args.argv[1:], *r.argv] for r in TEST_RUNS]
     if native(args):
         for argv in argvs:
             say(f"conformance suite on real IPVS: lvs-testbed {' '.join(argv)}")
@@ -187,8 +204,14 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     else:
         say("conformance suites on real IPVS, in one guest boot: "
             + "; ".join(f"lvs-testbed {' '.join(a)}" for a in argvs))  # fmt: skip
-        codes = dispatch_together(RUN, [(parse(a), a) for a in argvs],
-                                  lambda sent: ["test", "--runs", json.dumps(sent)])  # fmt: skip
+
+        def batch(sent: list[list[str]]) -> list[str]:
+            runs = [
+                {"argv": a, "alongside": r.alongside} for a, r in zip(sent, TEST_RUNS, strict=True)
+            ]
+            return ["test", "--runs", json.dumps(runs)]
+
+        codes = dispatch_together(RUN, [(parse(a), a) for a in argvs], batch)
         results += [(" ".join(a), c) for a, c in zip(argvs, codes, strict=True)]
     say("integration tests (guest life cycle, interrupts)")
     results.append(("integration", host_tests("vm")))
@@ -200,16 +223,56 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     return 0
 
 
-def run_each(argvs: list[list[str]]) -> int:
-    """Commands one after another, each in its own interpreter (one pytest session
-    each); the guest's boot time is handed on, as theirs."""
+def run_each(runs: list[dict[str, Any]]) -> int:
+    """Runs each in its own interpreter (one pytest session each): one after another,
+    except one marked ``alongside``, which starts with the first and runs beside it;
+    until it ends, the others hold back the tests that measure time (QUIET_ENV names
+    the lock it holds). Its console is shown when the others are done. The guest's boot
+    time is handed on, as theirs."""
     os.environ.setdefault(BOOT_ENV, str(boot_uptime()))
-    codes = []
-    for argv in argvs:
-        say(f"lvs-testbed {shlex.join(argv)}")
-        codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *argv],
-                                    cwd=REPO).returncode)  # fmt: skip
+    beside = [r for r in runs if r.get("alongside")]
+    if len(beside) > 1:
+        raise TestbedError("test: at most one run alongside the others")
+    lock_path = Path(tempfile.gettempdir(), f"lvs-testbed-quiet.{os.getpid()}")
+    codes: list[int] = []
+    with open(lock_path, "w") as lock, tempfile.TemporaryFile("w+") as console:
+        env = dict(os.environ)
+        alongside = None
+        if beside:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            say(
+                f"lvs-testbed {shlex.join(beside[0]['argv'])} (alongside; its output follows "
+                "the others')"
+            )
+            alongside = subprocess.Popen(
+                [sys.executable, "-m", "testbed.cli", *beside[0]["argv"]], cwd=REPO,
+                env=env | {PREFIX_ENV: ALONGSIDE_PREFIX}, stdout=console,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            env[QUIET_ENV] = str(lock_path)
+            threading.Thread(target=_release_when_done, args=(alongside, lock),
+                             daemon=True).start()  # fmt: skip
+        try:
+            for run in (r for r in runs if not r.get("alongside")):
+                say(f"lvs-testbed {shlex.join(run['argv'])}")
+                codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *run["argv"]],
+                                            cwd=REPO, env=env).returncode)  # fmt: skip
+            if alongside is not None:
+                codes.append(alongside.wait())
+                console.seek(0)
+                say(f"lvs-testbed {shlex.join(beside[0]['argv'])} (ran alongside):")
+                print(console.read(), end="", flush=True)
+        finally:
+            if alongside is not None and alongside.poll() is None:
+                alongside.terminate()
+                alongside.wait()
+    lock_path.unlink(missing_ok=True)
     return 1 if any(codes) else 0
+
+
+def _release_when_done(proc: subprocess.Popen[bytes], lock: Any) -> None:
+    proc.wait()
+    fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 TEST = Command(name="test", here=test_here, check=check_suite, needs_ipvs=False)

@@ -23,6 +23,8 @@ from ._image import GuestKernel
 
 GUEST_ENV = "LVS_TESTBED_GUEST"  # set inside the guest: "kvm" or "tcg"
 BOOT_ENV = "LVS_TESTBED_GUEST_BOOT_S"  # runs batched in one guest: its boot time
+# a run beside another holds this lock file; the other's tests that measure time wait
+QUIET_ENV = "LVS_TESTBED_QUIET_LOCK"
 GUEST_NAME = "lvs-testbed"  # qemu -name: how `clean` recognises our guests
 EXEC_INLINE_MAX = 500  # longer guest commands go through a file (see vng_command)
 KVM_PROBE_SECONDS = 12
