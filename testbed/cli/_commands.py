@@ -237,7 +237,7 @@ def run_each(runs: list[dict[str, Any]]) -> int:
     codes: list[int] = []
     with open(lock_path, "w") as lock, tempfile.TemporaryFile("w+") as console:
         env = dict(os.environ)
-        alongside = None
+        alongside = releaser = None
         if beside:
             fcntl.flock(lock, fcntl.LOCK_EX)
             say(
@@ -250,8 +250,9 @@ def run_each(runs: list[dict[str, Any]]) -> int:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
             env[QUIET_ENV] = str(lock_path)
-            threading.Thread(target=_release_when_done, args=(alongside, lock),
-                             daemon=True).start()  # fmt: skip
+            releaser = threading.Thread(target=_release_when_done, args=(alongside, lock),
+                                        daemon=True)  # fmt: skip
+            releaser.start()
         try:
             for run in (r for r in runs if not r.get("alongside")):
                 say(f"lvs-testbed {shlex.join(run['argv'])}")
@@ -266,6 +267,8 @@ def run_each(runs: list[dict[str, Any]]) -> int:
             if alongside is not None and alongside.poll() is None:
                 alongside.terminate()
                 alongside.wait()
+            if releaser is not None:  # it unlocks before the lock file closes
+                releaser.join()
     lock_path.unlink(missing_ok=True)
     return 1 if any(codes) else 0
 
