@@ -151,3 +151,20 @@ def test_a_long_script_reaches_the_shell_through_a_file(cluster: Any) -> None:
     assert any(len(script) >= 4095 for h, script in cluster.log if h == "c1")
     cluster.run("c1", "echo short")
     assert cluster.log[-1] == ("c1", "{ echo short; }; echo __rc=$?")
+
+
+def test_releasing_takes_off_only_what_the_director_holds(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing held, no process at all; the VIP held, only the VIP deleted."""
+    import ipaddress
+
+    held: set[Any] = set()
+    monkeypatch.setattr(type(cluster), "local_addresses", lambda self, host: held)
+    cluster.release_service_addresses("d2")
+    assert cluster.log == []
+    held.add(ipaddress.ip_address("203.0.113.100"))
+    cluster.release_service_addresses("d2")
+    ((host, script),) = cluster.log
+    assert host == "d2" and "ip addr del 203.0.113.100/32 dev d2-eth0" in script
+    assert "198.51.100.254" not in script and "2001:db8" not in script

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import itertools
 import os
 import shlex
@@ -17,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..ipvs import Ipvs, ServiceState, ipvsadm_commands
 from ..kernel import require_modules
@@ -36,6 +37,8 @@ from ..registry import (
 from ..topology import ClusterSpec, RealServer
 from ..util import REPO, Scoped, TestbedError
 from ._cleanup import MARK_ENV, clean_native, mark_bridge
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Bridge names start with this prefix; a second cluster in the same kernel
 # (the life-cycle tests) uses another one.
@@ -235,8 +238,18 @@ class Cluster(Scoped):
     def release_service_addresses(self, director: str | None = None) -> None:
         """Take VIP and DIP off a director (default: the active one; VRRP will own them)."""
         d = director or self.spec.active.name
-        addresses = self._service_addresses(d)
-        self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i, _ in addresses))
+        held = self.local_addresses(d)  # read in-process: most often there is nothing to do
+        addresses = [(a, i) for a, i, _ in self._service_addresses(d)
+                     if ipaddress.ip_interface(a).ip in held]  # fmt: skip
+        if addresses:
+            self.run(d, *(f"ip addr del {a} dev {i} 2>/dev/null; true" for a, i in addresses))
+
+    def local_addresses(self, host: str) -> set[IPAddress]:
+        """The addresses a host holds now, in every family the topology has (its
+        namespace's own view, read from /proc without a process)."""
+        pid = self.pid(host)
+        return {ipaddress.ip_address(a) for view in self.base_spec.views()
+                for a in view.service.family.local_addresses(pid)}  # fmt: skip
 
     def _service_addresses(self, director: str) -> list[tuple[str, str, str]]:
         """(address/prefix, interface, ip-addr flags) of VIP and DIP in every family."""
