@@ -375,7 +375,7 @@ def test_the_matrix_sets_observed_figures_side_by_side(tmp_path: Path) -> None:
 
 
 def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("LVS_TESTBED_GUEST_BOOT_S", "1")  # so the undo removes it again
     monkeypatch.delenv("LVS_TESTBED_GUEST_BOOT_S")
@@ -383,12 +383,16 @@ def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
     bad = {"argv": ["lab", "no-such-lab", "--solution"]}
     assert main(["test", "--runs", json.dumps([ok, ok])]) == 0
     assert main(["test", "--runs", json.dumps([bad, ok])]) == 1
-    assert main(["test", "--runs", json.dumps([ok, bad | {"alongside": True}])]) == 1
+    beside = {"argv": [*bad["argv"], "--results", str(tmp_path), "--run-id", "x"],
+              "alongside": True}  # fmt: skip
+    (tmp_path / "x").mkdir()
+    assert main(["test", "--runs", json.dumps([ok, beside])]) == 1
+    assert "lvs-testbed: error" in (tmp_path / "x" / "console.txt").read_text()  # its output
     assert float(_commands.os.environ["LVS_TESTBED_GUEST_BOOT_S"]) > 0  # handed on
 
 
 def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The run alongside starts first and holds the quiet lock until it ends; the
     others see the lock's path; its console comes after theirs."""
@@ -412,10 +416,13 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
 
     monkeypatch.setattr(_commands.subprocess, "run", in_turn)
     monkeypatch.setattr(_commands.subprocess, "Popen", beside)
-    runs = [{"argv": ["run"], "alongside": False}, {"argv": ["run", "wide"], "alongside": True}]
+    wide = ["run", "wide", "--results", str(tmp_path), "--run-id", "w"]
+    (tmp_path / "w").mkdir()
+    runs = [{"argv": ["run"], "alongside": False}, {"argv": wide, "alongside": True}]
     assert main(["test", "--runs", json.dumps(runs)]) == 0
     (first, first_env), (second, second_env) = started
-    assert (first, second) == (["run", "wide"], ["run"])  # the one alongside starts first
+    assert (first, second) == (wide, ["run"])  # the one alongside starts first
+    assert (tmp_path / "w" / "console.txt").read_text() == "from-alongside\n"
     assert second_env.get("LVS_TESTBED_PREFIX") is None
     assert first_env["LVS_TESTBED_PREFIX"] == _commands.ALONGSIDE_PREFIX  # its own bridges
     out = capsys.readouterr().out

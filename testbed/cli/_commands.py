@@ -227,42 +227,40 @@ def run_each(runs: list[dict[str, Any]]) -> int:
     """Runs each in its own interpreter (one pytest session each): one after another,
     except one marked ``alongside``, which starts with the first and runs beside it;
     until it ends, the others hold back the tests that measure time (QUIET_ENV names
-    the lock it holds). Its console is shown when the others are done. The guest's boot
-    time is handed on, as theirs."""
+    the lock it holds). Its console goes to console.txt in its run directory, and is
+    shown when the others are done. The guest's boot time is handed on, as theirs."""
     os.environ.setdefault(BOOT_ENV, str(boot_uptime()))
-    beside = [r for r in runs if r.get("alongside")]
+    beside = [r["argv"] for r in runs if r.get("alongside")]
     if len(beside) > 1:
         raise TestbedError("test: at most one run alongside the others")
     lock_path = Path(tempfile.gettempdir(), f"lvs-testbed-quiet.{os.getpid()}")
     codes: list[int] = []
-    with open(lock_path, "w") as lock, tempfile.TemporaryFile("w+") as console:
-        env = dict(os.environ)
-        alongside = releaser = None
+    env = dict(os.environ)
+    alongside = releaser = None
+    with open(lock_path, "w") as lock:
         if beside:
+            console = _run_dir_of(beside[0]) / "console.txt"
             fcntl.flock(lock, fcntl.LOCK_EX)
-            say(
-                f"lvs-testbed {shlex.join(beside[0]['argv'])} (alongside; its output follows "
-                "the others')"
-            )
-            alongside = subprocess.Popen(
-                [sys.executable, "-m", "testbed.cli", *beside[0]["argv"]], cwd=REPO,
-                env=env | {PREFIX_ENV: ALONGSIDE_PREFIX}, stdout=console,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            say(f"lvs-testbed {shlex.join(beside[0])} (alongside; its output: {console})")
+            with open(console, "w") as out:
+                alongside = subprocess.Popen(
+                    [sys.executable, "-m", "testbed.cli", *beside[0]], cwd=REPO,
+                    env=env | {PREFIX_ENV: ALONGSIDE_PREFIX}, stdout=out,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
             env[QUIET_ENV] = str(lock_path)
             releaser = threading.Thread(target=_release_when_done, args=(alongside, lock),
                                         daemon=True)  # fmt: skip
             releaser.start()
         try:
-            for run in (r for r in runs if not r.get("alongside")):
-                say(f"lvs-testbed {shlex.join(run['argv'])}")
-                codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *run["argv"]],
+            for run in (r["argv"] for r in runs if not r.get("alongside")):
+                say(f"lvs-testbed {shlex.join(run)}")
+                codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *run],
                                             cwd=REPO, env=env).returncode)  # fmt: skip
             if alongside is not None:
                 codes.append(alongside.wait())
-                console.seek(0)
-                say(f"lvs-testbed {shlex.join(beside[0]['argv'])} (ran alongside):")
-                print(console.read(), end="", flush=True)
+                say(f"lvs-testbed {shlex.join(beside[0])} (ran alongside):")
+                print(console.read_text(), end="", flush=True)
         finally:
             if alongside is not None and alongside.poll() is None:
                 alongside.terminate()
@@ -271,6 +269,16 @@ def run_each(runs: list[dict[str, Any]]) -> int:
                 releaser.join()
     lock_path.unlink(missing_ok=True)
     return 1 if any(codes) else 0
+
+
+def _run_dir_of(argv: list[str]) -> Path:
+    """Where a run's command line puts its results (``--results`` and ``--run-id``,
+    as the host writes them: the last of each)."""
+
+    def last(option: str) -> str:
+        return argv[len(argv) - 1 - argv[::-1].index(option) + 1]
+
+    return Path(last("--results"), last("--run-id"))
 
 
 def _release_when_done(proc: subprocess.Popen[bytes], lock: Any) -> None:
