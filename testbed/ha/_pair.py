@@ -265,6 +265,15 @@ class HaPair(DirectorPair):
             if time.monotonic() > deadline:
                 raise AssertionError(f"VIP held by {self.holders()} after start\n{self.describe()}")
             time.sleep(0.1)
+        # a backup that was master for a moment left its delayed GARP burst armed
+        # (garp_master_delay after each transition to MASTER, keepalived vrrp.c
+        # vrrp_state_master_tx; leaving MASTER does not cancel the timer): it fires
+        # while the VIP is elsewhere, and sends nothing, before any test looks
+        if self.vrrp.garp_delay:
+            armed = [t + self.vrrp.garp_delay for t, s in second.states()
+                     if s == "MASTER" and t >= after]  # fmt: skip
+            if armed and (wait := max(armed) + 0.5 - time.time()) > 0:
+                time.sleep(wait)
         self.cluster.forget_neighbours()
 
     # -- the failover interface shared with HeartbeatPair --------------------------------
