@@ -31,7 +31,7 @@ from ..cluster import Cluster
 from ..ipvs import ServiceState, read_connections
 from ..load import STREAM_PORT
 from ..net import Frame, StreamSet
-from ..observe import kernel_weights, served_by, time_until, vip_claims
+from ..observe import fresh_client_port, kernel_weights, served_by, time_until, vip_claims
 from ..registry import MODES, Registry
 from ..util import TestbedError, wait_until
 from ._daemons import age, daemons_in
@@ -73,17 +73,20 @@ def _check(observe: Callable[..., Verdict]) -> Callable[..., Verdict]:
 # -- what the checks share ------------------------------------------------------------------
 
 
-def ask(cluster: Cluster, client: str, count: int) -> list[str]:
+def ask(cluster: Cluster, client: str, count: int, *, fresh_ports: bool = False) -> list[str]:
     """``count`` requests from ``client`` to the VIP, one connection each: the name of
-    the real server that answered each, "" for no answer within the time-out."""
+    the real server that answered each, "" for no answer within the time-out.
+    ``fresh_ports``: each from a client port no entry of the director's table has (an
+    old entry would carry the connection to its old real server, unscheduled)."""
     s = cluster.spec.service
     url = f"http://{s.endpoint}/"
-    out = cluster.run(
-        client,
-        f"curl -s --max-time {REQUEST_TIMEOUT_S} -w '\\n' {' '.join([url] * count)}",
-        check=False,
-        changes_setup=False,
-    )
+    curl = f"curl -s --max-time {REQUEST_TIMEOUT_S} -w '\\n'"
+    if fresh_ports:
+        ports = [fresh_client_port(cluster, client) for _ in range(count)]
+        command = "; ".join(f"{curl} --local-port {p} {url}" for p in ports)
+    else:
+        command = f"{curl} {' '.join([url] * count)}"
+    out = cluster.run(client, command, check=False, changes_setup=False)
     names = [line.strip() for line in out.splitlines()][:count]
     return names + [""] * (count - len(names))
 
@@ -296,7 +299,7 @@ def vip_announced_by(cluster: Cluster, hosts: list[str], client: str = "c1") -> 
 @_check
 def sticks(cluster: Cluster, client: str = "c1", requests: int = 4) -> Verdict:
     """Every request of one client, each a new connection, reaches the same real server."""
-    names = ask(cluster, client, requests)
+    names = ask(cluster, client, requests, fresh_ports=True)
     ok = all(names) and len(set(names)) == 1 and len(names) == requests
     return Verdict(ok, f"{client}: {_answered(names, requests)}")
 

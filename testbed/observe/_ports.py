@@ -18,10 +18,12 @@ from ..ipvs import read_connections
 _PORTS = itertools.count(12000)  # below the harnesses' (20000...) and the ephemeral range
 
 
-def fresh_client_port(cluster: Cluster) -> int:
-    """A source port for the first client that the active director knows no entry of."""
+def fresh_client_port(cluster: Cluster, client: str | None = None) -> int:
+    """A source port for a client (default: the first) that the active director knows
+    no entry of."""
     spec = cluster.spec
-    client, director = str(spec.clients[0].ip), cluster.pid(spec.active.name)
+    host = next((c for c in spec.clients if c.name == client), spec.clients[0])
+    client, director = str(host.ip), cluster.pid(spec.active.name)
     while True:
         port = next(_PORTS)
         if not read_connections(director, client=(client, port)):
