@@ -130,6 +130,7 @@ _SLL_PKTTYPE = 10  # offset of sll_pkttype in struct sockaddr_ll
 FRAME_SIZE = 16384  # per frame: any Ethernet frame, and segmentation-offload batches
 BLOCK_SIZE = 1 << 20  # a multiple of the page size holding whole frames
 BLOCKS = 8  # 8 MiB, 512 frames in flight per capture point
+READY_BOUND_S = 60  # a capture point's socket bound and its ring mapped
 
 
 class _Ring:
@@ -210,7 +211,10 @@ class Capture:
         for p in self._points.values():
             p.start()
         for p in self._points.values():
-            p.ready.wait(10)
+            # a point not yet bound would miss the first packets: wait, however busy
+            if not p.ready.wait(READY_BOUND_S):
+                self.stop()
+                raise TestbedError(f"capture on {p.point} not ready in {READY_BOUND_S} s")
             if p.error is not None:
                 self.stop()
                 raise TestbedError(f"cannot capture on {p.point}: {p.error}")
