@@ -275,3 +275,19 @@ def test_exchange_frame_filters_answer_as_decoding_every_frame() -> None:
                    and sport in proto.ports(f.packet)]  # fmt: skip
         trace = [(h.point, h.direction, h.packet) for h in _handshake_trace(frames, shape, sport)]
         assert trace == decoded and len(trace) == 7
+
+
+def test_an_earlier_connection_still_closing_is_found_in_the_tcp_table() -> None:
+    """/proc/net/tcp: a client socket in LAST_ACK towards port 80, a real server's in
+    FIN_WAIT1 on 8080 may still send; TIME_WAIT and LISTEN do not."""
+    from testbed.observe._exchange import tcp_table_sends
+
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
+    rest = " 00000000:00000000 01:00000014 00000000\n"
+    client = head + "   0: 0B7100CB:B0C4 647100CB:0050 09" + rest
+    server = head + "   0: 0B6433C6:1F90 0B7100CB:B0C4 04" + rest
+    waiting = head + "   0: 0B7100CB:B0C6 647100CB:0050 06" + rest
+    listening = head + "   0: 00000000:1F90 00000000:0000 0A" + rest
+    assert tcp_table_sends(client, 2, 80) and not tcp_table_sends(client, 2, 8080)
+    assert tcp_table_sends(server, 1, 8080) and not tcp_table_sends(server, 2, 8080)
+    assert not tcp_table_sends(waiting, 2, 80) and not tcp_table_sends(listening, 1, 8080)

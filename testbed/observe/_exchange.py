@@ -9,17 +9,20 @@ exchange.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..cluster import Cluster
 from ..ipvs import ServiceState
 from ..net import Frame, Site, TracedFlow, run_in_netns
 from ..registry import TUNNEL_CHECKSUMS, Combination, Family, TunnelOption
 from ..topology import ClusterSpec, RealServer
+from ..util import wait_until
 from ._records import ForwardingRecord, TraceHop, record
 
 ROUNDS = 2  # requests per real server in an exchange
@@ -192,6 +195,41 @@ def _handshake_trace(frames: list[Frame], shape: Combination, sport: int) -> lis
     ]
 
 
+# TCP states in which an endpoint sends again until answered (include/net/tcp_states.h;
+# /proc/net/tcp's "st" column): SYN_SENT, SYN_RECV, FIN_WAIT1, LAST_ACK, CLOSING
+_SENDS_AGAIN = frozenset({"02", "03", "04", "09", "0B"})
+CLOSING_BOUND_S = 5.0
+
+
+def still_closing(cluster: Cluster, spec: ClusterSpec) -> list[str]:
+    """Hosts with a TCP socket of the service's that may still send (read from /proc,
+    no process): the first client's towards its port, a real server's on its port."""
+    s = spec.service
+    ends = [(spec.clients[0].name, 2, s.port)]  # rem_address's port
+    ends += [(r.name, 1, s.real_port) for r in spec.real_servers]  # local_address's port
+    return [host for host, column, port in ends
+            if _tcp_sockets_sending(cluster.pid(host), column, port)]  # fmt: skip
+
+
+def _tcp_sockets_sending(pid: int, column: int, port: int) -> bool:
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            if tcp_table_sends(Path(f"/proc/{pid}/net/{table}").read_text(), column, port):
+                return True
+    return False
+
+
+def tcp_table_sends(text: str, column: int, port: int) -> bool:
+    """A /proc/net/tcp{,6} text has a socket that may send again, with ``port`` in its
+    local (``column`` 1) or remote (2) address."""
+    suffix = f":{port:04X}"
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] in _SENDS_AGAIN and fields[column].endswith(suffix):
+            return True
+    return False
+
+
 def send_exchange(
     cluster: Cluster,
     shape: Combination,
@@ -213,6 +251,10 @@ def send_exchange(
                                 tunnel_checksum=tunnel.checksum.name)
             for r in spec.real_servers
         ))  # fmt: skip
+    # an earlier test's connection to this service may still be closing (a FIN sent
+    # again on a busy guest): the new service would count its packets (the real
+    # servers' entries come back from the kernel's trash), the capture would not
+    wait_until(lambda: not still_closing(cluster, spec), timeout=CLOSING_BOUND_S, interval=0.1)
     cluster.configure(spec, checksums=shape.checksums)
     site = site_of(cluster, shape)
     client = spec.clients[0]
