@@ -428,3 +428,34 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
     out = capsys.readouterr().out
     after = out.index("lvs-testbed run\n")
     assert after < out.index("(ran alongside)") < out.index("from-alongside")
+
+
+def test_a_forked_child_ends_on_sigterm_without_unwinding_its_parent() -> None:
+    """pyroute2 forks to make a netns socket and SIGTERMs the child: the child must not
+    run the parent's clean-up (it once tore down the parent's cluster)."""
+    import os
+    import signal as sig
+    import time
+
+    saved = {s: sig.getsignal(s) for s in (sig.SIGTERM, sig.SIGHUP)}
+    _dispatch.install_signal_handlers()
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: sleeps in a try whose finally would report unwinding
+            os.close(read)
+            try:
+                time.sleep(30)
+            finally:
+                os.write(write, b"unwound")
+            os._exit(0)
+        os.close(write)
+        time.sleep(0.2)
+        os.kill(pid, sig.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 128 + sig.SIGTERM
+        assert os.read(read, 100) == b""  # no finally: ran in the child
+        os.close(read)
+    finally:
+        for s, handler in saved.items():
+            sig.signal(s, handler)

@@ -227,7 +227,14 @@ def install_signal_handlers(*, exit_instead: bool = False) -> None:
     KeyboardInterrupt (there Ctrl-C interrupts a command, not the lab).
     """
 
+    installed_by = os.getpid()
+
     def interrupt(signum: int, _frame: Any) -> None:
+        # a library's forked child (pyroute2 makes netns sockets in one) inherits this
+        # handler: there, unwinding would run this process's finally: clauses, tear
+        # down its cluster and keep its parent waiting; the child just ends
+        if os.getpid() != installed_by:
+            os._exit(128 + signum)
         if exit_instead:
             raise SystemExit(128 + signum)
         raise KeyboardInterrupt(f"signal {signum}")
