@@ -13,13 +13,12 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cluster import Cluster
 from ..ipvs import ServiceState
-from ..net import Frame, Site, TracedFlow, run_in_netns
+from ..net import Frame, Site, TracedFlow
 from ..registry import TUNNEL_CHECKSUMS, Combination, Family, TunnelOption
 from ..topology import ClusterSpec, RealServer
 from ..util import wait_until
@@ -46,29 +45,12 @@ def outer_sources(cluster: Cluster) -> dict[str, str]:
     return {r.name: src for r, src in zip(spec.real_servers, sources, strict=True)}
 
 
-def request_sequence(
-    cluster: Cluster, client: str, count: int, *, ports: Sequence[int] = ()
-) -> list[str]:
-    """``count`` requests to the VIP from one client, one connection each (from
-    ``ports``, one each, if given), with the service's protocol client. Returns each
-    answering real server's name ("" on failure). A protocol whose client can ask from
-    this process does, in a thread in the client's namespace (no process to start)."""
+def request_sequence(cluster: Cluster, client: str, count: int) -> list[str]:
+    """``count`` requests to the VIP from one client, one connection each, with the
+    service's protocol client. Returns each answering real server's name ("" on failure)."""
     s = cluster.spec.service
-    proto = s.transport
-    if ports and len(ports) != count:
-        raise ValueError(f"{count} requests, {len(ports)} ports")
-    sports = list(ports) or [0] * count
-    if proto.ask is not None:
-        endpoint = (str(s.vip), s.port)
-        ask = proto.ask
-        return run_in_netns(cluster.pid(client), lambda: [ask(endpoint, sport=p) for p in sports])
-    if ports:
-        one = proto.client(s.endpoint, 1)
-        command = "; ".join(f"{one} {proto.client_port_option} {p}" for p in ports)
-    else:
-        command = proto.client(s.endpoint, count)
-    out = cluster.run(client, command, check=False)
-    return ([line.strip() for line in out.splitlines()] + [""] * count)[:count]
+    out = cluster.run(client, s.transport.client(s.endpoint, count), check=False)
+    return [line.strip() for line in out.splitlines()][:count]
 
 
 def site_of(cluster: Cluster, shape: Combination) -> Site:

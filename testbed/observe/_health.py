@@ -17,7 +17,6 @@ from ..ipvs import read_connections
 from ..load import AGENT_PORT, HOLD_PORT
 from ..net import Connector
 from ..util import wait_until
-from ._exchange import request_sequence
 from ._ports import fresh_client_port
 from ._records import FeedbackRecord, HealthRecord, record
 
@@ -44,8 +43,12 @@ def served_by(cluster: Cluster, count: int = 6) -> Counter[str]:
     the director has no entry of: a reused port meets the old entry, which after a
     real server's removal may lead nowhere (DR's FIN_WAIT is not rescheduled with
     conn_reuse_mode 1: ip_vs_core.c is_new_conn_expected)."""
+    s = cluster.spec.service
+    one = s.transport.client(s.endpoint, 1)
     ports = [fresh_client_port(cluster) for _ in range(count)]
-    return Counter(request_sequence(cluster, cluster.spec.clients[0].name, count, ports=ports))
+    commands = [f"{one} {s.transport.client_port_option} {p}" for p in ports]
+    out = cluster.run(cluster.spec.clients[0].name, "; ".join(commands), check=False)
+    return Counter(line.strip() for line in out.splitlines()[:count])
 
 
 def removal_and_return(cluster: Cluster, checker: Checker, requests: int = 6) -> HealthRecord:

@@ -17,7 +17,6 @@ request and answer datagrams are told apart by their payload
 
 from __future__ import annotations
 
-import functools
 import shlex
 import socket
 import sys
@@ -28,7 +27,6 @@ from scapy.layers.inet import TCP, UDP
 from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck
 from scapy.packet import NoPayload, Packet, Raw
 
-from loadgen.ask import ask as ask_once
 from loadgen.wire import ANSWER_START, REQUEST
 
 from ._registry import Registry
@@ -56,10 +54,6 @@ class Protocol:
     # shell command: ``count`` requests to endpoint, one connection each, printing
     # the answering real server's name per line ("" for a failed one)
     client: Callable[[str, int], str]
-    # one request from this process (a thread in the client's namespace), (address,
-    # port) -> the answering real server's name ("" for none): a client without a
-    # process of its own; None where only the command exists
-    ask: Callable[..., str] | None = None
     client_port_option: str  # appended to a one-request client command: its source port
     modules: tuple[str, ...] = ()  # what clients and servers need to speak it
     datagrams: bool = False  # connectionless: a "connection" is a datagram's address and port
@@ -144,7 +138,6 @@ PROTOCOLS.register(
         is_answer=lambda pkt: _payload_starts(pkt, UDP, ANSWER_START),
         server_option="--udp",
         client=_ask("udp"),
-        ask=functools.partial(ask_once, "udp"),
         client_port_option="--sport",
         datagrams=True,
     )
@@ -166,7 +159,6 @@ PROTOCOLS.register(
         is_answer=lambda pkt: SCTPChunkInitAck in pkt,
         server_option="--sctp",
         client=_ask("sctp"),
-        ask=functools.partial(ask_once, "sctp"),
         client_port_option="--sport",
         modules=("sctp",),
         # a DATA chunk of an association whose INIT the director never saw
