@@ -103,6 +103,8 @@ class Exchange:
     ipvsadm: str
     seconds: float = 0.0
     record: ForwardingRecord | None = field(default=None, repr=False)
+    # real server address -> connections its counters held before the exchange
+    counted_before: dict[str, int] = field(default_factory=dict)
 
     def frames_at(self, point: str) -> list[Frame]:
         return [f for f in self.frames if f.point == point]
@@ -212,6 +214,26 @@ def tcp_table_sends(text: str, column: int, port: int) -> bool:
     return False
 
 
+ESTIMATOR_PERIOD_S = 2.0  # the exported counters move when the estimator runs (ip_vs_est.c)
+
+
+def recycled_counts(cluster: Cluster) -> dict[str, int]:
+    """Connections each real server of the service just configured already counts.
+
+    A new service's real server comes back from the kernel's trash, counters and all,
+    while connections of an earlier service of the same address, port and protocol
+    still hold it (ip_vs_ctl.c ip_vs_trash_get_dest): such counts are read once the
+    estimator has caught up with them (two reads an estimator period apart agree)."""
+    counts = {d.addr: d.stats.conns for d in cluster.service_state().dests}
+    while any(counts.values()):
+        time.sleep(ESTIMATOR_PERIOD_S + 0.5)
+        again = {d.addr: d.stats.conns for d in cluster.service_state().dests}
+        if again == counts:
+            break
+        counts = again
+    return counts
+
+
 def send_exchange(
     cluster: Cluster,
     shape: Combination,
@@ -238,6 +260,7 @@ def send_exchange(
     # servers' entries come back from the kernel's trash), the capture would not
     wait_until(lambda: not still_closing(cluster, spec), timeout=CLOSING_BOUND_S, interval=0.1)
     cluster.configure(spec, checksums=shape.checksums)
+    counted_before = recycled_counts(cluster)
     site = site_of(cluster, shape)
     client = spec.clients[0]
     count = rounds * len(spec.real_servers)
@@ -278,4 +301,5 @@ def send_exchange(
         ipvsadm=ipvsadm,
         seconds=seconds,
         record=rec,
+        counted_before=counted_before,
     )
