@@ -38,6 +38,13 @@ def test_one_ipv6_clients_entries_in_any_spelling() -> None:
     assert parse_connections(TABLE, client=("2001:db8::64", 40001)) == []
 
 
+def test_one_virtual_services_entries() -> None:
+    """The entries of VIP:80; the FIN_WAIT entry has VIP:80 as its client, not a match."""
+    conns = parse_connections(TABLE, virtual=("203.0.113.100", 80))
+    assert [(c.protocol, c.client[1]) for c in conns] == [("TCP", 0xD431)]
+    assert [c.protocol for c in parse_connections(TABLE, virtual=("2001:db8::80", 80))] == ["SCTP"]
+
+
 def test_a_fwmark_template_is_parsed() -> None:
     """A firewall-mark service's template: protocol IP, the mark as its virtual address."""
     text = (

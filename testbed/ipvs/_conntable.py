@@ -47,23 +47,32 @@ def _proc_token(addr: str, port: int) -> str:
     return f" {text} {port:04X} "
 
 
-def read_connections(director_pid: int, *, client: tuple[str, int] | None = None) -> list[Conn]:
+def read_connections(
+    director_pid: int,
+    *,
+    client: tuple[str, int] | None = None,
+    virtual: tuple[str, int] | None = None,
+) -> list[Conn]:
     """Parse ``/proc/<pid>/net/ip_vs_conn`` of the director's namespace (only the
-    entries of one ``client`` address and port, if given).
+    entries of one ``client`` address and port, or of one ``virtual`` one, if given).
 
     Filtering on the printed text first matters: a scheduler check reads the
     table once per connection while it grows, and under emulation parsing every
     entry each time costs minutes per test.
     """
     text = Path(f"/proc/{director_pid}/net/ip_vs_conn").read_text()
-    return parse_connections(text, client=client)
+    return parse_connections(text, client=client, virtual=virtual)
 
 
-def parse_connections(text: str, *, client: tuple[str, int] | None = None) -> list[Conn]:
-    """The entries of an ``ip_vs_conn`` text (of one ``client``, if given)."""
+def parse_connections(
+    text: str, *, client: tuple[str, int] | None = None, virtual: tuple[str, int] | None = None
+) -> list[Conn]:
+    """The entries of an ``ip_vs_conn`` text (of one ``client``, or one ``virtual``
+    address and port, if given)."""
     lines = text.splitlines()[1:]
-    if client is not None:
-        token = _proc_token(*client)
+    service = virtual  # the loop below names each entry's own virtual address
+    for endpoint in (e for e in (client, service) if e is not None):
+        token = _proc_token(*endpoint)
         lines = [line for line in lines if token in line]
     # and "IP": a firewall-mark service's templates (IPPROTO_IP, ip_vs_sched_persist)
     titles = {*KERNEL_PROTOCOLS.values(), "IP"}
@@ -88,6 +97,9 @@ def parse_connections(text: str, *, client: tuple[str, int] | None = None) -> li
     if client is not None:  # the token may have matched another column
         wanted = (str(ipaddress.ip_address(client[0])), client[1])
         conns = [c for c in conns if c.client == wanted]
+    if service is not None:
+        wanted = (str(ipaddress.ip_address(service[0])), service[1])
+        conns = [c for c in conns if c.virtual == wanted]
     return conns
 
 

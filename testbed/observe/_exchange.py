@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cluster import Cluster
-from ..ipvs import ServiceState
+from ..ipvs import KERNEL_PROTOCOLS, ServiceState, read_connections
 from ..net import Frame, Site, TracedFlow
 from ..registry import TUNNEL_CHECKSUMS, Combination, Family, TunnelOption
 from ..topology import ClusterSpec, RealServer
@@ -221,17 +221,22 @@ def recycled_counts(cluster: Cluster) -> dict[str, int]:
     """Connections each real server of the service just configured already counts.
 
     A new service's real server comes back from the kernel's trash, counters and all,
-    while connections of an earlier service of the same address, port and protocol
-    still hold it (ip_vs_ctl.c ip_vs_trash_get_dest): such counts are read once the
-    estimator has caught up with them (two reads an estimator period apart agree)."""
+    while connections of an earlier service of the same protocol, address and port
+    still hold it (ip_vs_ctl.c ip_vs_trash_get_dest). Where such connections exist, the
+    counts are read once the estimator has caught up with them (two reads an
+    estimator period apart agree); where none do, every count is 0."""
+    s = cluster.spec.service
+    virtual = (str(s.vip), s.port)
+    held = read_connections(cluster.pid(cluster.spec.active.name), virtual=virtual)
     counts = {d.addr: d.stats.conns for d in cluster.service_state().dests}
-    while any(counts.values()):
+    if not any(c.protocol == KERNEL_PROTOCOLS[s.transport.number] for c in held):
+        return counts
+    while True:
         time.sleep(ESTIMATOR_PERIOD_S + 0.5)
         again = {d.addr: d.stats.conns for d in cluster.service_state().dests}
         if again == counts:
-            break
+            return counts
         counts = again
-    return counts
 
 
 def send_exchange(
