@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 DAEMONS = ("keepalived",)  # what a lab's hosts may run that a restart stops
@@ -29,34 +30,30 @@ def age(pid: int) -> float:
     return float(Path("/proc/uptime").read_text().split()[0]) - started
 
 
+def _commands() -> Iterator[tuple[int, str]]:
+    """(pid, command name) of every process now (a process gone meanwhile is left out)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                yield int(entry.name), Path(entry.path, "comm").read_text().strip()
+
+
 def daemons_in(host_pids: list[int], names: tuple[str, ...] = DAEMONS) -> dict[int, int]:
     """pid -> parent pid of every process called one of ``names`` whose network
     namespace is one of the hosts' (a Mininet host shares the process table)."""
     nets = {os.readlink(f"/proc/{p}/ns/net") for p in host_pids}
     found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid, comm in _commands():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if (
-                Path(entry.path, "comm").read_text().strip() in names
-                and os.readlink(f"{entry.path}/ns/net") in nets
-            ):
-                found[int(entry.name)] = _parent(int(entry.name))
+            if comm in names and os.readlink(f"/proc/{pid}/ns/net") in nets:
+                found[pid] = _parent(pid)
     return found
 
 
 def sync_threads() -> list[str]:
     """The IPVS sync daemons' kernel threads running now, in any namespace
     (ip_vs_sync.c names them ipvs-m:<id>:<n> and ipvs-b:<id>:<n>)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                comm = Path(entry.path, "comm").read_text().strip()
-                if comm.startswith(("ipvs-m:", "ipvs-b:")):
-                    found.append(comm)
-    return found
+    return [comm for _, comm in _commands() if comm.startswith(("ipvs-m:", "ipvs-b:"))]
 
 
 def stop_daemons(host_pids: list[int]) -> None:

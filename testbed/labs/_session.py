@@ -31,7 +31,7 @@ from ._checks import Verdict, observe
 from ._daemons import stop_daemons, sync_threads
 from ._lab import WORKDIR, Lab, Step, Task, fill
 
-# what a student may change and the session restores ("path:value" from grep -H)
+# what a student may change and the session restores (globs under /proc/sys)
 _WATCHED = (
     "/proc/sys/net/ipv4/conf/*/rp_filter", "/proc/sys/net/ipv4/conf/*/arp_ignore",
     "/proc/sys/net/ipv4/conf/*/arp_announce", "/proc/sys/net/ipv4/ip_forward",

@@ -228,12 +228,16 @@ def recycled_counts(cluster: Cluster) -> dict[str, int]:
     s = cluster.spec.service
     virtual = (str(s.vip), s.port)
     held = read_connections(cluster.pid(cluster.spec.active.name), virtual=virtual)
-    counts = {d.addr: d.stats.conns for d in cluster.service_state().dests}
+
+    def now() -> dict[str, int]:
+        return {d.addr: d.stats.conns for d in cluster.service_state().dests}
+
+    counts = now()
     if not any(c.protocol == KERNEL_PROTOCOLS[s.transport.number] for c in held):
         return counts
     while True:
         time.sleep(ESTIMATOR_PERIOD_S + 0.5)
-        again = {d.addr: d.stats.conns for d in cluster.service_state().dests}
+        again = now()
         if again == counts:
             return counts
         counts = again

@@ -23,8 +23,8 @@ def fresh_client_port(cluster: Cluster, client: str | None = None) -> int:
     no entry of."""
     spec = cluster.spec
     host = next((c for c in spec.clients if c.name == client), spec.clients[0])
-    client, director = str(host.ip), cluster.pid(spec.active.name)
+    address, director = str(host.ip), cluster.pid(spec.active.name)
     while True:
         port = next(_PORTS)
-        if not read_connections(director, client=(client, port)):
+        if not read_connections(director, client=(address, port)):
             return port
