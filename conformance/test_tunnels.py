@@ -25,7 +25,7 @@ from scapy.packet import Packet
 from conformance.conftest import skip_unless_available, skip_unless_family
 from testbed import Cluster
 from testbed.kernel import missing_module
-from testbed.net import as_forwarded, partial_checksum
+from testbed.net import as_forwarded, is_fragment, partial_checksum, reassembled
 from testbed.observe import Exchange, send_exchange
 from testbed.registry import (
     CHECKSUMS,
@@ -104,9 +104,22 @@ def tunnel_exchange(request: pytest.FixtureRequest, cluster: Cluster) -> Exchang
     return send_exchange(cluster, shape, tunnel=option, over=case.over, count_recycled=False)
 
 
+def _network_packets(ex: Exchange, point: str, direction: str, layer: type) -> list[Packet]:
+    return [f.packet[layer] for f in ex.frames_at(point)
+            if f.direction == direction and layer in f.packet]  # fmt: skip
+
+
 def _encapsulations(ex: Exchange) -> list[tuple[Packet, Packet, object]]:
-    """(captured encapsulation from its outer header on, the datagram the director
-    received, flow) per flow."""
+    """(captured encapsulation from its outer header on, the datagram it carries as the
+    director received it, flow) per flow.
+
+    A request larger than the path (an SCTP INIT listing every client address over
+    IPv6) comes in fragments, and runs differ in what the director tunnels: each
+    fragment as received (seen on 6.1), or the request reassembled by nf_defrag_ipv6,
+    the encapsulation then fragmented (seen on 6.12; ip6_output.c ip6_fragment). Both
+    are compared whole: the outer fragments reassembled, and the carried datagram
+    compared with the client's fragment or with its whole request, as carried.
+    """
     site, shape = ex.site, ex.shape
     net, proto = shape.family.layer, shape.protocol
     out = []
@@ -122,7 +135,14 @@ def _encapsulations(ex: Exchange) -> list[tuple[Packet, Packet, object]]:
             if proto.is_opening(f.packet) and proto.ports(f.packet)[0] == flow.sport
         ]  # fmt: skip
         assert received and sent, f"opening packet of client port {flow.sport} not seen twice"
-        out.append((sent[0], received[0], flow))
+        captured = reassembled(
+            sent[0], _network_packets(ex, f"{site.director}-eth1", "out", outer.layer)
+        )
+        carried = innermost_header(captured, net)
+        request = received[0]
+        if carried is not None and not is_fragment(carried):
+            request = reassembled(request, _network_packets(ex, f"{site.director}-eth0", "in", net))
+        out.append((captured, request, flow))
     return out
 
 

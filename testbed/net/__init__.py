@@ -21,8 +21,10 @@ from ._packets import (
     describe_template,
     expect_absent,
     expect_hop,
+    is_fragment,
     matches,
     partial_checksum,
+    reassembled,
 )
 from ._paths import (
     Site,
@@ -61,9 +63,11 @@ __all__ = [
     "expect_absent",
     "expect_hop",
     "forbidden_hops",
+    "is_fragment",
     "matches",
     "partial_checksum",
     "read_sysctls",
+    "reassembled",
     "reply_hops",
     "request_hops",
     "run_in_netns",

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scapy.packet import NoPayload, Packet
+from scapy.packet import NoPayload, Packet, Raw
 
 from ._capture import Frame
 
@@ -181,3 +181,61 @@ def partial_checksum(layer: Packet) -> int:
     else:
         pseudo = in6_pseudoheader(under.nh, under, under.plen)
     return ~checksum(bytes(pseudo)) & 0xFFFF
+
+
+def _fragment_key(packet: Packet) -> tuple | None:
+    """What ties a fragment to its siblings (RFC 791 / RFC 8200), or None for a packet
+    that is no fragment at its outermost network header."""
+    name = type(packet).__name__
+    if name == "IP" and (packet.frag or packet.flags.MF):
+        return ("IP", packet.src, packet.dst, packet.proto, packet.id)
+    if name == "IPv6" and type(packet.payload).__name__ == "IPv6ExtHdrFragment":
+        return ("IPv6", packet.src, packet.dst, packet.payload.id)
+    return None
+
+
+def is_fragment(packet: Packet) -> bool:
+    """True for an IPv4 or IPv6 packet that is a fragment at its outermost header."""
+    return _fragment_key(packet) is not None
+
+
+def _piece(packet: Packet) -> tuple[int, bool, int, bytes]:
+    # (offset in bytes, more fragments, carried protocol, the fragment's data)
+    if type(packet).__name__ == "IP":
+        data = bytes(packet.payload)[: packet.len - 4 * packet.ihl]
+        return 8 * packet.frag, bool(packet.flags.MF), packet.proto, data
+    frag = packet.payload
+    return 8 * frag.offset, bool(frag.m), frag.nh, bytes(frag.payload)
+
+
+def reassembled(first: Packet, others: Iterable[Packet]) -> Packet:
+    """``first`` (a network-layer packet) whole: itself when it is no fragment, else
+    rebuilt from the fragments among ``others`` that share its identification; ``first``
+    unchanged when they do not make the whole packet (a piece missing).
+
+    Kept from ``first``: addresses, TOS / traffic class, flow label, TTL / hop limit.
+    """
+    key = _fragment_key(first)
+    if key is None:
+        return first
+    pieces = sorted({_piece(p) for p in [first, *others] if _fragment_key(p) == key})
+    data, carried = b"", None
+    for offset, more, proto, chunk in pieces:
+        if offset != len(data):
+            return first
+        data += chunk
+        carried = proto if offset == 0 else carried
+        if not more:
+            break
+    else:
+        return first
+    if carried is None:
+        return first
+    layer = type(first)
+    if layer.__name__ == "IP":
+        header = layer(src=first.src, dst=first.dst, tos=first.tos, ttl=first.ttl,
+                       id=first.id, flags=int(first.flags) & ~1, proto=carried)  # fmt: skip
+    else:
+        header = layer(src=first.src, dst=first.dst, tc=first.tc, fl=first.fl,
+                       hlim=first.hlim, nh=carried)  # fmt: skip
+    return layer(bytes(header / Raw(data)))  # lengths and the IPv4 checksum computed anew
