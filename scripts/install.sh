@@ -19,7 +19,7 @@ apt_packages=(
   iputils-arping nano  # tools the labs suggest to students (arping; an editor)
 )
 # on the host only, not baked into scripts/vagrant-box.sh's box: the unit tests
-# validate the Vagrantfile with it
+# validate the Vagrantfile with it (--in-vm, as the Vagrantfile provisions: not needed)
 host_packages=(vagrant)
 
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -27,6 +27,9 @@ log() { printf '[install] %s\n' "$*" >&2; }
 if [[ ${1:-} == --apt-list ]]; then  # for scripts/vagrant-box.sh, which bakes them in
   printf '%s\n' "${apt_packages[@]}"
   exit 0
+fi
+if [[ ${1:-} == --in-vm ]]; then  # the Vagrant VM itself runs no Vagrant
+  host_packages=()
 fi
 if [[ $EUID -ne 0 ]]; then
   echo "install.sh: must run as root (apt-get and Mininet need it)" >&2

@@ -22,7 +22,9 @@ def _validate(directory: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def vagrant() -> None:
     if shutil.which("vagrant") is None:
-        pytest.skip("vagrant is not installed (scripts/install.sh installs it)")
+        pytest.skip(
+            "vagrant is not installed (scripts/install.sh installs it on a host, not in the VM)"
+        )
 
 
 @pytest.mark.usefixtures("vagrant")
