@@ -3,7 +3,6 @@ the exchange, a dead lab's stale mailbox, a busy lab, a failing checker."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -38,14 +37,20 @@ def test_another_labs_mailbox_is_not_this_ones(tmp_path: Path) -> None:
         assert not Mailbox(tmp_path, "dr-by-hand").live()
 
 
-def test_a_killed_labs_mailbox_is_stale(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path, "failover")
+def _dead(root: Path, lab: str) -> Mailbox:
+    """A lab's mailbox as a killed lab leaves it: a heartbeat that no longer moves."""
+    box = Mailbox(root, lab)
     box.dir.mkdir(parents=True)
-    (box.dir / "live").write_text("12345\n")
-    assert box.live()  # fresh, as far as anyone can tell
-    old = time.time() - outside.LIVE_S - 1
-    os.utime(box.dir / "live", (old, old))
+    (box.dir / "live").write_text("12345 7\n")
+    return box
+
+
+def test_a_killed_labs_mailbox_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outside, "LIVE_S", 0.5)
+    box = _dead(tmp_path, "failover")
+    started = time.monotonic()
     assert not box.live()
+    assert time.monotonic() - started >= 0.5  # it watched the heartbeat that long
 
 
 def test_a_slow_check_keeps_the_lab_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,19 +94,16 @@ def test_a_lab_that_ends_while_asked_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outside, "LIVE_S", 0.3)
-    box = Mailbox(tmp_path, "health-checks")
-    box.dir.mkdir(parents=True)
-    (box.dir / "live").write_text("1\n")  # nobody beats, nobody answers
+    box = _dead(tmp_path, "health-checks")  # nobody beats, nobody answers
     with pytest.raises(TestbedError, match="ended before it answered"):
         box.ask(timeout=10)
 
 
-def test_clean_removes_only_dead_labs_mailboxes(tmp_path: Path) -> None:
-    dead = Mailbox(tmp_path, "broken-dr-arp")
-    dead.dir.mkdir(parents=True)
-    (dead.dir / "live").write_text("1\n")
-    old = time.time() - outside.LIVE_S - 1
-    os.utime(dead.dir / "live", (old, old))
+def test_clean_removes_only_dead_labs_mailboxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outside, "LIVE_S", 1.5)
+    dead = _dead(tmp_path, "broken-dr-arp")
     running = Mailbox(tmp_path, "nat-by-hand")
     with running.serve(lambda: Answer("x", True)):
         removed = clean_mailboxes(tmp_path)

@@ -500,11 +500,11 @@ def _running_lab(args: argparse.Namespace) -> Mailbox | None:
     (in another terminal, natively or in its guest): the check goes to it."""
     from ..labs import MAILBOXES, Mailbox
 
-    lab = _lab_of(args)
-    if lab is None or not args.check or args.apply:
-        return None
-    box = Mailbox(MAILBOXES, lab.name)
-    return box if box.live() else None
+    if not hasattr(args, "running_lab"):  # asked twice: where to run, then what to do
+        lab = _lab_of(args)
+        box = None if lab is None or not args.check or args.apply else Mailbox(MAILBOXES, lab.name)
+        args.running_lab = box if box is not None and box.live() else None
+    return args.running_lab
 
 
 def lab_list() -> str:

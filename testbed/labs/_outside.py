@@ -11,8 +11,8 @@ report on the live cluster::
         ...
     Mailbox(root, "dr-by-hand").ask(timeout=300)      # from another terminal
 
-A lab killed without clean-up leaves a ``live`` file nobody touches: after
-``LIVE_S`` it no longer counts, and `lvs-testbed clean` removes it.
+A lab killed without clean-up leaves a ``live`` file whose count no longer moves:
+it does not count as running, and `lvs-testbed clean` removes it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from ..util import REPO, TestbedError
 
 MAILBOXES = REPO / ".cache" / "labs"  # the checkout's: the host and its guest share it
-LIVE_S = 5.0  # a mailbox whose heartbeat is older is a dead lab's
+LIVE_S = 5.0  # a heartbeat that does not move for this long is a dead lab's
 BEAT_S = 1.0
 POLL_S = 0.2
 
@@ -54,12 +54,24 @@ class Mailbox:
     def _live(self) -> Path:
         return self.dir / "live"
 
-    def live(self) -> bool:
-        """True while a running lab answers here (its heartbeat is fresh)."""
+    def _beat_seen(self) -> str | None:
         try:
-            return time.time() - self._live.stat().st_mtime < LIVE_S
+            return self._live.read_text()
         except OSError:
+            return None
+
+    def live(self) -> bool:
+        """True while a running lab answers here: its heartbeat moves within ``LIVE_S``.
+        (A count, not a timestamp: a guest's clock under emulation is not the host's.)"""
+        first = self._beat_seen()
+        if first is None:
             return False
+        deadline = time.monotonic() + LIVE_S
+        while time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            if self._beat_seen() != first:
+                return True
+        return False
 
     def ask(self, *, timeout: float) -> Answer:
         """The running lab's answer to one check request."""
@@ -68,8 +80,11 @@ class Mailbox:
         _write_atomically(request, "{}")
         try:
             deadline = time.monotonic() + timeout
+            beat, moved = self._beat_seen(), time.monotonic()
             while not answer.exists():
-                if not self.live():
+                if (now_beat := self._beat_seen()) != beat:
+                    beat, moved = now_beat, time.monotonic()
+                elif time.monotonic() - moved > LIVE_S:
                     raise TestbedError(f"the running lab {self.dir.name} ended before it answered")
                 if time.monotonic() > deadline:
                     raise TestbedError(
@@ -89,7 +104,7 @@ class Mailbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob("*"):  # a killed run's requests and answers
             stale.unlink(missing_ok=True)
-        self._live.write_text(f"{os.getpid()}\n")
+        _write_atomically(self._live, f"{os.getpid()} 0\n")
         stop = threading.Event()
         # the heartbeat has its own thread: a check under emulation may take a minute
         threads = [
@@ -107,9 +122,11 @@ class Mailbox:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _beat(self, stop: threading.Event) -> None:
+        beats = 0
         while not stop.wait(BEAT_S):
+            beats += 1
             with contextlib.suppress(OSError):
-                os.utime(self._live)
+                _write_atomically(self._live, f"{os.getpid()} {beats}\n")
 
     def _answer(self, answer: Callable[[], Answer], stop: threading.Event) -> None:
         while not stop.wait(POLL_S):
