@@ -88,6 +88,7 @@ def guest(monkeypatch: pytest.MonkeyPatch) -> FakeGuest:
     fake = FakeGuest()
     monkeypatch.setattr(_dispatch, "GUEST", fake)
     monkeypatch.setattr(_dispatch, "native", lambda args: False)
+    monkeypatch.setattr(_commands, "native", lambda args: False)  # test_here asks it too
     monkeypatch.setattr(_dispatch, "commit", lambda: "abc123")
     return fake
 

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..ha import HaPair
+from ..ipvs import read_connections
 from ..load import HOLD_PORT, STREAM_PORT
 from ..net import StreamSet, Tracked
 from ._records import record_kind
@@ -86,6 +87,21 @@ def _dest_counts(ha: HaPair, director: str, keys: set[tuple[str, int]]) -> dict[
     return dict(Counter(table[k].dest[0] for k in keys if k in table))
 
 
+def _missing_streams(ha: HaPair, keys: set[tuple[str, int]], streams: list[Tracked]) -> str:
+    """For each stream the active director has no entry of: the client's socket and
+    every entry of that client port, any virtual port, on both directors."""
+    d1 = ha.names[0]
+    missing = sorted(keys - ha.connections(d1, STREAM_PORT).keys())
+    lines = [f"streams missing from {d1}'s table: {[port for _, port in missing]}"]
+    for addr, port in missing:
+        socket_state = next((repr(t) for t in streams if t.sport == port), "?")
+        lines.append(f"  client port {port}: {socket_state}")
+        for d in ha.names:
+            entries = [c for c in read_connections(ha.cluster.pid(d)) if c.client == (addr, port)]
+            lines.append(f"    {d}: {entries or 'no entry'}")
+    return "\n".join(lines)
+
+
 def run_sync(
     ha: HaPair, *, streams: int = 18, holds: int = 9, late: int = 6, fault: str = "cut"
 ) -> SyncRun:
@@ -112,7 +128,10 @@ def run_sync(
         backup = ha.connections(d2, STREAM_PORT, HOLD_PORT)
         counts = {d: _dest_counts(ha, d, keys) for d in (d1, d2)}
         if sum(counts[d1].values()) != len(keys):  # a precondition, not the behaviour under test
-            raise AssertionError(f"streams did not all go through {d1}: {counts}\n{ha.describe()}")
+            raise AssertionError(
+                f"streams did not all go through {d1}: {counts}\n"
+                f"{_missing_streams(ha, keys, stream_conns)}\n{ha.describe()}"
+            )
         fault_at = ha.fail(fault)
         takeover_at = ha.keepalived[d2].wait_state("MASTER", timeout=15, after=fault_at)
         time.sleep(4.0)  # streams keep flowing, or are reset
