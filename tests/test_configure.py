@@ -3,6 +3,7 @@ whose setup did not change left alone (no root: Mininet's shells and IPVS faked)
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
             return nodes[name]
 
     c.net = Net()
-    c._ipvs[c.spec.active.name] = FakeIpvs()
+    c._ipvs[(c.spec.active.name, threading.get_ident())] = FakeIpvs()
     c._neighbours = {h.name: FakeNeighbours(h.name, c.log) for h in c.base_spec.hosts}
     return c
 
@@ -107,7 +108,7 @@ def test_an_unchanged_host_is_left_alone_until_something_runs_there(cluster: Any
     cluster.configure(spec)
     changed = [h for h, script in cluster.log if "ip addr add" in script]
     assert changed == ["r2"]
-    assert len(cluster._ipvs["d1"].applied) == 3  # the table is always written
+    assert len(cluster._ipvs[("d1", threading.get_ident())].applied) == 3  # always written
 
 
 def test_a_family_view_and_checksum_handling_reach_every_host(cluster: Any) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cluster import PREFIX_ENV
 from ..guest import BOOT_ENV, QUIET_ENV, boot_uptime
@@ -35,6 +35,9 @@ from ._dispatch import (
     say,
 )
 from ._parser import parse
+
+if TYPE_CHECKING:
+    from ..labs import Mailbox
 
 
 @dataclass(frozen=True)
@@ -484,8 +487,24 @@ def check_lab(args: argparse.Namespace) -> None:
     lab.spec(load_topology(args.topology))
 
 
+# a check of a running lab under emulation: its tasks' traffic and captures, a minute
+RUNNING_LAB_CHECK_S = 300.0
+
+
 def _lab_needs_ipvs(args: argparse.Namespace) -> bool:
-    return not (args.mode.lower() == "list" or args.solution)
+    return not (args.mode.lower() == "list" or args.solution or _running_lab(args))
+
+
+def _running_lab(args: argparse.Namespace) -> Mailbox | None:
+    """The mailbox of the lab `--check` (without --apply) names, if that lab is running
+    (in another terminal, natively or in its guest): the check goes to it."""
+    from ..labs import MAILBOXES, Mailbox
+
+    if not hasattr(args, "running_lab"):  # asked twice: where to run, then what to do
+        lab = _lab_of(args)
+        box = None if lab is None or not args.check or args.apply else Mailbox(MAILBOXES, lab.name)
+        args.running_lab = box if box is not None and box.live() else None
+    return args.running_lab
 
 
 def lab_list() -> str:
@@ -514,18 +533,22 @@ def lab_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     if args.solution:
         print(f"# {lab.name}: {lab.title}\n{lab.solution_text(lab.spec(spec))}")
         return 0
-    install_signal_handlers(exit_instead=not args.check)
-    with Cluster(spec) as cluster, LabSession(cluster, lab) as session:
-        if not args.check:
-            print(session.guide(), flush=True)
-            lab_cli(session)
-            return 0
-        if applied := _applied(lab, args.apply):
-            say(f"lab {lab.name}: applying {applied[0]}")
-            session.apply(applied[1])
-        outcomes = session.check()
-        print(session.picture() + "\n\n" + session.report(outcomes), flush=True)
-        return 0 if all(o.verdict.ok for o in outcomes) else 1
+    if box := _running_lab(args):
+        say(f"lab {lab.name}: checking the running lab (started in another terminal)")
+        answer = box.ask(timeout=RUNNING_LAB_CHECK_S)
+    else:
+        install_signal_handlers(exit_instead=not args.check)
+        with Cluster(spec) as cluster, LabSession(cluster, lab) as session:
+            if not args.check:
+                print(session.guide(), flush=True)
+                lab_cli(session)
+                return 0
+            if applied := _applied(lab, args.apply):
+                say(f"lab {lab.name}: applying {applied[0]}")
+                session.apply(applied[1])
+            answer = session.answer()
+    print(answer.report, flush=True)
+    return 0 if answer.ok else 1
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -575,7 +598,9 @@ def clean_here(_args: argparse.Namespace, _run_dir: Path | None) -> int:
 
     if os.geteuid() != 0:
         raise TestbedError("clean needs root")
-    removed = clean_guests() + clean_native()
+    from ..labs import clean_mailboxes
+
+    removed = clean_guests() + clean_native() + clean_mailboxes()
     say(f"clean: removed {len(removed)} item(s)" if removed else "clean: nothing to remove")
     return 0
 

@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -120,7 +121,9 @@ class Cluster(Scoped):
         self._say = progress
         self.net: Any = None
         self._programs: dict[tuple[str, str], Any] = {}  # (host, module) -> Popen
-        self._ipvs: dict[str, Ipvs] = {}
+        # per director and thread: pyroute2's sockets belong to the thread that made them
+        # (a lab answers a check asked from another terminal in a thread of its own)
+        self._ipvs: dict[tuple[str, int], Ipvs] = {}
         self._neighbours: dict[str, Neighbours] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="lvs-testbed-"))
         self._scripts = itertools.count()
@@ -496,9 +499,10 @@ class Cluster(Scoped):
 
     def ipvs_of(self, director: str) -> Ipvs:
         """Netlink IPVS control of any director."""
-        if director not in self._ipvs:
-            self._ipvs[director] = Ipvs(netns=f"/proc/{self.pid(director)}/ns/net")
-        return self._ipvs[director]
+        key = (director, threading.get_ident())
+        if key not in self._ipvs:
+            self._ipvs[key] = Ipvs(netns=f"/proc/{self.pid(director)}/ns/net")
+        return self._ipvs[key]
 
     def switch_port(self, intf: str) -> str:
         """The bridge-side end of a host interface: setting it down cuts the cable."""

@@ -13,6 +13,7 @@ the reference solution and the wrong solutions the checker must reject::
 
 from ._checks import CHECKS, Check, Verdict, ask, claimants
 from ._lab import KINDS, LABS_DIR, STARTS, Lab, Step, Task, WrongTry, load_labs, read_lab
+from ._outside import MAILBOXES, Answer, Mailbox, clean_mailboxes
 from ._session import LabSession, Outcome, lab_cli
 
 LABS = load_labs()
@@ -22,10 +23,13 @@ __all__ = [
     "KINDS",
     "LABS",
     "LABS_DIR",
+    "MAILBOXES",
     "STARTS",
+    "Answer",
     "Check",
     "Lab",
     "LabSession",
+    "Mailbox",
     "Outcome",
     "Step",
     "Task",
@@ -33,6 +37,7 @@ __all__ = [
     "WrongTry",
     "ask",
     "claimants",
+    "clean_mailboxes",
     "lab_cli",
     "load_labs",
     "read_lab",

@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from ..util import Scoped, TestbedError
 from ._checks import Verdict, observe
 from ._daemons import stop_daemons, sync_threads
 from ._lab import WORKDIR, Lab, Step, Task, fill
+from ._outside import MAILBOXES, Answer, Mailbox
 
 # what a student may change and the session restores (globs under /proc/sys)
 _WATCHED = (
@@ -54,6 +56,9 @@ class LabSession(Scoped):
         self.spec: ClusterSpec = lab.spec(cluster.base_spec)
         # the watched sysctls before the lab (restored at stop) and as it started
         self._saved: dict[str, dict[str, str]] = {}
+        # one user of the hosts' shells at a time: the CLI's commands, or a check asked
+        # from another terminal (Mailbox)
+        self.lock = threading.Lock()
         self._started: dict[str, dict[str, str]] = {}
 
     @property
@@ -175,6 +180,14 @@ class LabSession(Scoped):
         out = self.cluster.run_each(show, check=False, changes_setup=False)
         return next((d for d, text in out.items() if text.strip()), None)
 
+    def answer(self) -> Answer:
+        """The checker's verdict as `lab NAME --check` prints it: the picture, then the
+        report; ok when every task passes."""
+        with self.lock:
+            outcomes = self.check()
+            text = self.picture() + "\n\n" + self.report(outcomes)
+        return Answer(report=text, ok=all(o.verdict.ok for o in outcomes))
+
     def picture(self) -> str:
         return text_picture(self.spec, self.holder())
 
@@ -212,6 +225,10 @@ def lab_cli(session: LabSession) -> None:
     class LabCLI(CLI):  # type: ignore[misc]
         prompt = f"lab {session.lab.name}> "
 
+        def onecmd(self, line: str) -> bool:
+            with session.lock:  # a check from another terminal waits for the command
+                return bool(super().onecmd(line))
+
         def do_check(self, _line: str) -> None:
             """Check every task of the lab on the live cluster."""
             print(session.report(session.check()), flush=True)
@@ -234,4 +251,5 @@ def lab_cli(session: LabSession) -> None:
             subprocess.call([editor, f"{WORKDIR}/{name}"])
 
     setLogLevel("output")  # the CLI prints host commands' output at this level
-    LabCLI(session.cluster.net)
+    with Mailbox(MAILBOXES, session.lab.name).serve(session.answer):
+        LabCLI(session.cluster.net)
