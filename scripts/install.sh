@@ -17,6 +17,7 @@ apt_packages=(
   python3 python3-venv python3-pip ethtool socat
   heartbeat ldirectord conntrackd conntrack vsftpd nftables
   iputils-arping nano  # tools the labs suggest to students (arping; an editor)
+  gcc libc6-dev  # the bench's compiled client (loadgen/connrate.c)
 )
 # on the host only, not baked into scripts/vagrant-box.sh's box: the unit tests
 # validate the Vagrantfile with it (--in-vm, as the Vagrantfile provisions: not needed)
@@ -62,5 +63,11 @@ if [[ ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" || "$here/requirement
   touch "$stamp"
 else
   log "python: $venv up to date"
+fi
+# the bench's connection-rate client, compiled: a Python loop would measure itself
+native="$venv/bin/lvs-connrate"
+if [[ ! -x "$native" || "$here/loadgen/connrate.c" -nt "$native" ]]; then
+  log "native: building $native"
+  cc -O2 -Wall -o "$native" "$here/loadgen/connrate.c"
 fi
 log "ready: $venv/bin/lvs-testbed"

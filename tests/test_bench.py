@@ -41,6 +41,7 @@ def test_steady_control_is_not_flagged() -> None:
         {"hold": -1},
         {"modes": ("nat", "snat")},
         {"failover_fault": "unplug"},
+        {"connect_tool": "wrk"},
     ],
 )
 def test_bad_options_are_refused(changes: dict[str, object]) -> None:

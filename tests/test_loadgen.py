@@ -360,3 +360,68 @@ def test_vsftpd_config_serves_anonymously_both_families_in_the_foreground(tmp_pa
     assert conf["listen_ipv6"] == "YES" and conf["listen"] == "NO" and conf["background"] == "NO"
     assert conf["ftpd_banner"] == "r2" and conf["anon_root"] == str(tmp_path / "root")
     assert conf["write_enable"] == "NO" and conf["connect_from_port_20"] == "YES"
+
+
+# -- the compiled connection-rate client (loadgen/connrate.c) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def connrate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lvs-connrate built from source here, as scripts/install.sh builds it."""
+    import shutil
+
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (scripts/install.sh installs gcc)")
+    binary = tmp_path_factory.mktemp("native") / "lvs-connrate"
+    subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(binary),
+                    str(REPO / "loadgen" / "connrate.c")], check=True)  # fmt: skip
+    return binary
+
+
+def _connrate(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_connrate_connects_counts_and_pools_like_the_holder(connrate: Path, server) -> None:  # type: ignore[no-untyped-def]
+    _proc, port = server
+    done = _connrate(connrate, "--target", f"127.0.0.1:{port}", "--source", "127.0.0.1",
+                     "--source", "127.0.0.2", "--count", "3000", "--concurrency", "64",
+                     "--samples")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    part = json.loads(done.stdout)
+    assert part["attempted"] == part["connected"] == 3000 and part["failures"] == {}
+    assert len(part["samples_ms"]) == 3000 and all(ms >= 0 for ms in part["samples_ms"])
+    assert 0 < part["active_s"] <= part["ramp_s"]
+    pooled = merge_results([part, part])  # as the holder's workers are pooled
+    assert pooled["connected"] == 6000 and pooled["connect_ms"]["n"] == 6000
+    assert pooled["rate_per_s"] == pytest.approx(6000 / part["active_s"], rel=0.01)
+
+
+def test_connrate_reports_refused_connections_by_name(connrate: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    part = json.loads(_connrate(connrate, "--target", f"127.0.0.1:{port}", "--count", "7").stdout)
+    assert part["failures"] == {"ECONNREFUSED": 7} and part["connected"] == 0
+    assert "samples_ms" not in part  # only with --samples
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "3"], "--target and --count are required"),
+        (["--target", "localhost:80", "--count", "3"], "a bad --target"),
+        (["--target", "127.0.0.1:0", "--count", "3"], "a bad --target"),
+        (["--target", "127.0.0.1:80", "--count", "0"], "--count must be a positive integer"),
+        (["--target", "[::1]:80", "--source", "127.0.0.1", "--count", "1"], "another family"),
+        (["--target", "127.0.0.1:80", "--count", "1", "--concurrency", "9999999"],
+         "--concurrency must be"),
+        (["--target"], "an option without its value"),
+    ],
+)  # fmt: skip
+def test_connrate_bad_input_is_one_line(connrate: Path, args: list[str], message: str) -> None:
+    done = _connrate(connrate, *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and message in done.stderr

@@ -21,6 +21,7 @@ from loadgen.stats import alternated, drifted, spread
 from ..cluster import Cluster
 from ..ha import FAULTS
 from ..load import (
+    CONNECT_TOOLS,
     IPERF_PORT,
     Holders,
     connect_rate,
@@ -63,8 +64,12 @@ class BenchOptions:
     failover_streams: int = 60  # 0: skip failover under load
     failover_syncs: tuple[str, ...] = ("ipvsadm", "off")
     failover_fault: str = "kill"  # keepalived SIGKILLed on the master (or stop, cut)
+    connect_tool: str = "native"  # the compiled lvs-connrate, or "python" (loadgen.holder)
 
     def __post_init__(self) -> None:
+        if self.connect_tool not in CONNECT_TOOLS:
+            tools = ", ".join(CONNECT_TOOLS)
+            raise TestbedError(f"unknown connect tool {self.connect_tool!r} (choose from {tools})")
         if self.failover_streams < 0:
             raise TestbedError("--failover-streams must be >= 0")
         if self.failover_fault not in FAULTS:
@@ -254,7 +259,7 @@ class Bench:
     def _rate_to(self, targets: list[str], label: str) -> dict[str, Any]:
         c = self.cluster
         r = connect_rate(c, client=c.spec.clients[0].name, targets=targets,
-                         count=self.opts.rate_connections)  # fmt: skip
+                         count=self.opts.rate_connections, tool=self.opts.connect_tool)  # fmt: skip
         ms = r["connect_ms"]
         self.say(f"connect rate {label}: {r['rate_per_s']:.0f}/s, p99 {ms.get('p99')} ms, "
                  f"max {ms.get('max')} ms, {r['failed']} failed")  # fmt: skip

@@ -143,6 +143,7 @@ def bench_options(args: argparse.Namespace) -> Any:
         hold=args.hold,
         iperf_seconds=args.iperf_seconds,
         rate_connections=args.rate_connections,
+        connect_tool=args.connect_tool,
         failover_streams=args.failover_streams,
         failover_fault=args.failover_fault,
         **{k: v for k, v in chosen.items() if v is not None},

@@ -118,6 +118,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
     bench.add_argument("--rate-connections", type=int, default=2000,
                        help="connections per connection-rate measurement")  # fmt: skip
+    bench.add_argument("--connect-tool", default="native",
+                       help="connection-rate client: native (compiled lvs-connrate, "
+                            "default) or python (loadgen.holder)")  # fmt: skip
     bench.add_argument("--failover-streams", type=int, default=60,
                        help="streams through a director failure (0: skip)")  # fmt: skip
     bench.add_argument("--failover-fault", default="kill",

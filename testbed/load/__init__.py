@@ -11,6 +11,7 @@ namespaces and reads what they print::
 """
 
 from ._drivers import (
+    CONNECT_TOOLS,
     CONNS_PER_ADDRESS,
     IPERF_PORT,
     Holders,
@@ -29,6 +30,7 @@ from ._stream_servers import AGENT_PORT, HOLD_PORT, STREAM_PORT, ensure_stream_s
 
 __all__ = [
     "AGENT_PORT",
+    "CONNECT_TOOLS",
     "CONNS_PER_ADDRESS",
     "FTP_PORT",
     "HOLD_PORT",
