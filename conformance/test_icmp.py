@@ -31,6 +31,7 @@ from scapy.packet import Packet, Raw
 from conformance.conftest import skip_unless_family
 from loadgen.wire import REQUEST
 from testbed import Cluster
+from testbed.net import is_fragment
 from testbed.observe import Injection, fresh_client_port, inject
 from testbed.registry import FAMILIES, MODES, PROTOCOLS, Family, Mode
 from testbed.topology import ClusterSpec
@@ -331,9 +332,7 @@ def _is_request_piece(packet: Packet, net: type[Packet]) -> bool:
     """A UDP datagram or a fragment of one, not an ICMP message."""
     if net not in packet or ICMP in packet or packet[net].payload.name.startswith("ICMPv6"):
         return False
-    if net is IPv6:
-        return UDP in packet or IPv6ExtHdrFragment in packet
-    return UDP in packet or bool(packet[IP].frag) or bool(packet[IP].flags.MF)
+    return UDP in packet or is_fragment(packet[net])
 
 
 def test_fragments_to_the_vip_are_scheduled_as_one_datagram(

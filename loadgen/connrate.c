@@ -22,9 +22,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,34 +115,21 @@ static int parse_addr(const char *text, int want_port, struct addr *out) {
 }
 
 /* failures by errno name, a short fixed table: the few a connect gives */
-static const int known_errnos[] = {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH,
-				   ECONNRESET, EADDRNOTAVAIL, EADDRINUSE, EMFILE, ENOBUFS, EINVAL};
-#define KNOWN (sizeof(known_errnos) / sizeof(known_errnos[0]))
-static long failures[KNOWN + 1]; /* the last slot: any other errno */
+#define NAMED(e) {e, #e}
+static const struct {
+	int err;
+	const char *name;
+} named[] = {NAMED(ECONNREFUSED), NAMED(ETIMEDOUT), NAMED(EHOSTUNREACH), NAMED(ENETUNREACH),
+	     NAMED(ECONNRESET), NAMED(EADDRNOTAVAIL), NAMED(EADDRINUSE), NAMED(EMFILE),
+	     NAMED(ENOBUFS), NAMED(EINVAL)};
+#define KNOWN (sizeof(named) / sizeof(named[0]))
+static long failures[KNOWN + 1]; /* the last slot: any other errno, "OTHER" */
 
 static void count_failure(int err) {
-	for (size_t i = 0; i < KNOWN; i++)
-		if (known_errnos[i] == err) {
-			failures[i]++;
-			return;
-		}
-	failures[KNOWN]++;
-}
-
-static const char *errno_name(int err) {
-	switch (err) {
-	case ECONNREFUSED: return "ECONNREFUSED";
-	case ETIMEDOUT: return "ETIMEDOUT";
-	case EHOSTUNREACH: return "EHOSTUNREACH";
-	case ENETUNREACH: return "ENETUNREACH";
-	case ECONNRESET: return "ECONNRESET";
-	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-	case EADDRINUSE: return "EADDRINUSE";
-	case EMFILE: return "EMFILE";
-	case ENOBUFS: return "ENOBUFS";
-	case EINVAL: return "EINVAL";
-	}
-	return "OTHER";
+	size_t i = 0;
+	while (i < KNOWN && named[i].err != err)
+		i++;
+	failures[i]++;
 }
 
 static void close_with_rst(int fd) {
@@ -310,8 +295,7 @@ int main(int argc, char **argv) {
 	const char *sep = "";
 	for (size_t i = 0; i <= KNOWN; i++)
 		if (failures[i]) {
-			printf("%s\"%s\": %ld", sep, i < KNOWN ? errno_name(known_errnos[i]) : "OTHER",
-			       failures[i]);
+			printf("%s\"%s\": %ld", sep, i < KNOWN ? named[i].name : "OTHER", failures[i]);
 			sep = ", ";
 		}
 	printf("}, \"ramp_s\": %.3f, \"active_s\": %.3f, \"ramp\": [", end - first,

@@ -219,18 +219,16 @@ def reassembled(first: Packet, others: Iterable[Packet]) -> Packet:
     if key is None:
         return first
     pieces = sorted({_piece(p) for p in [first, *others] if _fragment_key(p) == key})
-    data, carried = b"", None
-    for offset, more, proto, chunk in pieces:
-        if offset != len(data):
+    data = b""
+    for offset, more, _proto, chunk in pieces:
+        if offset != len(data):  # a piece missing (the first one included)
             return first
         data += chunk
-        carried = proto if offset == 0 else carried
         if not more:
             break
     else:
         return first
-    if carried is None:
-        return first
+    carried = pieces[0][2]  # the first piece names the carried protocol
     layer = type(first)
     if layer.__name__ == "IP":
         header = layer(src=first.src, dst=first.dst, tos=first.tos, ttl=first.ttl,
