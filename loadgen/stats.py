@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import Counter
@@ -121,3 +122,30 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "samples_ms": samples,
     }
     return out
+
+
+def below_saturation(p50_ms: dict[int, float], *, queueing: float = 1.5) -> int:
+    """The highest offered concurrency that still does not queue: its median connect
+    time (p50) within ``queueing`` times that of the lowest concurrency.
+
+    A closed-loop client at concurrency c achieves c / latency; while nothing waits,
+    latency stays flat and the rate grows with c. Once the guest's CPUs (client,
+    director and servers share them) are the limit, latency grows with c instead,
+    and a VIP/direct ratio taken there compares two saturated systems.
+    """
+    if not p50_ms:
+        raise ValueError("no concurrency measured")
+    levels = sorted(p50_ms)
+    base = p50_ms[levels[0]]
+    calm = [c for c in levels if p50_ms[c] <= queueing * base]
+    return calm[-1]
+
+
+def increments(levels: Sequence[int]) -> list[tuple[int, int]]:
+    """``(held_before, level)`` for each level of a scale curve (ascending, distinct,
+    from zero): what each step opens on top of what the steps before it hold."""
+    if not levels or any(b <= a for a, b in itertools.pairwise(levels)):
+        raise ValueError(f"scale levels must rise strictly: {list(levels)}")
+    if levels[0] < 0:
+        raise ValueError("scale levels must be >= 0")
+    return list(zip([0, *levels[:-1]], levels, strict=True))

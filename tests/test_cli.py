@@ -30,6 +30,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["bench", "--scale-mode", "nat,foo"], "unknown forwarding mode 'foo'"),
         (["bench", "--hold", "-1"], "--hold must be >= 0"),
         (["bench", "--failover-fault", "unplug"], "unknown fault 'unplug'"),
+        (["bench", "--scale-levels", "0,5000,1000"], "scale levels must rise strictly"),
+        (["bench", "--scale-levels", "0,lots"], "--scale-levels: comma-separated whole numbers"),
+        (["bench", "--sweep", "0,4"], "--sweep: distinct concurrencies"),
+        (["bench", "--conn-tab-bits", "40", "--kernel", "x"], "--conn-tab-bits must be 8..27"),
+        (["bench", "--kernel", "sid", "--kernel", "sid"], "a kernel is given twice"),
         (["run", "--protocol", "icmp"], "unknown protocol 'icmp'"),
         (["run", "--topology", "README.md"], "not a .toml declaration or a .py module"),
     ],
@@ -141,6 +146,40 @@ def test_bench_boots_the_guest_and_renders_the_bench(guest: FakeGuest, tmp_path:
     assert kind == "run" and sent[:3] == ["bench", "--repetitions", "1"]
     (run_dir,) = tmp_path.iterdir()
     assert (run_dir / "bench_summary.txt").exists()
+
+
+def test_bench_boots_with_the_tables_size_and_unmerged_slabs(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+    monkeypatch.setattr(guest, "options", lambda args, results: seen.append(args.boot_args))
+    guest.writes = "bench.json"
+    argv = ["bench", "--kernel", "sid", "--conn-tab-bits", "16", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    assert seen == [["slab_nomerge", "ip_vs.conn_tab_bits=16"]]
+
+
+def test_bench_levels_from_connections() -> None:
+    from testbed.cli._commands import bench_options
+    from testbed.cli._parser import parse
+
+    assert bench_options(parse(["bench", "--connections", "30000"])).scale_levels == (
+        0, 10_000, 25_000, 30_000)  # fmt: skip
+    opts = bench_options(parse(["bench", "--scale-mode", "dr,direct", "--sweep", "2,8"]))
+    assert opts.scale_modes == ("direct", "dr") and opts.sweep == (2, 8)
+
+
+def test_bench_on_several_kernels_then_side_by_side(guest: FakeGuest, tmp_path: Path) -> None:
+    guest.writes = "bench.json"
+    argv = ["bench", "--kernel", "6.1.0-57-amd64", "--repetitions", "1", "--kernel", "sid",
+            "--results", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    sent = [a for _, a in guest.calls]
+    assert [a[a.index("--kernel") + 1] for a in sent] == ["6.1.0-57-amd64", "sid"]
+    assert all(a.count("--kernel") == 1 and "--repetitions" in a for a in sent)
+    (top,) = tmp_path.iterdir()
+    assert sorted(p.name for p in top.iterdir() if p.is_dir()) == ["6.1.0-57-amd64", "sid"]
+    assert (top / "bench-kernels.txt").exists() and (top / "sid").glob("*/bench_summary.txt")
 
 
 def test_lab_attaches_the_terminal(guest: FakeGuest) -> None:

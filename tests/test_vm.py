@@ -71,3 +71,10 @@ def test_a_long_guest_command_goes_through_a_file(tmp_path: Path) -> None:
     cmd = vng_command(opts, ["run", "-k", long_k])
     assert len(cmd[-1]) < EXEC_INLINE_MAX and cmd[-1].startswith("sh ")
     assert long_k in exec_file(opts).read_text()
+
+
+def test_boot_arguments_reach_the_kernels_command_line() -> None:
+    cmd = _cmd(boot_args=("slab_nomerge", "ip_vs.conn_tab_bits=16"))
+    appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
+    assert appended == ["slab_nomerge", "ip_vs.conn_tab_bits=16"]
+    assert "--append" not in _cmd()

@@ -8,15 +8,17 @@ reported next to the figures, never turned into pass/fail.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.stats import alternated, drifted, spread
+from loadgen.stats import alternated, below_saturation, drifted, increments, merge_results, spread
 
 from ..cluster import Cluster
 from ..ha import FAULTS
@@ -46,21 +48,27 @@ DIRECT_SETUP = next(
 STATE_TABLE_MODES = tuple(m.name for m in MODES.first_per(lambda m: m.connection_table))
 GOALS = {
     "throughput_ratio": {m.name: m.throughput_goal for m in MODES.values() if m.throughput_goal},
-    "connect_rate_ratio": 0.80,
-    "connect_max_ms": 100.0,
-    "scale": {"resets": 0, "ipvs_vs_client": "exact"},
+    "connect_rate_ratio": 0.90,
+    "connect_p99_vs_direct": 1.2,  # at most
+    "scale": {"resets": 0, "ipvs_vs_client": "exact", "rate_100k_vs_empty": 0.9},
 }
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
     repetitions: int = 5
-    connections: int = 100_000
-    hold: float = 60.0
+    # the scale curve: connections held at each level, raised level by level; the
+    # checks on held connections (count, resets, memory) are taken at every level
+    scale_levels: tuple[int, ...] = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
+    hold: float = 60.0  # at the top level
     modes: tuple[str, ...] = MODES.names()
-    scale_modes: tuple[str, ...] = STATE_TABLE_MODES
+    # the scale curve's paths: the direct control, then one mode per state table
+    scale_modes: tuple[str, ...] = (DIRECT, *STATE_TABLE_MODES)
     iperf_seconds: float = 5.0
     rate_connections: int = 2000
+    # offered concurrency of the connection-rate client: the saturation sweep
+    sweep: tuple[int, ...] = (1, 4, 16, 64)
+    conn_tab_bits: int | None = None  # ip_vs's module parameter, given at the guest's boot
     failover_streams: int = 60  # 0: skip failover under load
     failover_syncs: tuple[str, ...] = ("ipvsadm", "off")
     failover_fault: str = "kill"  # keepalived SIGKILLed on the master (or stop, cut)
@@ -76,12 +84,43 @@ class BenchOptions:
             raise TestbedError(
                 f"unknown fault {self.failover_fault!r} (choose from {', '.join(FAULTS)})"
             )
-        if self.repetitions < 1 or self.connections < 1 or self.rate_connections < 1:
+        if self.repetitions < 1 or self.rate_connections < 1:
             raise TestbedError("repetitions and connection counts must be positive")
+        try:
+            increments(self.scale_levels)
+        except ValueError as exc:
+            raise TestbedError(str(exc)) from None
+        if not self.sweep or min(self.sweep) < 1 or len(set(self.sweep)) < len(self.sweep):
+            raise TestbedError("--sweep: distinct concurrencies, each >= 1")
+        # CONFIG_IP_VS_TAB_BITS's range on 64-bit; the kernel may clamp further by
+        # memory, so the size it took is read back (the table header), not assumed
+        if self.conn_tab_bits is not None and not 8 <= self.conn_tab_bits <= 27:
+            raise TestbedError("--conn-tab-bits must be 8..27 (ip_vs.conn_tab_bits)")
         if self.hold < 0 or self.iperf_seconds <= 0:
             raise TestbedError("--hold must be >= 0 and --iperf-seconds > 0")
-        for mode in (*self.modes, *self.scale_modes):
+        for mode in (*self.modes, *(m for m in self.scale_modes if m != DIRECT)):
             MODES[mode]
+
+
+_TABLE_SIZE = re.compile(rb"\(size=(\d+)\)")
+
+
+CONN_TAB_BITS = Path("/sys/module/ip_vs/parameters/conn_tab_bits")
+
+
+def table_size(net: Path, bits: Path = CONN_TAB_BITS) -> dict[str, Any]:
+    """The connection table's size as a namespace's /proc/net (``net``) shows it: the
+    header of ip_vs (since 7.1 the current size of a resizable table, and ip_vs_status
+    beside it); and ip_vs's conn_tab_bits where the module takes it."""
+    out: dict[str, Any] = {}
+    with open(net / "ip_vs", "rb") as f:
+        if m := _TABLE_SIZE.search(f.readline()):
+            out["table_size"] = int(m[1])
+    if (net / "ip_vs_status").exists():
+        out["ip_vs_status"] = (net / "ip_vs_status").read_text()[:4000]
+    if bits.exists():
+        out["conn_tab_bits"] = int(bits.read_text())
+    return out
 
 
 class Bench:
@@ -94,6 +133,9 @@ class Bench:
         self.opts = opts
         self.say = say
         self._mode: tuple[Any, ...] | None = None
+        # the connection-rate client's concurrency beside held connections: the
+        # sweep's choice once it has run
+        self._chosen_concurrency = min(opts.sweep)
 
     def _configure(self, mode: str, *, first_server_only: bool = False, **service: Any) -> None:
         """Switch mode/service only when it changes: configure() costs seconds here."""
@@ -152,27 +194,73 @@ class Bench:
                 **self._ratios(runs, "mbit_s")}  # fmt: skip
 
     # -- connection rate ----------------------------------------------------------------
-    def _rate(self, path: str) -> dict[str, Any]:
+    def _targets(self, path: str) -> list[str]:
+        """Where ``path``'s connections go, the cluster set up for it: the VIP, or for
+        the direct path every real server's own address."""
         c = self.cluster
         if path == DIRECT:
             self._configure(DIRECT_SETUP)
             port = c.spec.service.real_port
-            targets = [f"{r.ip}:{port}" for r in c.spec.real_servers]
-        else:
-            self._configure(path)
-            targets = [f"{c.spec.service.vip}:{c.spec.service.port}"]
-        return self._rate_to(targets, path)
+            return [f"{r.ip}:{port}" for r in c.spec.real_servers]
+        self._configure(path)
+        return [f"{c.spec.service.vip}:{c.spec.service.port}"]
 
     def connect_rate(self) -> dict[str, Any]:
-        """New connections (opened, then closed with RST) direct vs via the VIP."""
-        runs = self._repeat(self._rate)
-        worst = {p: max(r["connect_ms"].get("max", 0) for r in rows) for p, rows in runs.items()}
-        return {"connections": self.opts.rate_connections, "runs": runs, "max_connect_ms": worst,
-                **self._ratios(runs, "rate_per_s")}  # fmt: skip
+        """New connections (opened, then closed with RST) direct vs via the VIP, at each
+        offered concurrency of the sweep; the headline ratio at the highest concurrency
+        that does not yet queue on the direct path (``below_saturation``)."""
+        sweep = sorted(self.opts.sweep)
+        paths = [DIRECT, *self.opts.modes]
+        runs: dict[int, dict[str, list[dict[str, Any]]]] = {
+            c: {p: [] for p in paths} for c in sweep
+        }
+        for rep in range(self.opts.repetitions):
+            for path in alternated(paths, rep):
+                targets = self._targets(path)
+                for conc in sweep if rep % 2 == 0 else sweep[::-1]:
+                    row = self._rate_to(targets, f"{path} x{conc}", concurrency=conc)
+                    runs[conc][path].append(row | {"repetition": rep})
+        by_level = {c: self._rate_figures(runs[c]) for c in sweep}
+        p50 = {c: by_level[c]["connect_p50_ms"]["figures"][DIRECT]["median"] for c in sweep}
+        chosen = self._chosen_concurrency = below_saturation(p50)
+        self.say(f"connect rate: ratios taken at concurrency {chosen} (direct p50 by "
+                 f"concurrency: {p50})")  # fmt: skip
+        return {"connections": self.opts.rate_connections, "concurrency": chosen,
+                "sweep": {str(c): fig for c, fig in by_level.items()}, "runs": runs[chosen],
+                **by_level[chosen]}  # fmt: skip
+
+    @classmethod
+    def _rate_figures(cls, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """Rate ratios to direct, and connect-time p50 and p99 (each against direct's of
+        the same repetition): one concurrency's figures."""
+        flat = {p: [{"p50": r["connect_ms"].get("p50", 0.0), "p99": r["connect_ms"].get("p99", 0.0)}
+                    for r in rows] for p, rows in runs.items()}  # fmt: skip
+        return cls._ratios(runs, "rate_per_s") | {
+            "connect_p50_ms": cls._ratios(flat, "p50"),
+            "connect_p99_ms": cls._ratios(flat, "p99"),
+            "max_connect_ms": {p: max(r["connect_ms"].get("max", 0) for r in rows)
+                               for p, rows in runs.items()},
+        }  # fmt: skip
+
+    def _rate_to(
+        self, targets: list[str], label: str, concurrency: int | None = None
+    ) -> dict[str, Any]:
+        c = self.cluster
+        conc = concurrency or self._chosen_concurrency
+        r = connect_rate(c, client=c.spec.clients[0].name, targets=targets,
+                         count=self.opts.rate_connections, tool=self.opts.connect_tool,
+                         concurrency=conc)  # fmt: skip
+        ms = r["connect_ms"]
+        self.say(f"connect rate {label}: {r['rate_per_s']:.0f}/s, p50 {ms.get('p50')} ms, "
+                 f"p99 {ms.get('p99')} ms, max {ms.get('max')} ms, "
+                 f"{r['failed']} failed")  # fmt: skip
+        return {"rate_per_s": r["rate_per_s"], "connect_ms": ms, "failed": r["failed"],
+                "failures": r["failures"], "concurrency": conc}  # fmt: skip
 
     # -- scale --------------------------------------------------------------------------
     def _director_memory(self) -> dict[str, Any]:
-        """IPVS connection slab (if not merged into another cache) and guest-wide memory."""
+        """IPVS connection slab (its own cache when the guest boots with slab_nomerge),
+        guest-wide memory, the table's entries and its size as the kernel reports it."""
         meminfo = {}
         for line in Path("/proc/meminfo").read_text().splitlines():
             key, value = line.split(":", 1)
@@ -183,88 +271,126 @@ class Bench:
         # sysfs entry is a link to the shared cache and counts all its users
         slab = Path("/sys/kernel/slab/ip_vs_conn")
         if slab.exists():
+            first = {f: int((slab / f).read_text().split()[0])
+                     for f in ("slab_size", "objects", "slabs", "order")}  # fmt: skip
             out["ip_vs_conn_slab"] = {
                 "cache": slab.resolve().name,
                 "merged": slab.is_symlink(),
-                "slab_size": int((slab / "slab_size").read_text()),
-                "objects": int((slab / "objects").read_text().split()[0]),
+                **first,
+                # what the cache holds in pages, partly filled slabs included
+                "bytes": first["slabs"] * (4096 << first["order"]),
             }
         pid = self.cluster.pid(self.cluster.spec.active.name)
         with open(f"/proc/{pid}/net/ip_vs_conn", "rb") as f:
             out["ip_vs_conn_entries"] = sum(chunk.count(b"\n") for chunk in iter(
                 lambda: f.read(1 << 20), b"")) - 1  # fmt: skip
-        return out
+        return out | table_size(Path(f"/proc/{pid}/net"))
 
-    def _active(self) -> int:
-        return sum(d.active for d in self.cluster.service_state().dests)
+    def _counts(self) -> tuple[int, int]:
+        """The director's ActiveConn and InActConn over the service's real servers."""
+        dests = self.cluster.service_state().dests
+        return sum(d.active for d in dests), sum(d.inactive for d in dests)
 
-    def scale(self, mode: str) -> dict[str, Any]:
-        """Hold ``connections`` through the VIP; count, measure memory and rate."""
-        c, n = self.cluster, self.opts.connections
-        self._configure(mode)
-        vip = c.spec.service
-        target = f"{vip.vip}:{vip.port}"
-        plan = spread_sources(c, n)
-        # the previous run's entries (closed with RST) expire within seconds
+    def _increment(self, held: int, level: int) -> dict[str, tuple[list[str], int]]:
+        """The holders' plan from ``held`` connections to ``level``: source addresses
+        enough for the level, each client its share of the difference."""
+        before, after = spread_sources(self.cluster, held), spread_sources(self.cluster, level)
+        plan = {}
+        for client, (sources, share) in after.items():
+            extra = share - before.get(client, ([], 0))[1]
+            if extra > 0:
+                plan[client] = (sources, extra)
+        return plan
+
+    def scale(self, path: str) -> dict[str, Any]:
+        """The scale curve through ``path`` (a mode, or direct: the control without
+        IPVS): connections held level by level, and at each level the table read and
+        the connection rate measured (repetitions) beside what is held."""
+        c, levels = self.cluster, self.opts.scale_levels
+        targets = self._targets(path)
+        through_ipvs = path != DIRECT
+        # the previous section's entries (closed with RST) expire within seconds
         wait_until(lambda: self._director_memory()["ip_vs_conn_entries"] == 0, timeout=60,
                    interval=2)  # fmt: skip
         before = self._director_memory()
-        empty = self._rate_to([target], f"{mode}, table empty")
-        # entries the rate measurement left counted as active (expected 0)
-        active_before = self._active()
-        addresses = sum(len(s) for s, _ in plan.values())
-        self.say(f"scale {mode}: opening {n} connections from {addresses} source addresses")
-        with Holders(c, targets=[target], plan=plan, hold=self.opts.hold) as holders:
-            ramped = holders.wait_ramped(timeout=max(1200, n / 20))
-            t_ramped = time.monotonic()
-            wait_until(lambda: self._active() >= ramped["held"], timeout=60, interval=1)
-            active_start = self._active()
-            full_mem = self._director_memory()
-            self.say(f"scale {mode}: {ramped['held']} open in {ramped['ramp_s']:.0f} s, ActiveConn "
-                     f"{active_start}; measuring the rate with the table full")  # fmt: skip
-            full = self._rate_to([target], f"{mode}, table full")
-            time.sleep(max(0.0, t_ramped + self.opts.hold - time.monotonic()))
-            active_end = self._active()
-            result = holders.release(timeout=max(600, n / 50))
+        points, ramps, held = [], [], 0
+        with contextlib.ExitStack() as stack:
+            holders = []
+            for was, level in increments(levels):
+                if level > was:
+                    self.say(f"scale {path}: opening {level - was} more (to {level})")
+                    plan = self._increment(was, level)
+                    h = stack.enter_context(Holders(c, targets=targets, plan=plan, hold=0))
+                    ramped = h.wait_ramped(timeout=max(1200, (level - was) / 20))
+                    holders.append(h)
+                    ramps.append(strip_samples(ramped))
+                    held += ramped["held"]
+                points.append(self._level(path, level, held, before, through_ipvs))
+            t_top = time.monotonic()
+            time.sleep(max(0.0, t_top + self.opts.hold - time.monotonic()))
+            active_end = self._counts()[0] if through_ipvs else None
+            results = [h.release(timeout=max(600, levels[-1] / 50)) for h in holders]
+        result = merge_results(results) if results else {"resets": 0, "established_at_end": 0,
+                                                          "hold_s": 0.0}  # fmt: skip
         client_end = result["established_at_end"]
-        self.say(f"scale {mode}: held {result['hold_s']:.0f} s: {result['resets']} resets, "
-                 f"client {client_end} vs IPVS {active_end} at the end")  # fmt: skip
-        slab = full_mem.get("ip_vs_conn_slab", {})
-        ipvs_bytes = full_mem["ip_vs_conn_entries"] * slab.get("slab_size", 0)
-        avail = before["meminfo"]["MemAvailable_kB"] - full_mem["meminfo"]["MemAvailable_kB"]
+        self.say(f"scale {path}: held {self.opts.hold:.0f} s at {held}: {result['resets']} "
+                 f"resets, client {client_end} vs IPVS {active_end} at the end")  # fmt: skip
+        base = points[0]["rate"]["figures"]["rate_per_s"]["median"] if points else 0
+        for pt in points:
+            med = pt["rate"]["figures"]["rate_per_s"]["median"]
+            pt["rate_vs_lowest_level"] = round(med / base, 4) if base else None
         return {
-            "mode": mode,
-            "connections": n,
-            "source_addresses": {k: len(s) for k, (s, _) in plan.items()},
-            "ramped": strip_samples(ramped),
-            "result": strip_samples(result) | {"ramp": []},
-            "ipvs_active_before": active_before,
-            "ipvs_active_start": active_start,
-            "ipvs_active_end": active_end,
-            "client_established_end": client_end,
-            "exact": active_end == client_end == n,
+            "path": path,
+            "levels": list(levels),
+            "points": points,
+            "ramps": ramps,
+            "held": held,
             "resets": result["resets"],
+            "failed": sum(r.get("failed", 0) for r in ramps),
+            "client_established_end": client_end,
+            "ipvs_active_end": active_end,
+            "exact": (active_end == client_end == levels[-1])
+            if through_ipvs
+            else client_end == levels[-1],
+            "hold_s": result["hold_s"],
             "memory_before": before,
-            "memory_full": full_mem,
-            "ip_vs_conn_slab_size": slab.get("slab_size"),
-            "ip_vs_conn_table_bytes": ipvs_bytes,
-            "guest_mem_used_kB": avail,
-            "rate_empty": empty,
-            "rate_full": full,
-            "rate_full_vs_empty": round(full["rate_per_s"] / empty["rate_per_s"], 4)
-            if empty["rate_per_s"]
-            else None,
         }
 
-    def _rate_to(self, targets: list[str], label: str) -> dict[str, Any]:
-        c = self.cluster
-        r = connect_rate(c, client=c.spec.clients[0].name, targets=targets,
-                         count=self.opts.rate_connections, tool=self.opts.connect_tool)  # fmt: skip
-        ms = r["connect_ms"]
-        self.say(f"connect rate {label}: {r['rate_per_s']:.0f}/s, p99 {ms.get('p99')} ms, "
-                 f"max {ms.get('max')} ms, {r['failed']} failed")  # fmt: skip
-        return {"rate_per_s": r["rate_per_s"], "connect_ms": ms, "failed": r["failed"],
-                "failures": r["failures"]}  # fmt: skip
+    def _level(self, path: str, level: int, held: int, before: dict[str, Any],
+               through_ipvs: bool) -> dict[str, Any]:  # fmt: skip
+        """One point of a scale curve: the table with ``held`` open, then the rate."""
+        targets = self._targets(path)
+        if through_ipvs:
+            wait_until(lambda: self._counts()[0] >= held, timeout=120, interval=1)
+        mem = self._director_memory()
+        active = self._counts()[0]
+        point: dict[str, Any] = {"level": level, "held": held, "ipvs_active": active,
+                                 "exact": active == held if through_ipvs else None,
+                                 "memory": mem}  # fmt: skip
+        slab, slab0 = mem.get("ip_vs_conn_slab", {}), before.get("ip_vs_conn_slab", {})
+        grown = mem["ip_vs_conn_entries"] - before["ip_vs_conn_entries"]
+        if slab and not slab.get("merged") and grown > 0:
+            point["bytes_per_entry"] = round((slab["bytes"] - slab0.get("bytes", 0)) / grown, 1)
+        rows = []
+        for rep in range(self.opts.repetitions):
+            # the last measurement's connections (closed with RST) stay in the table
+            # for 10 s (CLOSE): the empty table's figure waits for them to go; beside
+            # thousands held, they are counted instead (at most rate_connections)
+            if level == 0:
+                wait_until(lambda: self._counts()[1] == 0, timeout=30, interval=0.5)
+            inactive = self._counts()[1]
+            row = self._rate_to(targets, f"{path} with {held} held")
+            rows.append(row | {"repetition": rep, "inactive_before": inactive})
+        rates = [r["rate_per_s"] for r in rows]
+        point["rate"] = {"runs": rows, "figures": {
+            "rate_per_s": spread(rates),
+            "p50_ms": spread([r["connect_ms"].get("p50", 0.0) for r in rows]),
+            "p99_ms": spread([r["connect_ms"].get("p99", 0.0) for r in rows]),
+        }, "drifted": drifted(rates)}  # fmt: skip
+        self.say(f"scale {path} at {held}: ActiveConn {active}, {mem['ip_vs_conn_entries']} "
+                 f"entries, table {mem.get('table_size')}, rate median "
+                 f"{point['rate']['figures']['rate_per_s'].get('median')}/s")  # fmt: skip
+        return point
 
     # -- failover under load ------------------------------------------------------------
     def failover(self) -> dict[str, Any]:

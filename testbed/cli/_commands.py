@@ -129,20 +129,40 @@ RUN = Command(name="run", here=run_here, check=check_suite, writes_results=True)
 # -- bench ----------------------------------------------------------------------------------
 
 
-def bench_options(args: argparse.Namespace) -> Any:
-    from ..bench import BenchOptions
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise TestbedError(f"{option}: comma-separated whole numbers, not {text!r}") from None
 
+
+def bench_options(args: argparse.Namespace) -> Any:
+    from ..bench import DIRECT, BenchOptions
+
+    levels = None
+    if args.scale_levels:
+        levels = _int_list(args.scale_levels, "--scale-levels")
+    elif args.connections is not None:
+        ladder = BenchOptions().scale_levels
+        levels = (*(n for n in ladder if n < args.connections), args.connections)
+    scale_paths = None
+    if args.scale_mode:
+        wanted = args.scale_mode.split(",")
+        modes = [m for m in wanted if m != DIRECT]
+        chosen_modes = [m.name for m in MODES.select(",".join(modes))] if modes else []
+        scale_paths = (*([DIRECT] if DIRECT in wanted else []), *chosen_modes)
     chosen = {
         "modes": tuple(m.name for m in MODES.select(args.mode)),
-        "scale_modes": tuple(m.name for m in MODES.select(args.scale_mode))
-        if args.scale_mode else None,
-    }  # fmt: skip
+        "scale_modes": scale_paths,
+        "scale_levels": levels,
+    }
     return BenchOptions(
         repetitions=args.repetitions,
-        connections=args.connections,
         hold=args.hold,
         iperf_seconds=args.iperf_seconds,
         rate_connections=args.rate_connections,
+        sweep=_int_list(args.sweep, "--sweep"),
+        conn_tab_bits=args.conn_tab_bits,
         connect_tool=args.connect_tool,
         failover_streams=args.failover_streams,
         failover_fault=args.failover_fault,
@@ -151,22 +171,52 @@ def bench_options(args: argparse.Namespace) -> Any:
 
 
 def check_bench(args: argparse.Namespace) -> None:
-    bench_options(args)
+    opts = bench_options(args)
     load_topology(args.topology)
+    if len({_kernel_slug(k) for k in args.kernels or ()}) < len(args.kernels or ()):
+        raise TestbedError("bench: a kernel is given twice")
+    if opts.conn_tab_bits is not None and not args.kernels and native(args):
+        raise TestbedError("--conn-tab-bits is given at a guest's boot: name a --kernel")
+    # slab_nomerge: ip_vs_conn keeps a slab cache of its own, so its size per entry
+    # is IPVS's alone (SLUB otherwise merges caches of one object size)
+    args.boot_args = ["slab_nomerge"]
+    if opts.conn_tab_bits is not None:
+        args.boot_args.append(f"ip_vs.conn_tab_bits={opts.conn_tab_bits}")
+
+
+def _bench_many(args: argparse.Namespace) -> bool:
+    return len(args.kernels or ()) > 1
+
+
+def _without_kernels(argv: list[str]) -> list[str]:
+    """A command line without its --kernel options (each kernel's run gets its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--kernel":
+            skip = True
+        elif not a.startswith("--kernel="):
+            out.append(a)
+    return out
 
 
 def bench_here(args: argparse.Namespace, run_dir: Path | None) -> int:
-    """Bring up the cluster and measure, natively or inside the guest."""
+    """Bring up the cluster and measure, natively or inside the guest; with several
+    kernels, a bench on each in turn, then their figures side by side."""
     from ..bench import Bench
     from ..cluster import Cluster
     from ..report import environment
 
     assert run_dir is not None
+    if _bench_many(args):
+        return _bench_kernels(args, run_dir)
     opts = bench_options(args)
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     started = time.monotonic()
     meta = {"run_id": run_dir.name, "command": "bench", "commit": args.commit or commit(),
-            "environment": environment(uptime=uptime)}  # fmt: skip
+            "environment": environment(uptime=uptime),
+            "cmdline": Path("/proc/cmdline").read_text().strip()}  # fmt: skip
     say(f"bench: {opts}; results in {run_dir}")
     with Cluster(load_topology(args.topology)) as cluster:
 
@@ -180,7 +230,28 @@ def bench_here(args: argparse.Namespace, run_dir: Path | None) -> int:
     return 0
 
 
-BENCH = Command(name="bench", here=bench_here, check=check_bench, writes_results=True)
+def _bench_kernels(args: argparse.Namespace, top: Path) -> int:
+    """One bench per kernel (a sub-directory each), then bench-kernels.txt and the
+    side-by-side plots in ``top``."""
+    from ..report import bench_kernels
+
+    benches: dict[str, dict[str, Any]] = {}
+    codes = []
+    for kernel in args.kernels:
+        where = top / _kernel_slug(kernel)
+        argv = [*_without_kernels(args.argv), "--kernel", kernel, "--results", str(where)]
+        say(f"bench on {kernel}: lvs-testbed {' '.join(argv)}")
+        codes.append(dispatch(BENCH, parse(argv), argv))
+        found = sorted(where.glob("*/bench.json"))
+        if found:
+            benches[kernel] = json.loads(found[-1].read_text())
+    if benches:
+        print(bench_kernels(benches, top), end="", flush=True)
+    return 1 if any(codes) or len(benches) < len(args.kernels) else 0
+
+
+BENCH = Command(name="bench", here=bench_here, check=check_bench, writes_results=True,
+                needs_ipvs=lambda args: not _bench_many(args))  # fmt: skip
 
 
 # -- test -----------------------------------------------------------------------------------

@@ -55,8 +55,9 @@ class GuestRunner:
         say(f"this kernel lacks IPVS: booting guest kernel {kernel.version} ({kernel.origin}) "
             f"with {label}")  # fmt: skip
         return GuestOptions(
-            kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra
-        )
+            kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra,
+            boot_args=tuple(getattr(args, "boot_args", ())),
+        )  # fmt: skip
 
     def run(self, opts: GuestOptions, argv: list[str]) -> int:
         return run_in_guest(opts, argv)

@@ -14,13 +14,16 @@ DESCRIPTION = "bring up an LVS cluster on real kernel IPVS and check it"
 PATH_OPTIONS = ("results", "topology")
 
 
-def _guest_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument(
-        "--kernel",
-        help="guest kernel: vmlinuz path, built kernel tree, installed version, Debian "
+def _guest_options(sp: argparse.ArgumentParser, *, many: bool = False) -> None:
+    what = (
+        "guest kernel: vmlinuz path, built kernel tree, installed version, Debian "
         "release (trixie, sid) / version (6.12, 7) to download, or pinned:RELEASE as "
-        "conformance/kernel-pins.toml records it (default: installed linux-image-amd64)",
+        "conformance/kernel-pins.toml records it (default: installed linux-image-amd64)"
     )
+    if many:  # each kernel in turn, then their figures side by side
+        sp.add_argument("--kernel", dest="kernels", action="append", help=what + "; repeatable")
+    else:
+        sp.add_argument("--kernel", help=what)
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
     sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
     sp.add_argument(
@@ -106,14 +109,32 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="throughput, connection rate and 100k held connections, VIP vs direct"
     )
-    _guest_options(bench)
+    _guest_options(bench, many=True)
     bench.add_argument("--repetitions", type=int, default=5, help="per figure (default 5)")
-    bench.add_argument("--connections", type=int, default=100_000,
-                       help="simultaneous connections held (default 100000)")  # fmt: skip
-    bench.add_argument("--hold", type=float, default=60.0, help="seconds to hold (default 60)")
+    bench.add_argument(
+        "--scale-levels", metavar="N,N,...",
+        help="connections held at each point of the scale curve (default "
+        "0,10000,25000,50000,100000,200000)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--connections", type=int,
+        help="the scale curve's top level: the default levels up to N, then N",
+    )  # fmt: skip
+    bench.add_argument("--hold", type=float, default=60.0,
+                       help="seconds to hold at the top level (default 60)")  # fmt: skip
+    bench.add_argument(
+        "--sweep", metavar="C,C,...", default="1,4,16,64",
+        help="offered concurrencies of the connection-rate client (default 1,4,16,64)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--conn-tab-bits", type=int,
+        help="boot the guest with ip_vs.conn_tab_bits=N (the connection table's size, 2^N)",
+    )  # fmt: skip
     bench.add_argument("--mode", help="modes for throughput and rate (default: all)")
     bench.add_argument(
-        "--scale-mode", help="modes for the held connections (default: one per state table)"
+        "--scale-mode",
+        help="paths of the scale curve: direct and modes (default: direct, then one mode "
+        "per state table)",
     )
     bench.add_argument("--iperf-seconds", type=float, default=5.0, help="per iperf3 run")
     bench.add_argument("--rate-connections", type=int, default=2000,
@@ -171,4 +192,6 @@ def parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> argparse.Namespace:
     args = parser().parse_args(argv)
     args.argv = list(argv)
+    if args.command == "bench":  # one kernel is an ordinary guest run
+        args.kernel = args.kernels[0] if args.kernels and len(args.kernels) == 1 else None
     return args

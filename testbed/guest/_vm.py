@@ -38,6 +38,7 @@ class GuestOptions:
     cpus: int = 2
     memory: str = "4G"
     extra_rw: tuple[Path, ...] = ()
+    boot_args: tuple[str, ...] = ()  # added to the kernel's command line
 
 
 def in_guest() -> str | None:
@@ -106,6 +107,8 @@ def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = Non
     ]
     for path in opts.extra_rw:
         cmd += ["--rwdir", str(path)]
+    for arg in opts.boot_args:
+        cmd += ["--append", arg]
     if opts.emulation == "tcg":
         cmd.append("--disable-kvm")
     if shell is not None:

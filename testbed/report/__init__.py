@@ -7,7 +7,8 @@ so the guest never pays for importing matplotlib under emulation::
     render(run_dir)          # summary.txt, report.html and its plots
 """
 
-from ._html import bench_summary, render, summary_text
+from ._bench import bench_kernels, bench_summary
+from ._html import render, summary_text
 from ._matrix import Comparison, Difference, bisect_verdict, compare_runs, render_matrix
 from ._results import ResultsPlugin, environment, tool_versions
 
@@ -15,6 +16,7 @@ __all__ = [
     "Comparison",
     "Difference",
     "ResultsPlugin",
+    "bench_kernels",
     "bench_summary",
     "bisect_verdict",
     "compare_runs",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +45,9 @@ from ..observe import (
 )
 from ..topology import load_topology, svg_picture
 from ..util import TestbedError
+from ._bench import bench_plots, bench_summary
 from ._format import fmt, save_figure, table
-from ._ha import bench_failover_lines, bench_failover_plot, failover_plot, failover_tables
+from ._ha import failover_plot, failover_tables
 from ._ktap import ktap_text
 
 
@@ -550,122 +550,6 @@ def _record_tables(records: list[Any]) -> str:
     )
 
 
-# -- bench ----------------------------------------------------------------------------------
-
-
-def _fmt_spread(s: dict[str, Any], unit: str = "") -> str:
-    if not s.get("n"):
-        return "-"
-    return f"{s['median']:.4g}{unit} [{s['min']:.4g}..{s['max']:.4g}]"
-
-
-def bench_summary(data: dict[str, Any]) -> str:
-    """The bench's figures against the issue's goals, as text: median [min..max] of reps."""
-    env = data.get("environment", {})
-    goals = data.get("goals", {})
-    lines = [
-        f"LVS testbed bench {data.get('run_id', '?')} (commit {data.get('commit', '?')})",
-        f"kernel:    {env.get('kernel', '?')} ({env.get('kernel_origin', '?')}), "
-        f"{env.get('where', '?')}, emulation: {env.get('emulation', '?')}",
-        "timings:   " + ", ".join(f"{k} {v:.0f}s" for k, v in data.get("timings", {}).items()),
-    ]
-    for section, unit, goal_key in (("throughput", " Mbit/s", "throughput_ratio"),
-                                    ("connect_rate", " conn/s", "connect_rate_ratio")):  # fmt: skip
-        sec = data.get(section)
-        if not sec:
-            continue
-        drift = "  CONTROL DRIFTED >10%" if sec.get("control_drift") else ""
-        lines.append(f"{section} (median [min..max] of {sec['figures']['direct']['n']}){drift}")
-        for path, fig in sec["figures"].items():
-            row = f"  {path:7s} {_fmt_spread(fig, unit)}"
-            if path in sec["ratios"]:
-                goal = goals.get(goal_key)
-                goal = goal.get(path) if isinstance(goal, dict) else goal
-                row += f"   vs direct {_fmt_spread(sec['ratios'][path])} (goal >= {goal})"
-            if section == "connect_rate":
-                row += f"   max connect {sec['max_connect_ms'][path]:g} ms"
-                failed: Counter[str] = Counter()
-                for run in sec.get("runs", {}).get(path, []):
-                    failed.update(run.get("failures", {}))
-                if failed:  # connects that never completed are not in the times above
-                    row += " + failed: " + ", ".join(f"{n} {k}" for k, n in failed.items())
-            lines.append(row)
-    for mode, sc in data.get("scale", {}).items():
-        ramp = sc["ramped"]
-        lines.append(
-            f"scale {mode}: {ramp['held']}/{sc['connections']} open in {ramp['ramp_s']:.0f} s "
-            f"({ramp['rate_per_s']:.0f}/s, connect p99 {ramp['connect_ms'].get('p99')} ms, "
-            f"max {ramp['connect_ms'].get('max')} ms), {ramp['failed']} failed"
-        )
-        lines.append(
-            f"  held {sc['result']['hold_s']:.0f} s: {sc['resets']} resets, "
-            f"client {sc['client_established_end']} vs IPVS ActiveConn {sc['ipvs_active_end']} "
-            f"({'exact' if sc['exact'] else 'MISMATCH'}; ActiveConn before the ramp "
-            f"{sc.get('ipvs_active_before', '?')})"
-        )
-        lines.append(
-            f"  director memory: {sc['ip_vs_conn_table_bytes'] / 2**20:.1f} MiB of IPVS "
-            f"connection entries ({sc['ip_vs_conn_slab_size']} B each); guest-wide "
-            f"MemAvailable fell {sc['guest_mem_used_kB'] / 1024:.0f} MiB (clients and servers too)"
-        )
-        lines.append(
-            f"  new connections with the table empty {sc['rate_empty']['rate_per_s']:.0f}/s, "
-            f"full {sc['rate_full']['rate_per_s']:.0f}/s (ratio {sc['rate_full_vs_empty']})"
-        )
-    lines += bench_failover_lines(data)
-    return "\n".join(lines) + "\n"
-
-
-def _bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    made = []
-    for section, unit, title in (
-        ("throughput", "Mbit/s", "Throughput: one TCP stream, direct vs through the VIP"),
-        ("connect_rate", "connections/s", "New connections per second, direct vs VIP"),
-    ):
-        figs = data.get(section, {}).get("figures")
-        if not figs:
-            continue
-        paths = list(figs)
-        med = [figs[p]["median"] for p in paths]
-        err = [[m - figs[p]["min"] for p, m in zip(paths, med, strict=True)],
-               [figs[p]["max"] - m for p, m in zip(paths, med, strict=True)]]  # fmt: skip
-        fig, ax = plt.subplots(figsize=(7, 3))
-        colors = ["#999999" if p == "direct" else "#4c72b0" for p in paths]
-        ax.bar([p.upper() if p != "direct" else p for p in paths], med, yerr=err, capsize=6,
-               color=colors)  # fmt: skip
-        for i, p in enumerate(paths):
-            ratio = data[section]["ratios"].get(p)
-            if ratio:  # above the error bar
-                ax.annotate(f"x{ratio['median']:.2f}", (i, figs[p]["max"]), ha="center",
-                            va="bottom", xytext=(0, 4), textcoords="offset points")  # fmt: skip
-        ax.set_ylim(0, max(figs[p]["max"] for p in paths) * 1.2)
-        ax.set_ylabel(unit)
-        ax.set_title(title + " (median, min-max)", fontsize=10)
-        made.append(
-            save_figure(fig, out, f"bench_{section}.png", f"{title}; label: median ratio to direct")
-        )
-    scale = data.get("scale", {})
-    if scale:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        for mode, sc in scale.items():
-            ramp = sc["ramped"].get("ramp", [])
-            ax.plot([t for t, _ in ramp], [n for _, n in ramp], label=mode.upper())
-        ax.set_xlabel("seconds since start")
-        ax.set_ylabel("connections open")
-        ax.set_title("Connection ramp through the VIP", fontsize=10)
-        ax.legend()
-        made.append(
-            save_figure(fig, out, "bench_ramp.png", "Connections open over time while ramping up")
-        )
-    made += bench_failover_plot(data, out)
-    return made
-
-
 def _network(data: dict[str, Any]) -> str:
     """The run's topology as a picture (none if the topology cannot be read here)."""
     name = data.get("topology")
@@ -707,7 +591,7 @@ def render(run_dir: Path) -> Path:
     if bench is not None:
         text = bench_summary(bench)
         (run_dir / "bench_summary.txt").write_text(text)
-        plots += _bench_plots(bench, run_dir)
+        plots += bench_plots(bench, run_dir)
         bench_html = f"<h2>Bench</h2><pre>{_esc(text)}</pre>"
     env = data.get("environment", {})
     rows = []
