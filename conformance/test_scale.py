@@ -15,9 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from testbed import Cluster
-from testbed.load import prepare_for_scale
+from testbed.ipvs import SYSCTL_DIR
+from testbed.kernel import missing_sysctl
+from testbed.load import connect_rate, prepare_for_scale
 from testbed.observe import hold_through_vip
 from testbed.registry import Mode, Profile
+from testbed.util import wait_until
 
 HOLD_S = 5.0
 
@@ -63,3 +66,43 @@ def test_scale_holds_connections(
     assert result["established_at_end"] == connections
     assert sum(active) == connections, f"director ActiveConn {active} vs client {connections}"
     assert max(active) - min(active) <= 1, f"rr spread uneven: {active}"
+
+
+def test_conn_max_caps_the_connection_entries(scale_cluster: Cluster) -> None:
+    """With net.ipv4.vs.conn_max at N, the director's namespace holds at most N
+    connection entries: the first N new connections are scheduled, a SYN beyond them
+    gets no entry and is dropped (so that connect times out), until entries expire
+    (ipvs-sysctl.rst conn_max; ip_vs_conn.c ip_vs_conn_new returns NULL at the limit,
+    ip_vs_schedule then drops the packet).
+
+    The connections close with RST at once; their entries stay (CLOSE, 10 s), so the
+    cap holds for the whole burst."""
+    if reason := missing_sysctl("conn_max", needed_by="the cap on connection entries"):
+        pytest.skip(reason)
+    cluster, cap, extra = scale_cluster, 20, 5
+    base = cluster.base_spec.service
+    cluster.configure(cluster.base_spec.with_service(mode="nat", scheduler="rr",
+                                                     port=base.nat_port or base.port))  # fmt: skip
+    service = cluster.spec.service
+    director, knob = cluster.spec.active.name, f"{SYSCTL_DIR}/conn_max"
+
+    def entries() -> list[str]:
+        return cluster.run(director, "ipvsadm -Lnc", changes_setup=False).splitlines()[2:]
+
+    # the cap counts every entry in the namespace: the earlier tests' (closed with RST,
+    # CLOSE for 10 s) must be gone first
+    assert wait_until(lambda: not entries(), timeout=30, interval=1), (
+        f"entries left from before:\n{chr(10).join(entries()[:20])}")  # fmt: skip
+    (before,) = cluster.sysctls(director, knob).values()
+    cluster.write_sysctls(director, {knob: str(cap)})
+    try:
+        burst = connect_rate(cluster, client=cluster.spec.clients[0].name,
+                             targets=[f"{service.vip}:{service.port}"], count=cap + extra,
+                             concurrency=cap + extra, tool="native", connect_timeout=5)  # fmt: skip
+        table = entries()
+    finally:
+        cluster.write_sysctls(director, {knob: before})
+    assert (burst["connected"], burst["failed"]) == (cap, extra), (
+        f"conn_max {cap}: {burst['connected']} connected, {burst['failed']} failed "
+        f"({burst['failures']}); expected {cap} and {extra}")  # fmt: skip
+    assert len(table) == cap, f"{len(table)} entries with conn_max {cap}:\n" + "\n".join(table)

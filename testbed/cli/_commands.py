@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cluster import PREFIX_ENV
-from ..guest import BOOT_ENV, QUIET_ENV, boot_uptime
+from ..guest import BOOT_ENV, QUIET_ENV, boot_uptime, in_guest
 from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_profiles
 from ..topology import load_topology
 from ..util import REPO, TestbedError
@@ -175,7 +175,7 @@ def check_bench(args: argparse.Namespace) -> None:
     load_topology(args.topology)
     if len({_kernel_slug(k) for k in args.kernels or ()}) < len(args.kernels or ()):
         raise TestbedError("bench: a kernel is given twice")
-    if opts.conn_tab_bits is not None and not args.kernels and native(args):
+    if opts.conn_tab_bits is not None and native(args) and not in_guest():
         raise TestbedError("--conn-tab-bits is given at a guest's boot: name a --kernel")
     # slab_nomerge: ip_vs_conn keeps a slab cache of its own, so its size per entry
     # is IPVS's alone (SLUB otherwise merges caches of one object size)

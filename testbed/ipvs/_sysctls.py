@@ -75,9 +75,17 @@ for _sysctl in (
            exists_with="ipvs: use kthreads for stats estimation (Linux 6.2)"),
     Sysctl(name="est_nice", default="0", rejects=("20", "-21"), accepts=("19", "-20", "0"),
            exists_with="ipvs: use kthreads for stats estimation (Linux 6.2)"),
-    # resizable per-namespace tables (Linux 7.1, "ipvs: add conn_lfactor and svc_lfactor")
-    Sysctl(name="conn_lfactor", default="-4", rejects=("-9", "9"), accepts=("-8", "8", "-4"),
+    # resizable per-namespace tables (Linux 7.1, "ipvs: add conn_lfactor and svc_lfactor").
+    # Not the documented -4, which is init_net's: a namespace's own starts at -1, one
+    # lower since NAT entries are hashed twice (ip_vs_conn.c
+    # ip_vs_conn_default_load_factor); measured -2 on Debian's 7.2.13
+    Sysctl(name="conn_lfactor", default="-2", rejects=("-9", "9"), accepts=("-8", "8", "-4"),
            exists_with="ipvs: add conn_lfactor and svc_lfactor sysctl vars (Linux 7.1)"),
+    # a cap on a namespace's connection entries, 2^30 on 64-bit, a new namespace taking
+    # init_net's; proc_do_conn_max refuses values outside 0..2^30 (EINVAL)
+    Sysctl(name="conn_max", default="1073741824", rejects=("-1", "1073741825"),
+           accepts=("0", "100000", "1073741824"),
+           exists_with="ipvs: add conn_max sysctl to limit connections (4a15044a2b06)"),
     Sysctl(name="svc_lfactor", default=None,
            exists_with="ipvs: add conn_lfactor and svc_lfactor sysctl vars (Linux 7.1)"),
     Sysctl(name="debug_level", default="0", exists_with="CONFIG_IP_VS_DEBUG"),

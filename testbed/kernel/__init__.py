@@ -7,7 +7,14 @@
 
 from ._ledger import LEDGER, LedgerEntry, Probe, load_ledger, probe_features
 from ._log import KernelLog, KernelRecord, bug_reports, parse_record
-from ._probe import PROC_IPVS, missing_module, modprobe, require_modules, running_kernel_has_ipvs
+from ._probe import (
+    PROC_IPVS,
+    missing_module,
+    missing_sysctl,
+    modprobe,
+    require_modules,
+    running_kernel_has_ipvs,
+)
 
 __all__ = [
     "LEDGER",
@@ -19,6 +26,7 @@ __all__ = [
     "bug_reports",
     "load_ledger",
     "missing_module",
+    "missing_sysctl",
     "modprobe",
     "parse_record",
     "probe_features",

@@ -47,6 +47,13 @@ def missing_module(*modules: str, needed_by: str) -> str | None:
     return None
 
 
+def missing_sysctl(name: str, *, needed_by: str) -> str | None:
+    """The skip reason naming net.ipv4.vs.``name`` if this kernel's IPVS lacks it, or None."""
+    if not (modprobe("ip_vs") and Path("/proc/sys/net/ipv4/vs", name).exists()):
+        return f"kernel lacks sysctl net.ipv4.vs.{name} (needed by {needed_by})"
+    return None
+
+
 def require_modules(*modules: str) -> None:
     """Load modules or fail with one line naming the first one missing."""
     for module in modules:

@@ -171,17 +171,23 @@ def connect_rate(
     concurrency: int = 32,
     timeout: float = 600,
     tool: str = "python",
+    connect_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Open and at once close ``count`` connections from a client's own address: with
     loadgen.holder (``tool="python"``) or the compiled lvs-connrate (``"native"``), whose
-    own cost per connection is far below the kernel's; the same result fields."""
+    own cost per connection is far below the kernel's; the same result fields.
+    ``connect_timeout`` (native only): when a connect still unanswered counts as failed
+    (lvs-connrate's default 10 s)."""
     sources = [str(c.ip) for c in cluster.spec.clients if c.name == client]
     if not sources:
         raise TestbedError(f"{client!r} is not a client")
     if tool not in CONNECT_TOOLS:
         raise TestbedError(f"connect tool {tool!r}: choose one of {', '.join(CONNECT_TOOLS)}")
     if tool == "native":
-        return _native_connect_rate(cluster, client, targets, sources, count, concurrency)
+        return _native_connect_rate(cluster, client, targets, sources, count, concurrency,
+                                    connect_timeout)  # fmt: skip
+    if connect_timeout is not None:
+        raise TestbedError("connect_timeout needs the native connect tool")
     with Holders(
         cluster,
         targets=targets,
@@ -195,13 +201,15 @@ def connect_rate(
 
 def _native_connect_rate(
     cluster: Cluster, client: str, targets: Sequence[str], sources: Sequence[str], count: int,
-    concurrency: int,
+    concurrency: int, connect_timeout: float | None,
 ) -> dict[str, Any]:  # fmt: skip
     if not NATIVE_CONNRATE.exists():
         raise TestbedError(f"{NATIVE_CONNRATE} is missing: run scripts/install.sh")
     args = [str(NATIVE_CONNRATE), "--count", str(count), "--concurrency", str(concurrency),
             "--samples", *(f"--target {t}" for t in targets),
             *(f"--source {s}" for s in sources)]  # fmt: skip
+    if connect_timeout is not None:
+        args += ["--timeout", str(connect_timeout)]
     out = cluster.run(client, " ".join(args), check=False, changes_setup=False).strip()
     try:
         part = json.loads(out.splitlines()[-1])
