@@ -362,6 +362,9 @@ class Bench:
         targets = self._targets(path)
         if through_ipvs:
             wait_until(lambda: self._counts()[0] >= held, timeout=120, interval=1)
+        # the level below's rate measurements (closed with RST) leave their entries for
+        # 10 s (CLOSE): the table is read once only the held ones are left
+        wait_until(lambda: self._counts()[1] == 0, timeout=30, interval=0.5)
         mem = self._director_memory()
         active = self._counts()[0]
         point: dict[str, Any] = {"level": level, "held": held, "ipvs_active": active,

@@ -216,7 +216,7 @@ def bench_here(args: argparse.Namespace, run_dir: Path | None) -> int:
     started = time.monotonic()
     meta = {"run_id": run_dir.name, "command": "bench", "commit": args.commit or commit(),
             "environment": environment(uptime=uptime),
-            "cmdline": Path("/proc/cmdline").read_text().strip()}  # fmt: skip
+            "cmdline": _boot_args()}  # fmt: skip
     say(f"bench: {opts}; results in {run_dir}")
     with Cluster(load_topology(args.topology)) as cluster:
 
@@ -228,6 +228,12 @@ def bench_here(args: argparse.Namespace, run_dir: Path | None) -> int:
 
         Bench(cluster, opts, say).run(save)
     return 0
+
+
+def _boot_args() -> str:
+    """The kernel's command line without what virtme-ng adds to boot the guest."""
+    words = Path("/proc/cmdline").read_text().split()
+    return " ".join(w for w in words if not w.startswith(("virtme", "init=")) and "`" not in w)
 
 
 def _bench_kernels(args: argparse.Namespace, top: Path) -> int:
