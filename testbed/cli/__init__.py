@@ -4,7 +4,7 @@ Commands:
   run    bring up the testbed, run the conformance suite, write results/<run-id>/
   test   unit tests on this machine, the conformance runs, guest life-cycle tests
   lab    bring up one forwarding mode and open the Mininet CLI
-  bench  throughput, connection rate and 100k held connections, VIP vs direct
+  bench  throughput, a connection-rate sweep and scale curves, VIP vs direct
   matrix the suite once per kernel, differences judged against the kernel ledger
   compare two runs as one bisection step (0 good, 1 bad, 125 cannot test), or more as a matrix
   clean  remove leftover namespaces, links, daemons and guests

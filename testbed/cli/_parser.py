@@ -107,7 +107,9 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     bench = sub.add_parser(
-        "bench", help="throughput, connection rate and 100k held connections, VIP vs direct"
+        "bench",
+        help="throughput, a connection-rate sweep and scale curves (0..200k held), VIP vs "
+        "direct; several --kernel side by side",
     )
     _guest_options(bench, many=True)
     bench.add_argument("--repetitions", type=int, default=5, help="per figure (default 5)")
