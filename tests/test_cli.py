@@ -169,7 +169,9 @@ def test_bench_levels_from_connections() -> None:
     assert opts.scale_modes == ("direct", "dr") and opts.sweep == (2, 8)
 
 
-def test_bench_on_several_kernels_then_side_by_side(guest: FakeGuest, tmp_path: Path) -> None:
+def test_bench_on_several_kernels_then_side_by_side(
+    guest: FakeGuest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     guest.writes = "bench.json"
     argv = ["bench", "--kernel", "6.1.0-57-amd64", "--repetitions", "1", "--kernel", "sid",
             "--results", str(tmp_path)]  # fmt: skip
@@ -179,7 +181,8 @@ def test_bench_on_several_kernels_then_side_by_side(guest: FakeGuest, tmp_path: 
     assert all(a.count("--kernel") == 1 and "--repetitions" in a for a in sent)
     (top,) = tmp_path.iterdir()
     assert sorted(p.name for p in top.iterdir() if p.is_dir()) == ["6.1.0-57-amd64", "sid"]
-    assert (top / "bench-kernels.txt").exists() and (top / "sid").glob("*/bench_summary.txt")
+    assert (top / "bench-kernels.txt").exists() and list((top / "sid").glob("*/bench_summary.txt"))
+    assert f"report: {top / 'bench-kernels.html'}" in capsys.readouterr().out
 
 
 def test_lab_attaches_the_terminal(guest: FakeGuest) -> None:

@@ -205,7 +205,9 @@ def finish(run_dir: Path, host_timings: dict[str, float], *, ktap: bool = False)
 
     written = [f for f in (run_dir / "results.json", run_dir / "bench.json") if f.exists()]
     if not written:
-        say(f"no results were written to {run_dir}")
+        side_by_side = run_dir / "bench-kernels.html"  # a bench on several kernels
+        say(f"report: {side_by_side}" if side_by_side.exists()
+            else f"no results were written to {run_dir}")  # fmt: skip
         return
     for path in written:
         data = json.loads(path.read_text())
