@@ -185,6 +185,20 @@ def test_bench_on_several_kernels_then_side_by_side(
     assert f"report: {top / 'bench-kernels.html'}" in capsys.readouterr().out
 
 
+def test_benches_made_apart_are_set_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for kernel in ("6.1", "7.2"):
+        run = tmp_path / kernel / "20261207-080000-abcd"
+        run.mkdir(parents=True)
+        bench = _MINIMAL["bench.json"] | {"environment": {"kernel": kernel}}
+        (run / "bench.json").write_text(json.dumps(bench))
+    out = tmp_path / "both"
+    assert main(["compare", str(tmp_path / "6.1"), str(tmp_path / "7.2"), "--out", str(out)]) == 0
+    assert "6.1" in (out / "bench-kernels.txt").read_text().splitlines()[1]
+    assert f"report: {out / 'bench-kernels.html'}" in capsys.readouterr().out
+
+
 def test_lab_attaches_the_terminal(guest: FakeGuest) -> None:
     guest.writes = None
     assert main(["lab", "dr", "--scheduler", "wlc"]) == 0

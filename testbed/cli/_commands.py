@@ -439,20 +439,28 @@ MATRIX = Command(name="matrix", here=matrix_here, check=check_matrix, needs_ipvs
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-")
 
 
-def _run_results(path: Path) -> Path:
-    """A run's results.json from the file, its run directory, or a results directory
-    (its newest run, which must have written one: a run that never got going is not
-    judged by an older one's results)."""
+def _run_results(path: Path, name: str = "results.json") -> Path:
+    """A run's results.json (or bench.json) from the file, its run directory, or a
+    results directory (its newest run, which must have written one: a run that never
+    got going is not judged by an older one's results)."""
     if path.is_file():
         return path
     if not path.is_dir():
         raise TestbedError(f"compare: {path} does not exist")
-    if not (path / "results.json").is_file():
+    if not (path / name).is_file():
         runs = sorted(p for p in path.iterdir() if p.is_dir() and _RUN_ID.match(p.name))
         path = runs[-1] if runs else path
-    if not (path / "results.json").is_file():
-        raise TestbedError(f"compare: no results.json in {path}")
-    return path / "results.json"
+    if not (path / name).is_file():
+        raise TestbedError(f"compare: no {name} in {path}")
+    return path / name
+
+
+def _benches(given: list[str]) -> list[Path] | None:
+    """The bench.json of each run given, if every one is a bench run."""
+    try:
+        return [_run_results(Path(g), "bench.json") for g in given]
+    except TestbedError:
+        return None
 
 
 def _label(data: dict[str, Any], path: Path, taken: set[str]) -> str:
@@ -463,6 +471,8 @@ def _label(data: dict[str, Any], path: Path, taken: set[str]) -> str:
 def check_compare(args: argparse.Namespace) -> None:
     if len(args.runs) < 2:
         raise TestbedError("compare: give two runs (good, candidate) or more")
+    if _benches(args.runs):
+        return
     for run in args.runs[:1] if _bisecting(args) else args.runs:
         _run_results(Path(run))  # the candidate of a bisection step may be missing
 
@@ -473,10 +483,21 @@ def _bisecting(args: argparse.Namespace) -> bool:
 
 def compare_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     """Two runs: one bisection step (0 good, 1 bad, 125 cannot test). More, or --out: a
-    matrix of runs made anywhere (one kernel per CI machine)."""
+    matrix of runs made anywhere (one kernel per CI machine). Bench runs: their figures
+    side by side."""
     from ..kernel import load_ledger
-    from ..report import bisect_verdict
+    from ..report import bench_kernels, bisect_verdict
 
+    if benches := _benches(args.runs):  # benches made anywhere, side by side
+        data = [json.loads(b.read_text()) for b in benches]
+        labelled: dict[str, dict[str, Any]] = {}
+        for path, bench in zip(benches, data, strict=True):
+            labelled[_label(bench, path, set(labelled))] = bench
+        top = Path(args.out) if args.out else new_run_dir(results_dir(args), args)
+        top.mkdir(parents=True, exist_ok=True)
+        print(bench_kernels(labelled, top), end="", flush=True)
+        say(f"report: {top / 'bench-kernels.html'}")
+        return 0
     if _bisecting(args):
         good = json.loads(_run_results(Path(args.runs[0])).read_text())
         try:

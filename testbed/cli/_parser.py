@@ -168,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare",
         help="two runs: one bisection step (exit 0 good, 1 bad, 125 cannot test); "
-        "more: a kernel matrix of runs made anywhere",
+        "more: a kernel matrix of runs made anywhere; bench runs: side by side",
     )
     compare.add_argument(
         "runs", nargs="+", metavar="RUN",
