@@ -89,13 +89,17 @@ class _Cluster:
         return [f"{client}-a{i}" for i in range(count)]
 
 
-def test_a_step_gets_addresses_for_its_level_and_only_the_difference_to_open() -> None:
+def test_each_step_opens_the_difference_from_addresses_of_its_own() -> None:
     bench = Bench(_Cluster(), BenchOptions(), say=lambda _m: None)  # type: ignore[arg-type]
-    plan = bench._increment(10_000, 100_001)
-    # 50,001 and 50,000 per client at the level, 5,000 each held before
-    assert plan["c1"] == ([f"c1-a{i}" for i in range(3)], 45_001)  # 25,000 per address
-    assert plan["c2"] == (["c2-a0", "c2-a1"], 45_000)  # 50,000: two are enough
-    assert bench._increment(0, 1) == {"c1": (["c1-a0"], 1)}
+    used: dict[str, int] = {}
+    assert bench._increment(0, 50_000, used) == {"c1": (["c1-a0"], 25_000),
+                                                 "c2": (["c2-a0"], 25_000)}  # fmt: skip
+    # the next 25,000 each do not pile onto c1-a0 (it would hold 37,500): new addresses
+    plan = bench._increment(50_000, 100_001, used)
+    assert plan["c1"] == (["c1-a1", "c1-a2"], 25_001)  # 25,001: two, 25,000 at most each
+    assert plan["c2"] == (["c2-a1"], 25_000)
+    assert used == {"c1": 3, "c2": 2}
+    assert bench._increment(0, 1, {}) == {"c1": (["c1-a0"], 1)}
 
 
 def test_the_table_size_is_read_as_the_namespace_shows_it(tmp_path: Path) -> None:

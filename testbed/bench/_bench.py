@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import re
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ..cluster import Cluster
 from ..ha import FAULTS
 from ..load import (
     CONNECT_TOOLS,
+    CONNS_PER_ADDRESS,
     IPERF_PORT,
     Holders,
     connect_rate,
@@ -294,15 +296,22 @@ class Bench:
         dests = self.cluster.service_state().dests
         return sum(d.active for d in dests), sum(d.inactive for d in dests)
 
-    def _increment(self, held: int, level: int) -> dict[str, tuple[list[str], int]]:
-        """The holders' plan from ``held`` connections to ``level``: source addresses
-        enough for the level, each client its share of the difference."""
+    def _increment(
+        self, held: int, level: int, used: dict[str, int]
+    ) -> dict[str, tuple[list[str], int]]:
+        """The holders' plan from ``held`` connections to ``level``: each client its share
+        of the difference, from source addresses none of the steps before used
+        (``used``: how many each client's steps took, updated). Topping up old ones
+        would pile past CONNS_PER_ADDRESS on the first: a holder spreads its count
+        evenly over the addresses it is given."""
         before, after = spread_sources(self.cluster, held), spread_sources(self.cluster, level)
         plan = {}
-        for client, (sources, share) in after.items():
+        for client, (_, share) in after.items():
             extra = share - before.get(client, ([], 0))[1]
             if extra > 0:
-                plan[client] = (sources, extra)
+                first = used.get(client, 0)
+                used[client] = first + math.ceil(extra / CONNS_PER_ADDRESS)
+                plan[client] = (self.cluster.client_addresses(client, used[client])[first:], extra)
         return plan
 
     def scale(self, path: str) -> dict[str, Any]:
@@ -316,13 +325,13 @@ class Bench:
         wait_until(lambda: self._director_memory()["ip_vs_conn_entries"] == 0, timeout=60,
                    interval=2)  # fmt: skip
         before = self._director_memory()
-        points, ramps, held = [], [], 0
+        points, ramps, held, used = [], [], 0, {}
         with contextlib.ExitStack() as stack:
             holders = []
             for was, level in increments(levels):
                 if level > was:
                     self.say(f"scale {path}: opening {level - was} more (to {level})")
-                    plan = self._increment(was, level)
+                    plan = self._increment(was, level, used)
                     h = stack.enter_context(Holders(c, targets=targets, plan=plan, hold=0))
                     ramped = h.wait_ramped(timeout=max(1200, (level - was) / 20))
                     holders.append(h)
