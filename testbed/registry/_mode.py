@@ -97,7 +97,7 @@ NAT = MODES.register(
         ],
         # the real servers' replies are forwarded by the director
         director_setup=lambda d: [f"sysctl -qw {d.family.forwarding}=1"],
-        throughput_goal=0.80,
+        throughput_goal=0.90,
     )
 )
 
@@ -124,7 +124,7 @@ DR = MODES.register(
             f"ip addr del {rs.vip_prefix} dev lo 2>/dev/null; true",
             *rs.family.claim_defaults(rs.interface),
         ],
-        throughput_goal=0.90,
+        throughput_goal=0.95,
     )
 )
 
@@ -148,6 +148,6 @@ TUN = MODES.register(
             *rs.tunnel.undo(rs),
             *rs.family.claim_defaults(rs.interface),
         ],
-        throughput_goal=0.85,
+        throughput_goal=0.90,
     )
 )
