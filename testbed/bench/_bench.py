@@ -337,7 +337,7 @@ class Bench:
                     holders.append(h)
                     ramps.append(strip_samples(ramped))
                     held += ramped["held"]
-                points.append(self._level(path, level, held, before, through_ipvs))
+                points.append(self._level(path, targets, level, held, before))
             t_top = time.monotonic()
             time.sleep(max(0.0, t_top + self.opts.hold - time.monotonic()))
             active_end = self._counts()[0] if through_ipvs else None
@@ -368,10 +368,10 @@ class Bench:
             "memory_before": before,
         }
 
-    def _level(self, path: str, level: int, held: int, before: dict[str, Any],
-               through_ipvs: bool) -> dict[str, Any]:  # fmt: skip
+    def _level(self, path: str, targets: list[str], level: int, held: int,
+               before: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
         """One point of a scale curve: the table with ``held`` open, then the rate."""
-        targets = self._targets(path)
+        through_ipvs = path != DIRECT
         if through_ipvs:
             wait_until(lambda: self._counts()[0] >= held, timeout=120, interval=1)
         # the level below's rate measurements (closed with RST) leave their entries for
