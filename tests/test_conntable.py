@@ -1,6 +1,6 @@
 """The /proc/net/ip_vs_conn parser, on text in the kernel's format (ip_vs_conn_seq_show)."""
 
-from testbed.ipvs._conntable import parse_connections
+from testbed.ipvs._conntable import parse_connections, union_of_readings
 
 HEADER = "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
 TABLE = HEADER + (
@@ -53,3 +53,15 @@ def test_a_fwmark_template_is_parsed() -> None:
     )
     [t] = parse_connections(text, client=("203.0.113.11", 0))
     assert (t.protocol, t.virtual, t.dest) == ("IP", ("0.0.0.67", 0), ("198.51.100.19", 0))
+
+
+def test_the_union_of_readings_holds_an_entry_one_reading_skipped() -> None:
+    """Two readings of a table longer than a page, each missing a different live entry
+    (one expired during the reading, ip_vs_conn_seq_start): every entry once, in the
+    state the later reading saw."""
+    rows = TABLE.splitlines(keepends=True)
+    first = parse_connections("".join(rows[:2] + rows[3:]))  # skipped the UDP entry
+    later = parse_connections("".join(rows[:4]).replace(" 899", " 898"))  # skipped SCTP
+    union = union_of_readings([first, later])
+    assert [c.protocol for c in union] == ["TCP", "TCP", "SCTP", "UDP"]
+    assert union[0].expires == 898

@@ -337,10 +337,11 @@ class HaPair(DirectorPair):
             self.cluster.run(director, f"ipvsadm --stop-daemon {role}", check=False)
 
     def connections(self, director: str, *ports: int) -> dict[tuple[str, int], Conn]:
-        """The director's IPVS connection table by client (addr, port), for some VIP ports."""
+        """The director's IPVS connection table by client (addr, port), for some VIP ports
+        (read twice: an entry expiring during one reading hides a live one)."""
         return {
             c.client: c
-            for c in read_connections(self.cluster.pid(director))
+            for c in read_connections(self.cluster.pid(director), reads=2)
             if not ports or c.virtual[1] in ports
         }
 

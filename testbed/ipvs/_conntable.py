@@ -52,6 +52,7 @@ def read_connections(
     *,
     client: tuple[str, int] | None = None,
     virtual: tuple[str, int] | None = None,
+    reads: int = 1,
 ) -> list[Conn]:
     """Parse ``/proc/<pid>/net/ip_vs_conn`` of the director's namespace (only the
     entries of one ``client`` address and port, or of one ``virtual`` one, if given).
@@ -59,9 +60,29 @@ def read_connections(
     Filtering on the printed text first matters: a scheduler check reads the
     table once per connection while it grows, and under emulation parsing every
     entry each time costs minutes per test.
+
+    A table longer than a page comes in several read() calls, and each call
+    walks the hash from its start to the offset it stopped at
+    (ip_vs_conn_seq_start -> ip_vs_conn_array): an entry that expires in
+    between shifts the rest, and one live entry is never printed. ``reads`` > 1
+    takes the union of that many readings, which holds every entry that lived
+    through them all: for "is this connection in the table" questions.
     """
-    text = Path(f"/proc/{director_pid}/net/ip_vs_conn").read_text()
-    return parse_connections(text, client=client, virtual=virtual)
+    path = Path(f"/proc/{director_pid}/net/ip_vs_conn")
+    if reads == 1:
+        return parse_connections(path.read_text(), client=client, virtual=virtual)
+    readings = [parse_connections(path.read_text(), client=client, virtual=virtual)
+                for _ in range(reads)]  # fmt: skip
+    return union_of_readings(readings)
+
+
+def union_of_readings(readings: list[list[Conn]]) -> list[Conn]:
+    """Every entry any reading shows, once (the latest reading's state of it)."""
+    seen: dict[tuple[object, ...], Conn] = {}
+    for conns in readings:
+        for conn in conns:
+            seen[(conn.protocol, conn.client, conn.virtual, conn.dest)] = conn
+    return list(seen.values())
 
 
 def parse_connections(
