@@ -52,6 +52,8 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 
 from testbed.cli import _commands, _dispatch, main  # noqa: E402
 
+TWOS = "conformance/test_schedulers.py::test_twos_distribution_within_bounds"
+
 
 class FakeGuest:
     """Stands in for the guest: records the command line, writes what a run would."""
@@ -215,7 +217,7 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
 ) -> None:
     markers: list[str] = []
     monkeypatch.setattr(_commands, "host_tests", lambda m: markers.append(m) or 0)
-    assert main(["test", "--results", str(tmp_path)]) == 0
+    assert main(["test", "--results", str(tmp_path), "--smoke-kernel", "none"]) == 0
     assert markers == ["not vm", "vm"]
     ((kind, sent),) = guest.calls  # one guest boot for both conformance runs
     assert kind == "run" and sent[:2] == ["test", "--runs"]
@@ -224,8 +226,63 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
     assert all(r["argv"][0] == "run" and "--run-id" in r["argv"] for r in runs)
     assert "--topology" in runs[1]["argv"] and "wide" in runs[1]["argv"]
     assert [r["alongside"] for r in runs] == [False, True]  # wide runs beside the first
+    assert not any("--smoke-kernel" in r["argv"] for r in runs)  # test's own option
     assert len(list(tmp_path.iterdir())) == 2  # one results directory per run
     assert all((d / "report.html").exists() for d in tmp_path.iterdir())
+
+
+class SmokeGuest(FakeGuest):
+    """The full run on the default kernel, the smoke profile (a subset) on the matrix's
+    kernels; twos exists on trixie only, test_y fails on the kernel named ``odd``."""
+
+    odd = ""
+
+    def _boot(self, kind: str, argv: list[str]) -> int:
+        self.calls.append((kind, argv))
+        batch = [r["argv"] for r in json.loads(argv[2])] if argv[1] == "--runs" else [argv]
+        for run in batch:
+            kernel = run[run.index("--kernel") + 1] if "--kernel" in run else "6.1"
+            profile = run[run.index("--profile") + 1] if "--profile" in run else "full"
+            outcomes = {
+                "conformance/test_schedulers.py::test_rr": "passed",
+                TWOS: "passed" if kernel == "pinned:trixie" else "skipped",
+                "conformance/test_x.py::test_y": "failed" if kernel == self.odd else "passed",
+            }
+            if profile == "full":
+                outcomes["conformance/test_only_in_full.py::test_z"] = "passed"
+            results = Path(run[len(run) - 1 - run[::-1].index("--results") + 1])
+            data = {"run_id": "x", "counts": {}, "timings": {}, "profile": profile,
+                    "exit_status": int(kernel == self.odd),
+                    "tests": [{"nodeid": n, "outcome": o, "duration_s": 1.0}
+                              for n, o in outcomes.items()],
+                    "environment": {"kernel": kernel,
+                                    "features": {"twos": kernel == "pinned:trixie"}}}  # fmt: skip
+            (results / run[run.index("--run-id") + 1] / "results.json").write_text(json.dumps(data))
+        return 0
+
+
+@pytest.mark.parametrize(("odd", "code"), [("", 0), ("pinned:sid", 1)])
+def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, odd: str, code: int
+) -> None:
+    """The smoke runs are compared with the full run on the tests all of them ran; a
+    difference no ledger entry explains (a test failing on sid alone) fails `test`."""
+    fake = SmokeGuest()
+    fake.odd = odd
+    for module in (_dispatch, _commands):
+        monkeypatch.setattr(module, "native", lambda args: False)
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    assert main(["test", "--results", str(tmp_path)]) == code
+    legs = [a for _, a in fake.calls[1:]]
+    assert [a[a.index("--kernel") + 1] for a in legs] == list(_commands.SMOKE_KERNELS)
+    assert all(a[a.index("--profile") + 1] == "smoke" for a in legs)
+    [top] = [d for d in tmp_path.iterdir() if (d / "comparison.json").exists()]
+    comparison = json.loads((top / "comparison.json").read_text())
+    assert comparison["profiles"] == ["full", "smoke"] and comparison["not_compared"] == 1
+    [twos] = [d for d in comparison["differences"] if "twos" in d["nodeid"]]
+    assert twos["explained_by"] == "twos"
+    assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
 
 
 def test_a_failed_run_of_a_batch_fails_test_and_is_named(
@@ -344,9 +401,6 @@ def _run(where: Path, run_id: str, outcomes: dict[str, str], *, exit_status: int
     (where / run_id).mkdir(parents=True)
     (where / run_id / "results.json").write_text(json.dumps(data))
     return where / run_id
-
-
-TWOS = "conformance/test_schedulers.py::test_twos_distribution_within_bounds"
 
 
 @pytest.mark.parametrize(

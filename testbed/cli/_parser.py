@@ -80,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     _guest_options(test)
     _suite_options(test)
     _results_options(test)
+    test.add_argument(
+        "--smoke-kernel", dest="smoke_kernels", action="append", metavar="KERNEL",
+        help="after the full run, the smoke profile on this kernel too, then the kernel "
+        "matrix (repeatable; default: pinned:trixie and pinned:sid; none: no matrix)",
+    )  # fmt: skip
     test.add_argument("--runs", help=argparse.SUPPRESS)  # in the guest: these run lines
 
     lab = sub.add_parser(

@@ -30,6 +30,8 @@ class Comparison:
     outcomes: dict[str, dict[str, str]]  # nodeid -> kernel -> outcome
     differences: list[Difference]
     stale: list[str] = field(default_factory=list)  # "entry: why"
+    profiles: list[str] = field(default_factory=lambda: ["full"])  # the runs' profiles
+    not_compared: int = 0  # tests only some kernels ran, the profiles differing
 
     @property
     def unexplained(self) -> list[Difference]:
@@ -42,6 +44,8 @@ class Comparison:
             "unexplained": [d.nodeid for d in self.unexplained],
             "stale": self.stale,
             "outcomes": self.outcomes,
+            "profiles": self.profiles,
+            "not_compared": self.not_compared,
         }
 
     def summary(self) -> str:
@@ -49,6 +53,9 @@ class Comparison:
         lines = [f"matrix: {len(self.outcomes)} tests on {', '.join(self.kernels)}: "
                  f"{len(self.differences)} differ, {len(self.unexplained)} unexplained, "
                  f"{len(self.stale)} stale ledger entries"]  # fmt: skip
+        if self.not_compared:
+            lines.append(f"  ({self.not_compared} more ran on some kernels only: the profiles "
+                         f"differ, {' and '.join(self.profiles)})")  # fmt: skip
         for d in self.differences:
             why = f"ledger: {d.explained_by}" if d.explained_by else "UNEXPLAINED"
             shown = ", ".join(f"{k} {o}" for k, o in d.outcomes.items())
@@ -63,11 +70,18 @@ def _features(run: dict[str, Any]) -> dict[str, bool]:
 
 def compare_runs(runs: dict[str, dict[str, Any]], ledger: list[LedgerEntry]) -> Comparison:
     """``runs``: kernel -> its results.json. A test that did not run on a kernel counts
-    as "absent" there (a narrower selection is a difference too)."""
+    as "absent" there (a narrower selection is a difference too), unless the runs were
+    made with different profiles (CI: the full profile on one kernel, smoke on others):
+    then the tests every kernel ran are compared, and the rest counted apart."""
     kernels = list(runs)
-    nodeids = sorted({t["nodeid"] for r in runs.values() for t in r.get("tests", [])})
     by_kernel = {k: {t["nodeid"]: t["outcome"] for t in r.get("tests", [])}
                  for k, r in runs.items()}  # fmt: skip
+    nodeids = sorted({n for ran in by_kernel.values() for n in ran})
+    profiles = sorted({str(r.get("profile", "full")) for r in runs.values()})
+    not_compared = 0
+    if len(profiles) > 1:
+        common = [n for n in nodeids if all(n in ran for ran in by_kernel.values())]
+        not_compared, nodeids = len(nodeids) - len(common), common
     outcomes = {n: {k: by_kernel[k].get(n, "absent") for k in kernels} for n in nodeids}
     features = {k: _features(r) for k, r in runs.items()}
 
@@ -90,7 +104,8 @@ def compare_runs(runs: dict[str, dict[str, Any]], ledger: list[LedgerEntry]) -> 
         wrong = [n for n, seen in covered.items() if not predicts(entry, seen)]
         if wrong:
             stale.append(f"{entry.name}: {len(wrong)} of its tests contradict it, e.g. {wrong[0]}")
-    return Comparison(kernels=kernels, outcomes=outcomes, differences=differences, stale=stale)
+    return Comparison(kernels=kernels, outcomes=outcomes, differences=differences, stale=stale,
+                      profiles=profiles, not_compared=not_compared)  # fmt: skip
 
 
 # observed figures set side by side per kernel: (record kind, its numeric fields)
