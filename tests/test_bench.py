@@ -203,7 +203,14 @@ def test_kernels_side_by_side(tmp_path: Path) -> None:
     text = bench_kernels({"6.1": _bench_json(), "sid": other}, tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("scale nat top/lowest"))
     assert row.split()[-2:] == ["0.75", "0.97"]
+    header = text.splitlines()[1].split()
+    assert header[1:] == ["6.1", "bits=16", "7.2", "bits=16"]  # the table size it was booted with
     assert "connect rate nat/direct" in text
     for name in ("bench-kernels.txt", "bench-kernels.json", "bench-kernels.html",
                  "bench_kernels_scale.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 100
+
+
+def test_two_benches_alike_are_told_apart_by_their_names(tmp_path: Path) -> None:
+    text = bench_kernels({"first": _bench_json(), "again": _bench_json()}, tmp_path)
+    assert text.splitlines()[1].split()[1:] == ["first", "again"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -294,13 +295,27 @@ def kernel_figures(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _bench_labels(benches: dict[str, dict[str, Any]]) -> list[str]:
+    """Each bench's kernel and, when the guest was booted with it, its conn_tab_bits
+    (one kernel measured at several table sizes); the caller's key where two are alike."""
+    labels = []
+    for key, data in benches.items():
+        label = str(data.get("environment", {}).get("kernel") or key)
+        if bits := re.search(r"ip_vs\.conn_tab_bits=(\d+)", str(data.get("cmdline", ""))):
+            label += f" bits={bits[1]}"
+        labels.append(label)
+    if len(set(labels)) < len(labels):
+        return list(benches)
+    return labels
+
+
 def bench_kernels(benches: dict[str, dict[str, Any]], top: Path) -> str:
     """The figures of one bench per kernel side by side: bench-kernels.txt, .json,
     .html and its plots in ``top``; returns the text."""
     figures = {k: kernel_figures(d) for k, d in benches.items()}
     names = list(dict.fromkeys(n for f in figures.values() for n in f))
     kernels = list(benches)
-    labels = [benches[k].get("environment", {}).get("kernel", k) for k in kernels]
+    labels = _bench_labels(benches)
     width = max(16, *(len(x) for x in labels))
     lines = ["LVS testbed bench, kernels side by side (medians of each kernel's repetitions)",
              f"{'figure':44s}" + "".join(f"{x:>{width + 2}s}" for x in labels)]  # fmt: skip
