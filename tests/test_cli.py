@@ -277,12 +277,51 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     legs = [a for _, a in fake.calls[1:]]
     assert [a[a.index("--kernel") + 1] for a in legs] == list(_commands.SMOKE_KERNELS)
     assert all(a[a.index("--profile") + 1] == "smoke" for a in legs)
-    [top] = [d for d in tmp_path.iterdir() if (d / "comparison.json").exists()]
+    [top] = tmp_path.glob("*/kernels")  # the full run's directory holds its matrix
     comparison = json.loads((top / "comparison.json").read_text())
     assert comparison["profiles"] == ["full", "smoke"] and comparison["not_compared"] == 1
     [twos] = [d for d in comparison["differences"] if "twos" in d["nodeid"]]
     assert twos["explained_by"] == "twos"
     assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
+
+
+def test_a_smoke_run_that_ran_nothing_fails_the_matrix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty leg would leave no test in common, and nothing to differ."""
+    fake = SmokeGuest()
+    real_boot = fake._boot
+
+    def boot(kind: str, argv: list[str]) -> int:
+        code = real_boot(kind, argv)
+        if "pinned:sid" in argv:  # collection failed: no tests, pytest's exit status 2
+            done = Path(argv[argv.index("--results") + 1]) / argv[argv.index("--run-id") + 1]
+            data = json.loads((done / "results.json").read_text()) | {"tests": [], "exit_status": 2}
+            (done / "results.json").write_text(json.dumps(data))
+        return code
+
+    fake._boot = boot  # type: ignore[method-assign]
+    for module in (_dispatch, _commands):
+        monkeypatch.setattr(module, "native", lambda args: False)
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    assert main(["test", "--results", str(tmp_path)]) == 1
+    assert "the run on pinned:sid did not get going (exit status 2, 0 tests" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (["--smoke-kernel", "none", "--smoke-kernel", "sid"], "give it alone"),
+        (["--smoke-kernel", "sid", "--smoke-kernel=sid"], "given twice"),
+        (["--smoke", "sid"], "unrecognized arguments: --smoke"),  # no abbreviations
+    ],
+)
+def test_smoke_kernels_are_checked_in_one_line(given: list[str], says: str) -> None:
+    done = _cli("test", *given)
+    assert done.returncode == 2 and says in done.stderr, done
 
 
 def test_a_failed_run_of_a_batch_fails_test_and_is_named(
@@ -570,3 +609,20 @@ def test_a_forked_child_ends_on_sigterm_without_unwinding_its_parent() -> None:
     finally:
         for s, handler in saved.items():
             sig.signal(s, handler)
+
+
+def test_runs_of_other_profiles_compare_what_each_profile_ran() -> None:
+    """Full beside two smoke runs: a test smoke never runs is left out; one smoke ran on
+    trixie but not on sid is absent there, a difference."""
+    from testbed.kernel import load_ledger
+    from testbed.report import compare_runs
+
+    def ran(profile: str, *names: str) -> dict[str, object]:
+        return {"profile": profile,
+                "tests": [{"nodeid": n, "outcome": "passed"} for n in names]}  # fmt: skip
+
+    comparison = compare_runs(
+        {"6.1": ran("full", "t::a", "t::b", "t::only_full"), "trixie": ran("smoke", "t::a", "t::b"),
+         "sid": ran("smoke", "t::a")}, load_ledger())  # fmt: skip
+    assert comparison.not_compared == 1 and sorted(comparison.outcomes) == ["t::a", "t::b"]
+    assert [d.outcomes["sid"] for d in comparison.unexplained] == ["absent"]

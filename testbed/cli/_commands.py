@@ -300,7 +300,7 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
 
         codes = dispatch_together(RUN, parsed, batch)
         results += [(" ".join(a), c) for a, c in zip(argvs, codes, strict=True)]
-    legs = [k for k in _smoke_kernels(args) if k != args.kernel]
+    legs = _smoke_kernels(args)
     if legs:
         main_args = parsed[0][0]
         main_dir = results_dir(main_args) / main_args.run_id
@@ -330,30 +330,57 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 def _smoke_kernels(args: argparse.Namespace) -> list[str]:
     given = args.smoke_kernels or list(SMOKE_KERNELS)
-    return [] if given == ["none"] else given
+    return [] if given == ["none"] else [k for k in given if k != args.kernel]
+
+
+def check_test(args: argparse.Namespace) -> None:
+    check_suite(args)
+    given = args.smoke_kernels or []
+    if "none" in given and len(given) > 1:
+        raise TestbedError("test: --smoke-kernel none means no kernel matrix; give it alone")
+    if len({_kernel_slug(k) for k in given}) < len(given):
+        raise TestbedError("test: a --smoke-kernel is given twice")
+
+
+# what the full run's selection passes on to the smoke runs beside it (`matrix` too)
+SELECTION = ("mode", "protocol", "family", "checksums", "topology", "emulation", "memory")
+
+
+def _selection(args: argparse.Namespace) -> list[str]:
+    return [f"--{o}={v}" for o in SELECTION if (v := getattr(args, o, None))] + [
+        f"--combinations={args.combinations}"
+    ]
 
 
 def _smoke_legs(args: argparse.Namespace, main_dir: Path, kernels: list[str]) -> int:
-    """The smoke profile on each kernel, then the matrix of the full run beside them
-    (the tests every kernel ran), in results/<id>/ as `matrix` writes it."""
+    """The smoke profile on each kernel, then the kernel matrix of the full run beside
+    them, in the full run's kernels/ (as `matrix` writes it): 1 if a kernel could not
+    be set up or its run did not get going, or on a difference no ledger entry explains."""
     if not (main_dir / "results.json").is_file():
         say(f"kernel matrix: the full run wrote no results ({main_dir}): nothing to compare")
         return 1
-    top = new_run_dir(results_dir(args), args)
+    top = main_dir / "kernels"
     label = f"{args.kernel or 'default'} ({args.profile})"
     runs = {label: json.loads((main_dir / "results.json").read_text())}
     reports = {label: main_dir / "report.html"}
     for kernel in kernels:
         where = top / _kernel_slug(kernel)
-        argv = ["run", "--kernel", kernel, "--profile", "smoke", "--results", str(where),
-                f"--memory={args.memory}", f"--emulation={args.emulation}"]  # fmt: skip
+        argv = ["run", "--kernel", kernel, "--profile", "smoke", *_selection(args),
+                "--results", str(where)]  # fmt: skip
         say(f"kernel matrix: {kernel}: lvs-testbed {' '.join(argv)}")
-        dispatch(RUN, parse(argv), argv)
-        found = sorted(where.glob("*/results.json"))
-        if not found:
-            say(f"kernel matrix: the run on {kernel} wrote no results ({where})")
+        try:
+            dispatch(RUN, parse(argv), argv)
+        except TestbedError as exc:  # a kernel that cannot be fetched or booted
+            say(f"kernel matrix: {kernel}: {exc}")
             return 1
-        runs[f"{kernel} (smoke)"] = json.loads(found[-1].read_text())
+        found = sorted(where.glob("*/results.json"))
+        ran = json.loads(found[-1].read_text()) if found else {}
+        if not ran.get("tests") or ran.get("exit_status") not in (0, 1):
+            say(f"kernel matrix: the run on {kernel} did not get going (exit status "
+                f"{ran.get('exit_status', 'none')}, {len(ran.get('tests', []))} tests; "
+                f"{where})")  # fmt: skip
+            return 1
+        runs[f"{kernel} (smoke)"] = ran
         reports[f"{kernel} (smoke)"] = found[-1].parent / "report.html"
     return _write_comparison(top, runs, reports)
 
@@ -421,7 +448,7 @@ def _release_when_done(proc: subprocess.Popen[bytes], lock: Any) -> None:
     fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-TEST = Command(name="test", here=test_here, check=check_suite, needs_ipvs=False)
+TEST = Command(name="test", here=test_here, check=check_test, needs_ipvs=False)
 
 
 # -- matrix ---------------------------------------------------------------------------------
@@ -446,9 +473,7 @@ def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     """The suite once per kernel (each a `run`, in its own sub-directory), then the
     comparison: comparison.json, matrix.txt and matrix.html in the matrix directory."""
     top = new_run_dir(results_dir(args), args)
-    passed_on = ("mode", "protocol", "family", "checksums", "topology", "emulation", "memory")
-    selection = [f"--{o}={v}" for o in passed_on if (v := getattr(args, o))]
-    selection += [f"--combinations={args.combinations}", f"--profile={args.profile}"]
+    selection = [*_selection(args), f"--profile={args.profile}"]
     if args.keyword:
         selection += ["-k", args.keyword]
     runs: dict[str, dict[str, Any]] = {}

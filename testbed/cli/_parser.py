@@ -74,9 +74,10 @@ def parser() -> argparse.ArgumentParser:
     )
     _results_options(run)
 
-    test = sub.add_parser(
-        "test", help="unit tests here, then the conformance runs, then guest life-cycle tests"
-    )
+    test = sub.add_parser(  # no abbreviations: test's own options are taken off for `run`
+        "test", help="unit tests here, then the conformance runs, then guest life-cycle tests",
+        allow_abbrev=False,
+    )  # fmt: skip
     _guest_options(test)
     _suite_options(test)
     _results_options(test)
