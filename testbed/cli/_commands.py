@@ -357,7 +357,7 @@ def _smoke_legs(args: argparse.Namespace, main_dir: Path, kernels: list[str]) ->
     them, in the full run's kernels/ (as `matrix` writes it): 1 if a kernel could not
     be set up or its run did not get going, or on a difference no ledger entry explains."""
     if not (main_dir / "results.json").is_file():
-        say(f"kernel matrix: the full run wrote no results ({main_dir}): nothing to compare")
+        say(f"matrix: the full run wrote no results ({main_dir}): nothing to compare")
         return 1
     top = main_dir / "kernels"
     label = f"{args.kernel or 'default'} ({args.profile})"
@@ -365,24 +365,30 @@ def _smoke_legs(args: argparse.Namespace, main_dir: Path, kernels: list[str]) ->
     reports = {label: main_dir / "report.html"}
     for kernel in kernels:
         where = top / _kernel_slug(kernel)
-        argv = ["run", "--kernel", kernel, "--profile", "smoke", *_selection(args),
-                "--results", str(where)]  # fmt: skip
-        say(f"kernel matrix: {kernel}: lvs-testbed {' '.join(argv)}")
         try:
-            dispatch(RUN, parse(argv), argv)
+            found = _suite_on(kernel, where, ["--profile", "smoke", *_selection(args)])
         except TestbedError as exc:  # a kernel that cannot be fetched or booted
-            say(f"kernel matrix: {kernel}: {exc}")
+            say(f"matrix: {kernel}: {exc}")
             return 1
-        found = sorted(where.glob("*/results.json"))
-        ran = json.loads(found[-1].read_text()) if found else {}
-        if not ran.get("tests") or ran.get("exit_status") not in (0, 1):
-            say(f"kernel matrix: the run on {kernel} did not get going (exit status "
+        ran = json.loads(found.read_text()) if found else {}
+        if found is None or not ran.get("tests") or ran.get("exit_status") not in (0, 1):
+            say(f"matrix: the run on {kernel} did not get going (exit status "
                 f"{ran.get('exit_status', 'none')}, {len(ran.get('tests', []))} tests; "
                 f"{where})")  # fmt: skip
             return 1
         runs[f"{kernel} (smoke)"] = ran
-        reports[f"{kernel} (smoke)"] = found[-1].parent / "report.html"
+        reports[f"{kernel} (smoke)"] = found.parent / "report.html"
     return _write_comparison(top, runs, reports)
+
+
+def _suite_on(kernel: str, where: Path, selection: list[str]) -> Path | None:
+    """A `run` of the suite on ``kernel`` into ``where``: its results.json (None: the
+    run wrote none)."""
+    argv = ["run", "--kernel", kernel, *selection, "--results", str(where)]
+    say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
+    dispatch(RUN, parse(argv), argv)
+    found = sorted(where.glob("*/results.json"))
+    return found[-1] if found else None
 
 
 def run_each(runs: list[dict[str, Any]]) -> int:
@@ -480,14 +486,11 @@ def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     reports: dict[str, Path] = {}
     for kernel in args.kernels:
         where = top / _kernel_slug(kernel)
-        argv = ["run", "--kernel", kernel, "--results", str(where), *selection]
-        say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
-        dispatch(RUN, parse(argv), argv)
-        found = sorted(where.glob("*/results.json"))
-        if not found:
+        found = _suite_on(kernel, where, selection)
+        if found is None:
             raise TestbedError(f"matrix: the run on {kernel} wrote no results ({where})")
-        runs[kernel] = json.loads(found[-1].read_text())
-        reports[kernel] = found[-1].parent / "report.html"
+        runs[kernel] = json.loads(found.read_text())
+        reports[kernel] = found.parent / "report.html"
     return _write_comparison(top, runs, reports)
 
 
