@@ -71,7 +71,7 @@ RECORDS = [
     ),
     SyncRun(
         key="dr-ipvsadm", mode="dr", sync="ipvsadm", streams=18, holds=9, synced_streams=18,
-        synced_holds=0, sync_lag_s=2.7, dest_counts={"d1": {"198.51.100.11": 6}},
+        synced_holds=0, handshake_holds=8, sync_lag_s=2.7, dest_counts={"d1": {"198.51.100.11": 6}},
         survived_streams=18, reset_streams=0, stalled_streams=0, byte_errors=[], gap_s=0.1,
         survived_holds=0, backup_conntrack=0, late_streams=6, late_survived_failback=6,
         early_survived_failback=18, takeover_s=0.9, throughput_gap_s=0.25,

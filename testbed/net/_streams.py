@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import struct
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +31,8 @@ from ._connector import LINGER_RST
 from ._netns import enter_netns
 
 PING = b"ping\n"
+# struct tcp_info (include/uapi/linux/tcp.h): __u32 tcpi_segs_out at byte 136, since 4.2
+_TCPI_SEGS_OUT = 136
 
 
 @dataclass(kw_only=True)
@@ -56,6 +60,12 @@ class Tracked:
     def first_arrival(self, after: float) -> float | None:
         return next((t for t, _ in self.arrivals if t > after), None)
 
+    def segments_sent(self) -> int:
+        """Segments this end has sent: SYN, ACKs, data and retransmissions alike
+        (TCP_INFO tcpi_segs_out), i.e. the packets a director saw of the connection."""
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SEGS_OUT + 4)
+        return struct.unpack_from("I", info, _TCPI_SEGS_OUT)[0]
+
 
 class StreamSet:
     """Open stream/hold connections from a client netns and watch them."""
@@ -79,16 +89,35 @@ class StreamSet:
         self.close()
 
     # -- opening --------------------------------------------------------------
-    def _connect(self, dst: tuple[str, int]) -> socket.socket:
-        sock = socket.create_connection(dst, timeout=self._timeout)
+    def _connect(self, dst: tuple[str, int], avoid: Collection[int]) -> socket.socket:
+        refused: list[socket.socket] = []  # bound, never connected: they send nothing
+        try:
+            while True:
+                sock = socket.socket(family_of(dst[0]).af, socket.SOCK_STREAM)
+                sock.bind(("", 0))
+                if sock.getsockname()[1] not in avoid:
+                    break
+                refused.append(sock)
+        finally:
+            for other in refused:
+                other.close()
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(dst)
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         return sock
 
-    def open(self, kind: str, count: int, dst: tuple[str, int]) -> list[Tracked]:
-        """Open ``count`` connections of one kind to ``dst``; return them."""
+    def open(
+        self, kind: str, count: int, dst: tuple[str, int], *, avoid: Collection[int] = ()
+    ) -> list[Tracked]:
+        """Open ``count`` connections of one kind to ``dst``, from source ports not in
+        ``avoid`` (say, those a director still has entries of); return them."""
         opened = []
         for _ in range(count):
-            sock = self._maker.submit(self._connect, dst).result()
+            sock = self._maker.submit(self._connect, dst, avoid).result()
             t = Tracked(kind=kind, sock=sock, sport=sock.getsockname()[1], opened=time.time())
             with self._lock:
                 self.conns.append(t)

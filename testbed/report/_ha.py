@@ -54,6 +54,11 @@ def failover_plot(cases: list[FailoverRecord], out: Path) -> list[tuple[str, str
     return [save_figure(fig, out, "failover.png", "Failover timeline per VRRP setting and fault")]
 
 
+def _handshake(run: SyncRun) -> int:
+    """Holds that sent only the handshake (every hold, in results from before it was counted)."""
+    return run.holds if run.handshake_holds is None else run.handshake_holds
+
+
 def failover_tables(cases: list[FailoverRecord], runs: list[SyncRun]) -> str:
     def garp_bursts(o: FailoverRecord) -> list[list[float]]:
         return bursts(o.garp_s, gap=1.0)
@@ -94,8 +99,8 @@ def failover_tables(cases: list[FailoverRecord], runs: list[SyncRun]) -> str:
             ("reset", lambda r: r.reset_streams),
             ("stalled", lambda r: r.stalled_streams),
             ("longest data gap s", lambda r: r.gap_s),
-            ("handshake-only synced", lambda r: f"{r.synced_holds}/{r.holds}"),
-            ("handshake-only survived", lambda r: f"{r.survived_holds}/{r.holds}"),
+            ("handshake-only synced", lambda r: f"{r.synced_holds}/{_handshake(r)}"),
+            ("handshake-only survived", lambda r: f"{r.survived_holds}/{_handshake(r)}"),
             ("opened via backup, survived failback",
              lambda r: f"{r.late_survived_failback}/{r.late_streams}"),
             ("survived both", lambda r: r.early_survived_failback),
