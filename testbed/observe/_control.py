@@ -357,7 +357,9 @@ def refused_with(cluster: Cluster, refusal: Refusal) -> int:
 def _in_new_namespace(script: str) -> str:
     """``script`` in a network namespace of its own, gone when it exits: IPVS's pernet
     state there is the kernel's fresh default, and nothing written there leaks out."""
-    return f"unshare --net sh -c {shlex.quote(script)}"
+    # bash: dash's read builtin takes a byte per read(2), and a /proc/sys file gives
+    # only its first byte that way (proc_dointvec returns nothing at an offset)
+    return f"unshare --net bash -c {shlex.quote(script)}"
 
 
 def fresh_sysctls(cluster: Cluster) -> dict[str, str]:
