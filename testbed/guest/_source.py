@@ -7,9 +7,9 @@ vng installs them into the tree's ``.virtme_mods`` on first boot). Its
 ``.config`` must have what the suite exercises; what it lacks is named in
 one line, with the fragment that supplies it::
 
-    make defconfig && scripts/kconfig/merge_config.sh -m .config \\
-        $LVS/conformance/kernel.config && make olddefconfig
-    vng --build   # or make -j$(nproc), then: lvs-testbed run --kernel .
+    vng --kconfig && scripts/kconfig/merge_config.sh .config \\
+        $LVS/conformance/kernel.config [$LVS/conformance/kernel-debug.config]
+    make -j$(nproc) && lvs-testbed run --kernel . --profile smoke
 
 Options the suite can do without (a test skips, naming the module) are
 listed as optional in the fragment.
