@@ -145,7 +145,9 @@ def test_least_connection_family_follows_the_counters(harness: Harness, schedule
 
 
 def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None:
-    """fo: always the available server with the highest weight; the next one when it is quiesced.
+    """fo: always the available server with the highest weight; the next one when it is
+    quiesced; of two equally heavy servers, the first in list order (the comparison is
+    strict).
 
     Source: net/netfilter/ipvs/ip_vs_fo.c (weighted failover).
     """
@@ -164,7 +166,10 @@ def test_fo_sends_everything_to_the_heaviest_available(harness: Harness) -> None
     assert {d.got for d in second} == {nxt} and rest.get(nxt) == max(rest.values()), (
         f"fo: after quiescing {top}: {Counter(d.got for d in second)}, weights {weights}"
     )
-    check(harness.compare("fo", first + second))
+    lightest = min((n for n in rest if n != nxt), key=rest.__getitem__)
+    harness.set_weight(lightest, rest[nxt])  # a tie: the model takes the first in list order
+    tied = harness.stepwise(MODELS["fo"], 20)
+    check(harness.compare("fo", first + second + tied))
 
 
 def test_ovf_fills_each_server_to_its_weight(harness: Harness) -> None:
