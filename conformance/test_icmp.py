@@ -36,6 +36,8 @@ from testbed.observe import Injection, fresh_client_port, inject
 from testbed.registry import FAMILIES, MODES, PROTOCOLS, Family, Mode
 from testbed.topology import ClusterSpec
 
+pytestmark = pytest.mark.tolerates_load  # packets in captures, no time measured
+
 UDP_ = PROTOCOLS["udp"]
 TUN = next(m for m in MODES.values() if m.encapsulates)
 NAT = next(m for m in MODES.values() if m.rewrites_destination)

@@ -14,10 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testbed import Cluster
 from testbed.cluster import MARK_ENV, PREFIX_ENV, clean_native, marked_processes, our_bridges
 from testbed.observe import request_sequence
 from testbed.util import wait_for_line
+
+# what is left behind is looked at, not when (the nested run waits up to minutes)
+pytestmark = pytest.mark.tolerates_load
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "lvt"

@@ -222,13 +222,28 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
     ((kind, sent),) = guest.calls  # one guest boot for both conformance runs
     assert kind == "run" and sent[:2] == ["test", "--runs"]
     runs = json.loads(sent[2])
-    assert len(runs) == len(_commands.TEST_RUNS) == 2
+    assert len(runs) == len(_commands.TEST_RUNS) == 3
     assert all(r["argv"][0] == "run" and "--run-id" in r["argv"] for r in runs)
     assert "--topology" in runs[1]["argv"] and "wide" in runs[1]["argv"]
-    assert [r["alongside"] for r in runs] == [False, True]  # wide runs beside the first
+    # wide, then the labs on a cluster of their own, beside the first
+    assert [r["alongside"] for r in runs] == [False, True, True]
+    keywords = [r["argv"][r["argv"].index("-k") + 1] for r in runs]
+    assert keywords[0] == "not test_labs" and keywords[2] == "test_labs"
     assert not any("--smoke-kernel" in r["argv"] for r in runs)  # test's own option
-    assert len(list(tmp_path.iterdir())) == 2  # one results directory per run
+    assert len(list(tmp_path.iterdir())) == 3  # one results directory per run
     assert all((d / "report.html").exists() for d in tmp_path.iterdir())
+
+
+def test_test_leaves_out_the_labs_run_when_the_profile_selects_no_lab(
+    guest: FakeGuest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    argv = ["test", "--results", str(tmp_path), "--smoke-kernel", "none", "--profile", "smoke"]
+    assert main(argv) == 0
+    ((_, sent),) = guest.calls
+    runs = json.loads(sent[2])
+    assert [r["alongside"] for r in runs] == [False, True]  # no run of an empty selection
+    assert not any("test_labs" in r["argv"] for r in runs)
 
 
 class SmokeGuest(FakeGuest):
@@ -544,10 +559,11 @@ def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
 def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """The run alongside starts first and holds the quiet lock until it ends; the
-    others see the lock's path; its console comes after theirs."""
+    """The runs alongside start first, one after another, and hold the quiet lock until
+    the last ends; the others see the lock's path; their consoles come after theirs."""
     monkeypatch.delenv("LVS_TESTBED_QUIET_LOCK", raising=False)
     started: list[tuple[list[str], dict[str, str]]] = []
+    ended: list[str] = []
     real_popen = _commands.subprocess.Popen
 
     def in_turn(cmd: list[str], **kw: object):  # type: ignore[no-untyped-def]
@@ -557,7 +573,8 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
         with lock:  # held by the run alongside, which sleeps a second
             with pytest.raises(BlockingIOError):
                 _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH | _commands.fcntl.LOCK_NB)
-            _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH)  # until it ends
+            _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH)  # until they end
+        ended.append((tmp_path / "l" / "console.txt").read_text())  # the last one too
         return _commands.subprocess.CompletedProcess(cmd, 0)
 
     def beside(cmd: list[str], **kw: object):  # type: ignore[no-untyped-def]
@@ -567,14 +584,22 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
     monkeypatch.setattr(_commands.subprocess, "run", in_turn)
     monkeypatch.setattr(_commands.subprocess, "Popen", beside)
     wide = ["run", "wide", "--results", str(tmp_path), "--run-id", "w"]
+    labs = ["run", "labs", "--results", str(tmp_path), "--run-id", "l"]
     (tmp_path / "w").mkdir()
-    runs = [{"argv": ["run"], "alongside": False}, {"argv": wide, "alongside": True}]
+    (tmp_path / "l").mkdir()
+    runs = [{"argv": ["run"], "alongside": False}, {"argv": wide, "alongside": True},
+            {"argv": labs, "alongside": True}]  # fmt: skip
     assert main(["test", "--runs", json.dumps(runs)]) == 0
-    (first, first_env), (second, second_env) = started
-    assert (first, second) == (wide, ["run"])  # the one alongside starts first
+    (first, first_env), (second, second_env), (third, third_env) = started
+    # the first alongside starts before the others; the second once the first has ended,
+    # while the first run (which waits for the lock) is still waiting
+    assert (first, second, third) == (wide, ["run"], labs)
     assert (tmp_path / "w" / "console.txt").read_text() == "from-alongside\n"
+    assert (tmp_path / "l" / "console.txt").read_text() == "from-alongside\n"
+    assert ended == ["from-alongside\n"]  # the lock was held until the labs run ended
     assert second_env.get("LVS_TESTBED_PREFIX") is None
-    assert first_env["LVS_TESTBED_PREFIX"] == _commands.ALONGSIDE_PREFIX  # its own bridges
+    for env in (first_env, third_env):  # bridges of their own, one run at a time
+        assert env["LVS_TESTBED_PREFIX"] == _commands.ALONGSIDE_PREFIX
     out = capsys.readouterr().out
     after = out.index("lvs-testbed run\n")
     assert after < out.index("(ran alongside)") < out.index("from-alongside")

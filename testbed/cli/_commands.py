@@ -42,19 +42,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """One conformance run of `test`: its command line, and whether it runs alongside
-    the first (in the same guest, at the same time) rather than after it."""
+    """One conformance run of `test`: its command line, whether it runs alongside the
+    first (in the same guest, at the same time) rather than after it, and the module
+    it is the run of, if any (left out when the profile selects none of that module)."""
 
     argv: tuple[str, ...]
     alongside: bool = False
+    module: str | None = None
 
 
-# What `test` runs on real IPVS: the whole suite on the default topology and, alongside
-# it, the checks that must hold on any topology, on a second one with other names and
-# counts. The first run's tests that measure time wait for the second to end
-# (conformance/conftest.py); the rest of the guest's two CPUs would otherwise be idle.
+LABS_MODULE = "conformance/test_labs.py"
+# What `test` runs on real IPVS: the suite on the default topology and, alongside it,
+# one after the other, the checks that must hold on any topology (on a second one with
+# other names and counts) and the labs (on a cluster of their own: they change hosts by
+# hand, as students do, and mostly wait on VRRP and health-check timers). The first
+# run's tests that measure time wait for both to end (conformance/conftest.py); the
+# rest of the guest's two CPUs would otherwise be idle.
 TEST_RUNS: tuple[SuiteRun, ...] = (
-    SuiteRun(()),
+    SuiteRun(("-k", "not test_labs")),
     # -k matches module names too: whole modules, not every test with "arp" in its name
     # (the fwmark block a topology leaves free is a unit test's: tests/test_control_plane.py)
     SuiteRun(
@@ -62,6 +67,7 @@ TEST_RUNS: tuple[SuiteRun, ...] = (
          "(test_forwarding or test_schedulers or test_neighbours) and not fwmark"),
         alongside=True,
     ),
+    SuiteRun(("-k", "test_labs"), alongside=True, module=LABS_MODULE),
 )  # fmt: skip
 ALONGSIDE_PREFIX = "lva"  # the bridges of the run alongside (testbed/cluster: PREFIX_ENV)
 # After the full profile on the default kernel, `test` runs the smoke profile on each of
@@ -282,7 +288,9 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
     say("unit tests (no root, no guest needed)")
     results = [("unit tests", host_tests("not vm"))]
     given = _without_option(args.argv[1:], "--smoke-kernel")
-    argvs = [["run", *given, *r.argv] for r in TEST_RUNS]
+    profile = load_profiles()[args.profile]
+    suites = [r for r in TEST_RUNS if r.module is None or profile.selects_from(r.module)]
+    argvs = [["run", *given, *r.argv] for r in suites]
     parsed = [(parse(a), a) for a in argvs]
     if native(args):
         for run_args, argv in parsed:
@@ -293,9 +301,8 @@ def test_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
             + "; ".join(f"lvs-testbed {' '.join(a)}" for a in argvs))  # fmt: skip
 
         def batch(sent: list[list[str]]) -> list[str]:
-            runs = [
-                {"argv": a, "alongside": r.alongside} for a, r in zip(sent, TEST_RUNS, strict=True)
-            ]
+            together = zip(sent, suites, strict=True)
+            runs = [{"argv": a, "alongside": r.alongside} for a, r in together]
             return ["test", "--runs", json.dumps(runs)]
 
         codes = dispatch_together(RUN, parsed, batch)
@@ -393,50 +400,96 @@ def _suite_on(kernel: str, where: Path, selection: list[str]) -> Path | None:
 
 def run_each(runs: list[dict[str, Any]]) -> int:
     """Runs each in its own interpreter (one pytest session each): one after another,
-    except one marked ``alongside``, which starts with the first and runs beside it;
-    until it ends, the others hold back the tests that measure time (QUIET_ENV names
-    the lock it holds). Its console goes to console.txt in its run directory, and is
-    shown when the others are done. The guest's boot time is handed on, as theirs."""
+    except those marked ``alongside``, which start with the first and run beside the
+    others, one after another; until the last of them ends, the others hold back the
+    tests that measure time (QUIET_ENV names the lock they hold). Their consoles go to
+    console.txt in their run directories, and are shown when the others are done. The
+    guest's boot time is handed on, as theirs."""
     os.environ.setdefault(BOOT_ENV, str(boot_uptime()))
-    beside = [r["argv"] for r in runs if r.get("alongside")]
-    if len(beside) > 1:
-        raise TestbedError("test: at most one run alongside the others")
     lock_path = Path(tempfile.gettempdir(), f"lvs-testbed-quiet.{os.getpid()}")
     codes: list[int] = []
     env = dict(os.environ)
-    alongside = releaser = None
     with open(lock_path, "w") as lock:
-        if beside:
-            console = _run_dir_of(beside[0]) / "console.txt"
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            say(f"lvs-testbed {shlex.join(beside[0])} (alongside; its output: {console})")
-            with open(console, "w") as out:
-                alongside = subprocess.Popen(
-                    [sys.executable, "-m", "testbed.cli", *beside[0]], cwd=REPO,
-                    env=env | {PREFIX_ENV: ALONGSIDE_PREFIX}, stdout=out,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
+        beside = _Beside([r["argv"] for r in runs if r.get("alongside")], env, lock)
+        if beside.argvs:
+            beside.start()
             env[QUIET_ENV] = str(lock_path)
-            releaser = threading.Thread(target=_release_when_done, args=(alongside, lock),
-                                        daemon=True)  # fmt: skip
-            releaser.start()
         try:
             for run in (r["argv"] for r in runs if not r.get("alongside")):
                 say(f"lvs-testbed {shlex.join(run)}")
                 codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *run],
                                             cwd=REPO, env=env).returncode)  # fmt: skip
-            if alongside is not None:
-                codes.append(alongside.wait())
-                say(f"lvs-testbed {shlex.join(beside[0])} (ran alongside):")
-                print(console.read_text(), end="", flush=True)
+            codes += beside.wait()
         finally:
-            if alongside is not None and alongside.poll() is None:
-                alongside.terminate()
-                alongside.wait()
-            if releaser is not None:  # it unlocks before the lock file closes
-                releaser.join()
+            beside.stop()  # it unlocks before the lock file closes
     lock_path.unlink(missing_ok=True)
     return 1 if any(codes) else 0
+
+
+class _Beside:
+    """The runs alongside: one after another, each in its own interpreter with its own
+    bridges (ALONGSIDE_PREFIX: one at a time, so they can share it) and console, while
+    holding the quiet lock until the last ends."""
+
+    def __init__(self, argvs: list[list[str]], env: dict[str, str], lock: Any) -> None:
+        self.argvs = argvs
+        self.env = env | {PREFIX_ENV: ALONGSIDE_PREFIX}
+        self.lock = lock
+        self.codes: list[int] = []
+        self.current: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.guard = threading.Lock()  # a run is not started while the others are stopped
+        self.chain = threading.Thread(target=self._one_after_another, daemon=True)
+
+    def start(self) -> None:
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self._launch(self.argvs[0])  # started before the others, so they find the lock held
+        self.chain.start()
+
+    def _launch(self, argv: list[str]) -> None:
+        console = _run_dir_of(argv) / "console.txt"
+        say(f"lvs-testbed {shlex.join(argv)} (alongside; its output: {console})")
+        with open(console, "w") as out:
+            self.current = subprocess.Popen(
+                [sys.executable, "-m", "testbed.cli", *argv], cwd=REPO, env=self.env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def _one_after_another(self) -> None:
+        try:
+            for argv in self.argvs[1:]:
+                assert self.current is not None
+                self.codes.append(self.current.wait())
+                with self.guard:
+                    if self.stopping.is_set():
+                        return
+                    self._launch(argv)
+            assert self.current is not None
+            self.codes.append(self.current.wait())
+        finally:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+
+    def wait(self) -> list[int]:
+        """Each one's exit status, once the last has ended; their consoles shown."""
+        if not self.argvs:
+            return []
+        self.chain.join()
+        for argv in self.argvs:
+            say(f"lvs-testbed {shlex.join(argv)} (ran alongside):")
+            print((_run_dir_of(argv) / "console.txt").read_text(), end="", flush=True)
+        return self.codes
+
+    def stop(self) -> None:
+        """The one running now ended, and no other started (after an interrupt)."""
+        if not self.argvs:
+            return
+        with self.guard:
+            self.stopping.set()
+            if self.current is not None and self.current.poll() is None:
+                self.current.terminate()
+                self.current.wait()
+        if self.chain.is_alive():
+            self.chain.join()
 
 
 def _run_dir_of(argv: list[str]) -> Path:
@@ -447,11 +500,6 @@ def _run_dir_of(argv: list[str]) -> Path:
         return argv[len(argv) - 1 - argv[::-1].index(option) + 1]
 
     return Path(last("--results"), last("--run-id"))
-
-
-def _release_when_done(proc: subprocess.Popen[bytes], lock: Any) -> None:
-    proc.wait()
-    fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 TEST = Command(name="test", here=test_here, check=check_test, needs_ipvs=False)

@@ -48,6 +48,11 @@ class Profile:
     def selects(self, nodeid: str) -> bool:
         return not self.tests or any(_pattern(p).match(nodeid) for p in self.tests)
 
+    def selects_from(self, module: str) -> bool:
+        """Whether any of its patterns can select a test of ``module`` (a path such as
+        conformance/test_labs.py)."""
+        return not self.tests or any(_pattern(p.split("::")[0]).match(module) for p in self.tests)
+
     def unmatched(self, nodeids: Iterable[str]) -> list[str]:
         """Patterns that select none of ``nodeids`` (a renamed test leaves one stale)."""
         ids = list(nodeids)
