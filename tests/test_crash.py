@@ -50,3 +50,23 @@ def test_crash_gives_no_process_a_clean_shutdown(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not _running(child), "the child survived"
     assert not marker.exists(), "the child ran its clean shutdown"
+
+
+def test_a_network_being_built_holds_orphan_clean_up_back() -> None:
+    """While one run builds its network (its bridges unmarked for a while), another
+    run's orphan clean-up cannot start, and can once the build is over."""
+    import fcntl
+
+    from testbed.cluster import _cleanup
+
+    def free() -> bool:
+        with open(_cleanup._BUILDING, "a") as other:  # another run: its own open file
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+    with _cleanup.building():
+        assert not free()
+    assert free()

@@ -10,12 +10,14 @@ orphans (owner dead) before it starts, and ``lvs-testbed clean`` removes all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..guest import GUEST_NAME
@@ -23,6 +25,18 @@ from ..guest import GUEST_NAME
 MARK_ENV = "LVS_TESTBED_NET"  # value: owner pid
 ALIAS_PREFIX = "lvs-testbed owner="
 _DEFAULT_BRIDGE = re.compile(r"^lv[sa](out|in)0$")  # a run's, and one run alongside it
+_BUILDING = Path(tempfile.gettempdir(), "lvs-testbed-building.lock")
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """Held while a run creates its bridges until they are marked as its own, and while
+    orphans are cleaned: runs side by side in one kernel (`test`'s runs alongside, the
+    life-cycle test's nested run) never take a bridge another is still building, not
+    yet marked, for a crashed run's leftover."""
+    with open(_BUILDING, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the run dies
+        yield
 
 
 def _alive(pid: int) -> bool:
@@ -182,14 +196,15 @@ def clean_native(*, owner: int | None = None, orphans_only: bool = False,
         return not (orphans_only and _alive(owner_pid))
 
     removed = []
-    marked = marked_processes() | _private_mount_ns_processes()
-    pids = [pid for pid, o in marked.items() if selected(o)]
-    if pids:
-        kill_processes(pids)
-        removed.append(f"{len(pids)} process(es) of a testbed network")
-    for name, o in our_bridges().items():
-        if selected(o) and _delete_bridge(name):
-            removed.append(f"bridge {name}")
+    with building() if orphans_only else contextlib.nullcontext():
+        marked = marked_processes() | _private_mount_ns_processes()
+        pids = [pid for pid, o in marked.items() if selected(o)]
+        if pids:
+            kill_processes(pids)
+            removed.append(f"{len(pids)} process(es) of a testbed network")
+        for name, o in our_bridges().items():
+            if selected(o) and _delete_bridge(name):
+                removed.append(f"bridge {name}")
     if not quiet:
         for item in removed:
             print(f"[clean] removed {item}", flush=True)

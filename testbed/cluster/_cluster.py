@@ -37,7 +37,7 @@ from ..registry import (
 )
 from ..topology import ClusterSpec, RealServer
 from ..util import REPO, Scoped, TestbedError
-from ._cleanup import MARK_ENV, clean_native, mark_bridge
+from ._cleanup import MARK_ENV, building, clean_native, mark_bridge
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -179,10 +179,11 @@ class Cluster(Scoped):
             net.addLink(node, inside, intfName1=f"{h.name}-eth1")
         for r in self.spec.real_servers:
             net.addLink(net.addHost(r.name, ip=None), inside, intfName1=f"{r.name}-{RS_IF}")
-        net.build()
-        net.start()
-        for bridge in (outside, inside):
-            mark_bridge(bridge.name, os.getpid())
+        with building():  # the bridges exist from net.start() on, unmarked until here
+            net.build()
+            net.start()
+            for bridge in (outside, inside):
+                mark_bridge(bridge.name, os.getpid())
 
     def stop(self) -> None:
         """Stop servers, IPVS socket and network. Safe to call twice."""
