@@ -119,15 +119,18 @@ def test_wrr_sequence_matches_the_kernel_interleaving(harness: Harness, weights)
 
 # -- counter-driven ---------------------------------------------------------------------------
 
-LOADS = (3, 0, 1)  # connections held per real server, laid over the topology's servers
+# connections held per real server (weights 1, 2, 3), laid over the topology's servers;
+# nq's lightest server starts idle beside a busy heavy one, where its idle-server rule
+# and sed's formula part: sed takes the third ((1+1)/3 < (0+1)/1), nq the idle first
+LOADS = {"lc": (3, 0, 1), "wlc": (3, 0, 1), "sed": (3, 0, 1), "nq": (0, 3, 1)}
 
 
-@pytest.mark.parametrize("scheduler", ["lc", "wlc", "sed", "nq"])
+@pytest.mark.parametrize("scheduler", LOADS)
 def test_least_connection_family_follows_the_counters(harness: Harness, scheduler: str) -> None:
     """lc / wlc / sed / nq: each new connection goes where the kernel's formula says.
 
     From a built state (held connections 3, 0, 1 on the first, second, third real
-    server, the pattern repeated over more; weights 1, 2, 3 likewise),
+    server, nq: 0, 3, 1; the pattern repeated over more; weights 1, 2, 3 likewise),
     60 more held connections; before each, the model is given the director's
     own ActiveConn/InActConn. lc: least (active*256 + inactive); wlc: least
     overhead/weight; sed: least (active+1)/weight; nq: an idle server first,
@@ -137,8 +140,8 @@ def test_least_connection_family_follows_the_counters(harness: Harness, schedule
     """
     need(scheduler)
     harness.configure(scheduler, weights=(1, 2, 3))
-    loads = dict(zip(harness.server_names, spread_over(LOADS, len(harness.server_names)),
-                     strict=True))  # fmt: skip
+    spread = spread_over(LOADS[scheduler], len(harness.server_names))
+    loads = dict(zip(harness.server_names, spread, strict=True))
     hold_on(harness, loads)
     decisions = harness.stepwise(MODELS[scheduler], 60)
     check(harness.compare(scheduler, decisions, initial_load=loads))
@@ -305,6 +308,21 @@ def test_dh_sends_a_destination_to_its_bucket(harness: Harness) -> None:
     check(harness.compare("dh", harness.sequence(model, [harness.flow() for _ in range(60)])))
 
 
+def test_dh_sends_nothing_when_the_buckets_server_is_quiesced(harness: Harness) -> None:
+    """dh: with the server of the VIP's bucket at weight 0, the VIP's flows are refused,
+    not sent to another server (dh does not fall back) nor to the quiesced one.
+    Source: net/netfilter/ipvs/ip_vs_dh.c (is_overloaded: weight <= 0)."""
+    need("dh")
+    harness.configure("dh", weights=(1, 1, 1))
+    bucket = model_for(harness, "dh").schedule(harness.flow())
+    assert bucket is not None
+    harness.set_weight(bucket.name, 0)
+    model = model_for(harness, "dh")
+    decisions = harness.sequence(model, [harness.flow() for _ in range(6)])
+    check(harness.compare("dh-quiesced", decisions, quiesced=bucket.name))
+    assert all(d.expected is None for d in decisions), "the model should refuse every flow"
+
+
 @pytest.fixture
 def destinations(cluster: Cluster, harness: Harness) -> Iterator[list[str]]:
     """A block of destination addresses marked FWMARK on the director (nftables)."""
@@ -372,6 +390,23 @@ def test_locality_schedulers_are_sticky_per_destination(harness: Harness, schedu
     harness.configure(scheduler, weights=(2, 4, 1))
     model = model_for(harness, scheduler)
     check(harness.compare(scheduler, follow(harness, model, [harness.flow() for _ in range(20)])))
+
+
+@pytest.mark.parametrize("scheduler", ["lblc", "lblcr"])
+def test_locality_schedulers_never_start_from_a_quiesced_server(
+    harness: Harness, scheduler: str
+) -> None:
+    """lblc / lblcr: with the first server in list order at weight 0 and idle, a new
+    destination goes to the weighted least-connection server among the others (the
+    search starts from the first server of weight > 0, which an idle weight-0 one
+    would otherwise beat on every comparison); 10 held connections.
+    Source: net/netfilter/ipvs/ip_vs_lblc.c, ip_vs_lblcr.c (__ip_vs_lblc_schedule)."""
+    need(scheduler)
+    harness.configure(scheduler, weights=(2, 4, 1))
+    harness.set_weight(harness.dests()[0].name, 0)
+    model = model_for(harness, scheduler)
+    flows = [harness.flow() for _ in range(10)]
+    check(harness.compare(f"{scheduler}-first-quiesced", follow(harness, model, flows)))
 
 
 # -- weights and thresholds at runtime ------------------------------------------------------------
