@@ -68,8 +68,8 @@ def _tolerates_load(item: pytest.Item) -> bool:
 
 
 class _Quiet:
-    """The wait for a run alongside this one (QUIET_ENV: the lock file it holds) to end,
-    before the first test that measures time."""
+    """The wait for the runs alongside this one (QUIET_ENV: the lock file they hold) to
+    end, before the first test that measures time."""
 
     waited_s: float | None = None
 
@@ -81,7 +81,7 @@ class _Quiet:
         with open(path) as lock:
             if not _try_lock(lock):
                 print("\n[lvs-testbed] the tests from here on measure time: waiting for the "
-                      "run alongside to end", flush=True)  # fmt: skip
+                      "runs alongside to end", flush=True)  # fmt: skip
                 fcntl.flock(lock, fcntl.LOCK_SH)
         cls.waited_s = time.monotonic() - started
         record_timings({"waited_for_alongside_s": cls.waited_s})
@@ -188,7 +188,7 @@ def no_kernel_bug_reports(
         return
     if reports := bug_reports(kernel_log.new()):
         module = request.module.__name__.rsplit(".", 1)[-1]
-        beside = (" (or during the run alongside, which shares this kernel)"
+        beside = (" (or during a run alongside, which shares this kernel)"
                   if os.environ.get(QUIET_ENV) and _Quiet.waited_s is None else "")  # fmt: skip
         pytest.fail(
             f"the kernel reported {len(reports)} bug(s) during {module}{beside}:\n"

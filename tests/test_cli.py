@@ -556,11 +556,12 @@ def test_in_the_guest_a_batch_runs_each_command_and_fails_if_any_does(
     assert float(_commands.os.environ["LVS_TESTBED_GUEST_BOOT_S"]) > 0  # handed on
 
 
-def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
+def test_in_the_guest_runs_alongside_hold_the_others_timed_tests_back(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """The runs alongside start first, one after another, and hold the quiet lock until
-    the last ends; the others see the lock's path; their consoles come after theirs."""
+    """The runs alongside start first, each on bridges of its own, and hold the quiet
+    lock until both have ended; the others see the lock's path; their consoles come
+    after theirs."""
     monkeypatch.delenv("LVS_TESTBED_QUIET_LOCK", raising=False)
     started: list[tuple[list[str], dict[str, str]]] = []
     ended: list[str] = []
@@ -570,16 +571,17 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
         env = kw["env"]
         started.append((cmd[3:], env))  # type: ignore[arg-type]
         lock = open(env["LVS_TESTBED_QUIET_LOCK"])  # type: ignore[index]  # noqa: SIM115
-        with lock:  # held by the run alongside, which sleeps a second
+        with lock:  # held by the runs alongside, which sleep a second and two
             with pytest.raises(BlockingIOError):
                 _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH | _commands.fcntl.LOCK_NB)
             _commands.fcntl.flock(lock, _commands.fcntl.LOCK_SH)  # until they end
-        ended.append((tmp_path / "l" / "console.txt").read_text())  # the last one too
+        ended.append((tmp_path / "l" / "console.txt").read_text())  # the slower one too
         return _commands.subprocess.CompletedProcess(cmd, 0)
 
     def beside(cmd: list[str], **kw: object):  # type: ignore[no-untyped-def]
         started.append((cmd[3:], kw["env"]))  # type: ignore[arg-type]
-        return real_popen(["sh", "-c", "sleep 1; echo from-alongside"], stdout=kw["stdout"])
+        wait = 2 if "labs" in cmd else 1
+        return real_popen(["sh", "-c", f"sleep {wait}; echo from-{cmd[4]}"], stdout=kw["stdout"])
 
     monkeypatch.setattr(_commands.subprocess, "run", in_turn)
     monkeypatch.setattr(_commands.subprocess, "Popen", beside)
@@ -591,18 +593,15 @@ def test_in_the_guest_a_run_alongside_holds_the_others_timed_tests_back(
             {"argv": labs, "alongside": True}]  # fmt: skip
     assert main(["test", "--runs", json.dumps(runs)]) == 0
     (first, first_env), (second, second_env), (third, third_env) = started
-    # the first alongside starts before the others; the second once the first has ended,
-    # while the first run (which waits for the lock) is still waiting
-    assert (first, second, third) == (wide, ["run"], labs)
-    assert (tmp_path / "w" / "console.txt").read_text() == "from-alongside\n"
-    assert (tmp_path / "l" / "console.txt").read_text() == "from-alongside\n"
-    assert ended == ["from-alongside\n"]  # the lock was held until the labs run ended
-    assert second_env.get("LVS_TESTBED_PREFIX") is None
-    for env in (first_env, third_env):  # bridges of their own, one run at a time
-        assert env["LVS_TESTBED_PREFIX"] == _commands.ALONGSIDE_PREFIX
+    assert (first, second, third) == (wide, labs, ["run"])  # those alongside start first
+    assert (tmp_path / "w" / "console.txt").read_text() == "from-wide\n"
+    assert ended == ["from-labs\n"]  # the lock was held until the slower one ended
+    assert third_env.get("LVS_TESTBED_PREFIX") is None
+    prefixes = [first_env["LVS_TESTBED_PREFIX"], second_env["LVS_TESTBED_PREFIX"]]
+    assert prefixes == list(_commands.ALONGSIDE_PREFIXES)  # bridges of their own
     out = capsys.readouterr().out
     after = out.index("lvs-testbed run\n")
-    assert after < out.index("(ran alongside)") < out.index("from-alongside")
+    assert after < out.index("(ran alongside)") < out.index("from-wide") < out.index("from-labs")
 
 
 def test_a_forked_child_ends_on_sigterm_without_unwinding_its_parent() -> None:

@@ -53,11 +53,11 @@ class SuiteRun:
 
 LABS_MODULE = "conformance/test_labs.py"
 # What `test` runs on real IPVS: the suite on the default topology and, alongside it,
-# one after the other, the checks that must hold on any topology (on a second one with
-# other names and counts) and the labs (on a cluster of their own: they change hosts by
-# hand, as students do, and mostly wait on VRRP and health-check timers). The first
-# run's tests that measure time wait for both to end (conformance/conftest.py); the
-# rest of the guest's two CPUs would otherwise be idle.
+# the checks that must hold on any topology (on a second one with other names and
+# counts) and the labs (on a cluster of their own: they change hosts by hand, as
+# students do, and mostly wait on VRRP and health-check timers). The first run's tests
+# that measure time wait for both to end (conformance/conftest.py); the rest of the
+# guest's two CPUs would otherwise be idle.
 TEST_RUNS: tuple[SuiteRun, ...] = (
     SuiteRun(("-k", "not test_labs")),
     # -k matches module names too: whole modules, not every test with "arp" in its name
@@ -69,7 +69,8 @@ TEST_RUNS: tuple[SuiteRun, ...] = (
     ),
     SuiteRun(("-k", "test_labs"), alongside=True, module=LABS_MODULE),
 )  # fmt: skip
-ALONGSIDE_PREFIX = "lva"  # the bridges of the run alongside (testbed/cluster: PREFIX_ENV)
+# the bridges of the runs alongside, one prefix each (testbed/cluster: PREFIX_ENV)
+ALONGSIDE_PREFIXES = ("lva", "lvb")
 # After the full profile on the default kernel, `test` runs the smoke profile on each of
 # these (conformance/kernel-pins.toml: versions CI boots, updated deliberately) and fails
 # on a difference between the kernels that no ledger entry explains.
@@ -400,96 +401,53 @@ def _suite_on(kernel: str, where: Path, selection: list[str]) -> Path | None:
 
 def run_each(runs: list[dict[str, Any]]) -> int:
     """Runs each in its own interpreter (one pytest session each): one after another,
-    except those marked ``alongside``, which start with the first and run beside the
-    others, one after another; until the last of them ends, the others hold back the
-    tests that measure time (QUIET_ENV names the lock they hold). Their consoles go to
-    console.txt in their run directories, and are shown when the others are done. The
-    guest's boot time is handed on, as theirs."""
+    except those marked ``alongside``, which start with the first and run beside it,
+    each on bridges of its own (ALONGSIDE_PREFIXES); until they have all ended, the
+    others hold back the tests that measure time (QUIET_ENV names the lock they hold).
+    Their consoles go to console.txt in their run directories, and are shown when the
+    others are done. The guest's boot time is handed on, as theirs."""
     os.environ.setdefault(BOOT_ENV, str(boot_uptime()))
+    beside = [r["argv"] for r in runs if r.get("alongside")]
+    if len(beside) > len(ALONGSIDE_PREFIXES):
+        raise TestbedError(f"test: at most {len(ALONGSIDE_PREFIXES)} runs alongside the others")
     lock_path = Path(tempfile.gettempdir(), f"lvs-testbed-quiet.{os.getpid()}")
     codes: list[int] = []
     env = dict(os.environ)
+    alongside: list[subprocess.Popen[bytes]] = []
+    releaser = None
     with open(lock_path, "w") as lock:
-        beside = _Beside([r["argv"] for r in runs if r.get("alongside")], env, lock)
-        if beside.argvs:
-            beside.start()
+        if beside:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for argv, prefix in zip(beside, ALONGSIDE_PREFIXES, strict=False):
+                console = _run_dir_of(argv) / "console.txt"
+                say(f"lvs-testbed {shlex.join(argv)} (alongside; its output: {console})")
+                with open(console, "w") as out:
+                    alongside.append(subprocess.Popen(
+                        [sys.executable, "-m", "testbed.cli", *argv], cwd=REPO,
+                        env=env | {PREFIX_ENV: prefix}, stdout=out, stderr=subprocess.STDOUT,
+                    ))  # fmt: skip
             env[QUIET_ENV] = str(lock_path)
+            releaser = threading.Thread(target=_release_when_done, args=(alongside, lock),
+                                        daemon=True)  # fmt: skip
+            releaser.start()
         try:
             for run in (r["argv"] for r in runs if not r.get("alongside")):
                 say(f"lvs-testbed {shlex.join(run)}")
                 codes.append(subprocess.run([sys.executable, "-m", "testbed.cli", *run],
                                             cwd=REPO, env=env).returncode)  # fmt: skip
-            codes += beside.wait()
+            for proc, argv in zip(alongside, beside, strict=True):
+                codes.append(proc.wait())
+                say(f"lvs-testbed {shlex.join(argv)} (ran alongside):")
+                print((_run_dir_of(argv) / "console.txt").read_text(), end="", flush=True)
         finally:
-            beside.stop()  # it unlocks before the lock file closes
+            for proc in alongside:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+            if releaser is not None:  # it unlocks before the lock file closes
+                releaser.join()
     lock_path.unlink(missing_ok=True)
     return 1 if any(codes) else 0
-
-
-class _Beside:
-    """The runs alongside: one after another, each in its own interpreter with its own
-    bridges (ALONGSIDE_PREFIX: one at a time, so they can share it) and console, while
-    holding the quiet lock until the last ends."""
-
-    def __init__(self, argvs: list[list[str]], env: dict[str, str], lock: Any) -> None:
-        self.argvs = argvs
-        self.env = env | {PREFIX_ENV: ALONGSIDE_PREFIX}
-        self.lock = lock
-        self.codes: list[int] = []
-        self.current: subprocess.Popen[bytes] | None = None
-        self.stopping = threading.Event()
-        self.guard = threading.Lock()  # a run is not started while the others are stopped
-        self.chain = threading.Thread(target=self._one_after_another, daemon=True)
-
-    def start(self) -> None:
-        fcntl.flock(self.lock, fcntl.LOCK_EX)
-        self._launch(self.argvs[0])  # started before the others, so they find the lock held
-        self.chain.start()
-
-    def _launch(self, argv: list[str]) -> None:
-        console = _run_dir_of(argv) / "console.txt"
-        say(f"lvs-testbed {shlex.join(argv)} (alongside; its output: {console})")
-        with open(console, "w") as out:
-            self.current = subprocess.Popen(
-                [sys.executable, "-m", "testbed.cli", *argv], cwd=REPO, env=self.env,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def _one_after_another(self) -> None:
-        try:
-            for argv in self.argvs[1:]:
-                assert self.current is not None
-                self.codes.append(self.current.wait())
-                with self.guard:
-                    if self.stopping.is_set():
-                        return
-                    self._launch(argv)
-            assert self.current is not None
-            self.codes.append(self.current.wait())
-        finally:
-            fcntl.flock(self.lock, fcntl.LOCK_UN)
-
-    def wait(self) -> list[int]:
-        """Each one's exit status, once the last has ended; their consoles shown."""
-        if not self.argvs:
-            return []
-        self.chain.join()
-        for argv in self.argvs:
-            say(f"lvs-testbed {shlex.join(argv)} (ran alongside):")
-            print((_run_dir_of(argv) / "console.txt").read_text(), end="", flush=True)
-        return self.codes
-
-    def stop(self) -> None:
-        """The one running now ended, and no other started (after an interrupt)."""
-        if not self.argvs:
-            return
-        with self.guard:
-            self.stopping.set()
-            if self.current is not None and self.current.poll() is None:
-                self.current.terminate()
-                self.current.wait()
-        if self.chain.is_alive():
-            self.chain.join()
 
 
 def _run_dir_of(argv: list[str]) -> Path:
@@ -500,6 +458,12 @@ def _run_dir_of(argv: list[str]) -> Path:
         return argv[len(argv) - 1 - argv[::-1].index(option) + 1]
 
     return Path(last("--results"), last("--run-id"))
+
+
+def _release_when_done(procs: list[subprocess.Popen[bytes]], lock: Any) -> None:
+    for proc in procs:
+        proc.wait()
+    fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 TEST = Command(name="test", here=test_here, check=check_test, needs_ipvs=False)

@@ -24,7 +24,7 @@ from ..guest import GUEST_NAME
 
 MARK_ENV = "LVS_TESTBED_NET"  # value: owner pid
 ALIAS_PREFIX = "lvs-testbed owner="
-_DEFAULT_BRIDGE = re.compile(r"^lv[sa](out|in)0$")  # a run's, and one run alongside it
+_DEFAULT_BRIDGE = re.compile(r"^lv[sab](out|in)0$")  # a run's, and two runs alongside it
 _BUILDING = Path(tempfile.gettempdir(), "lvs-testbed-building.lock")
 
 
