@@ -265,6 +265,30 @@ def test_hashing_scheduler_choice_per_flow(
     check(harness.compare(name, decisions))
 
 
+@pytest.mark.parametrize("flags", [(), ("mh-fallback",)], ids=["refused", "fallback"])
+def test_mh_quiesced_server_keeps_its_slots_and_gets_no_flow(
+    harness: Harness, flags: tuple[str, ...]
+) -> None:
+    """mh: a server set to weight 0 at runtime keeps its slots in the lookup table (its
+    last_weight is unchanged) but is unavailable: the flows of its slots are refused,
+    or with mh-fallback go to the next available server of their probe sequence, and
+    the other flows stay where they were. 64 flows, one per client address.
+    Source: net/netfilter/ipvs/ip_vs_mh.c (ip_vs_mh_populate from last_weight,
+    is_unavailable, ip_vs_mh_get_fallback); ip_vs_ctl.c __ip_vs_update_dest."""
+    need("mh")
+    harness.configure("mh", weights=(1, 1, 1), flags=flags)
+    model = model_for(harness, "mh", flags)
+    quiesced = harness.dests()[1].name
+    flows = hashed_flows(harness, 1)
+    owned = [f for f in flows if (d := model.schedule(f)) is not None and d.name == quiesced]
+    assert owned, f"no flow hashes to {quiesced}: the state this test needs is missing"
+    harness.set_weight(quiesced, 0)
+    model.update(harness.dests())  # the kernel's table rebuilt: last_weight kept
+    label = f"mh-quiesced{'+' + '+'.join(flags) if flags else ''}"
+    check(harness.compare(label, harness.sequence(model, flows), quiesced=quiesced,
+                          flows_of_its_slots=len(owned)))  # fmt: skip
+
+
 def test_mh_imbalance_and_disruption(harness: Harness) -> None:
     """Maglev: slots spread evenly, and removing 1 of N servers moves about 1/N of flows.
 
