@@ -227,6 +227,11 @@ def test_twos_distribution_within_bounds(harness: Harness) -> None:
 # -- hashing --------------------------------------------------------------------------------
 
 
+def with_flags(name: str, flags: tuple[str, ...]) -> str:
+    """A comparison's name with the scheduler flags it ran with (sh+sh-port)."""
+    return "+".join((name, *flags))
+
+
 def hashed_flows(harness: Harness, ports_per_source: int) -> list[Flow]:
     return [harness.flow(saddr=s) for s in harness.sources for _ in range(ports_per_source)]
 
@@ -261,8 +266,7 @@ def test_hashing_scheduler_choice_per_flow(
     # a server added with weight 0 has last_weight 0 too: mh gives it no slots
     model = model_for(harness, scheduler, flags)
     decisions = harness.sequence(model, hashed_flows(harness, 4))
-    name = f"{scheduler}{list(weights)}{'+' + '+'.join(flags) if flags else ''}"
-    check(harness.compare(name, decisions))
+    check(harness.compare(with_flags(f"{scheduler}{list(weights)}", flags), decisions))
 
 
 @pytest.mark.parametrize("flags", [(), ("mh-fallback",)], ids=["refused", "fallback"])
@@ -284,9 +288,8 @@ def test_mh_quiesced_server_keeps_its_slots_and_gets_no_flow(
     assert owned, f"no flow hashes to {quiesced}: the state this test needs is missing"
     harness.set_weight(quiesced, 0)
     model.update(harness.dests())  # the kernel's table rebuilt: last_weight kept
-    label = f"mh-quiesced{'+' + '+'.join(flags) if flags else ''}"
-    check(harness.compare(label, harness.sequence(model, flows), quiesced=quiesced,
-                          flows_of_its_slots=len(owned)))  # fmt: skip
+    check(harness.compare(with_flags("mh-quiesced", flags), harness.sequence(model, flows),
+                          quiesced=quiesced, flows_of_its_slots=len(owned)))  # fmt: skip
 
 
 def test_mh_imbalance_and_disruption(harness: Harness) -> None:

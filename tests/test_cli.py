@@ -225,7 +225,7 @@ def test_test_runs_unit_tests_both_topologies_and_lifecycle(
     assert len(runs) == len(_commands.TEST_RUNS) == 3
     assert all(r["argv"][0] == "run" and "--run-id" in r["argv"] for r in runs)
     assert "--topology" in runs[1]["argv"] and "wide" in runs[1]["argv"]
-    # wide, then the labs on a cluster of their own, beside the first
+    # wide and the labs (on a cluster of their own), both beside the first
     assert [r["alongside"] for r in runs] == [False, True, True]
     keywords = [r["argv"][r["argv"].index("-k") + 1] for r in runs]
     assert keywords[0] == "not test_labs" and keywords[2] == "test_labs"
