@@ -300,10 +300,16 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
 
 
-def test_a_smoke_run_that_ran_nothing_fails_the_matrix(
+def _smoke_runs(fake: SmokeGuest, kernel: str) -> list[list[str]]:
+    return [a for _, a in fake.calls[1:] if kernel in a]
+
+
+def test_a_smoke_run_that_ran_nothing_fails_the_matrix_after_a_second_try(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An empty leg would leave no test in common, and nothing to differ."""
+    """An empty leg would leave no test in common, and nothing to differ. It is tried
+    once more, with the guest kernel's console shown; the other kernels are still
+    compared."""
     fake = SmokeGuest()
     real_boot = fake._boot
 
@@ -321,9 +327,39 @@ def test_a_smoke_run_that_ran_nothing_fails_the_matrix(
     monkeypatch.setattr(_dispatch, "GUEST", fake)
     monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
     assert main(["test", "--results", str(tmp_path)]) == 1
-    assert "the run on pinned:sid did not get going (exit status 2, 0 tests" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "the run on pinned:sid did not get going (exit status 2, 0 tests" in out
+    assert "no run on pinned:sid: those kernels are not compared" in out
+    assert ["--console" in a for a in _smoke_runs(fake, "pinned:sid")] == [False, True]
+    [top] = tmp_path.glob("*/kernels")
+    assert "pinned:trixie (smoke)" in json.loads((top / "comparison.json").read_text())["kernels"]
+
+
+def test_a_guest_that_fails_once_before_writing_anything_gets_a_second_try(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A boot that fails under emulation without a word (vng sends the kernel's console
+    to /dev/null): said with the guest's exit status, then booted again, console shown."""
+    fake = SmokeGuest()
+    real_boot = fake._boot
+
+    def boot(kind: str, argv: list[str]) -> int:
+        if "pinned:trixie" in argv and len(_smoke_runs(fake, "pinned:trixie")) == 0:
+            fake.calls.append((kind, argv))
+            return 1
+        return real_boot(kind, argv)
+
+    fake._boot = boot  # type: ignore[method-assign]
+    for module in (_dispatch, _commands):
+        monkeypatch.setattr(module, "native", lambda args: False)
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    assert main(["test", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "the guest ended with exit status 1 before the run wrote anything" in out
+    assert "did not get going (exit status 1, 0 tests" in out
+    assert "once more, with the kernel's console shown" in out
+    assert ["--console" in a for a in _smoke_runs(fake, "pinned:trixie")] == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -411,6 +447,7 @@ class KernelGuest(FakeGuest):
         for t in tests:
             t["duration_s"] = 1.0
         data = {"run_id": "x", "counts": {}, "timings": {"suite_s": 1.0}, "tests": tests,
+                "exit_status": int(kernel == self.odd),
                 "environment": {"kernel": kernel, "features": {"twos": has_twos}}}  # fmt: skip
         (results / argv[argv.index("--run-id") + 1] / "results.json").write_text(json.dumps(data))
         return 0

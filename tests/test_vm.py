@@ -26,6 +26,13 @@ def test_tcg_disables_kvm_and_kvm_does_not() -> None:
     assert "--disable-kvm" not in _cmd(emulation="kvm")
 
 
+def test_the_kernels_console_is_shown_only_when_asked() -> None:
+    """vng sends the guest kernel's console to /dev/null unless verbose: a boot that
+    panics under emulation would otherwise end without a word."""
+    assert "--verbose" in _cmd(console=True)
+    assert "--verbose" not in _cmd()
+
+
 def test_guest_is_named_and_shares_the_checkout_read_write() -> None:
     cmd = _cmd()
     assert _value(cmd, "--name") == GUEST_NAME

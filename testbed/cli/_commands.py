@@ -355,15 +355,18 @@ SELECTION = ("mode", "protocol", "family", "checksums", "topology", "emulation",
 
 
 def _selection(args: argparse.Namespace) -> list[str]:
-    return [f"--{o}={v}" for o in SELECTION if (v := getattr(args, o, None))] + [
-        f"--combinations={args.combinations}"
+    return [
+        *(f"--{o}={v}" for o in SELECTION if (v := getattr(args, o, None))),
+        f"--combinations={args.combinations}",
+        *(["--console"] if getattr(args, "console", False) else []),
     ]
 
 
 def _smoke_legs(args: argparse.Namespace, main_dir: Path, kernels: list[str]) -> int:
     """The smoke profile on each kernel, then the kernel matrix of the full run beside
     them, in the full run's kernels/ (as `matrix` writes it): 1 if a kernel could not
-    be set up or its run did not get going, or on a difference no ledger entry explains."""
+    be set up or its run did not get going, or on a difference no ledger entry explains.
+    A kernel that fails so does not stop the others: their comparison is still made."""
     if not (main_dir / "results.json").is_file():
         say(f"matrix: the full run wrote no results ({main_dir}): nothing to compare")
         return 1
@@ -371,32 +374,47 @@ def _smoke_legs(args: argparse.Namespace, main_dir: Path, kernels: list[str]) ->
     label = f"{args.kernel or 'default'} ({args.profile})"
     runs = {label: json.loads((main_dir / "results.json").read_text())}
     reports = {label: main_dir / "report.html"}
+    lost = []
     for kernel in kernels:
-        where = top / _kernel_slug(kernel)
         try:
-            found = _suite_on(kernel, where, ["--profile", "smoke", *_selection(args)])
+            found = _suite_on(kernel, top / _kernel_slug(kernel),
+                              ["--profile", "smoke", *_selection(args)])  # fmt: skip
         except TestbedError as exc:  # a kernel that cannot be fetched or booted
             say(f"matrix: {kernel}: {exc}")
-            return 1
-        ran = json.loads(found.read_text()) if found else {}
-        if found is None or not ran.get("tests") or ran.get("exit_status") not in (0, 1):
-            say(f"matrix: the run on {kernel} did not get going (exit status "
-                f"{ran.get('exit_status', 'none')}, {len(ran.get('tests', []))} tests; "
-                f"{where})")  # fmt: skip
-            return 1
-        runs[f"{kernel} (smoke)"] = ran
+            found = None
+        if found is None:
+            lost.append(kernel)
+            continue
+        runs[f"{kernel} (smoke)"] = json.loads(found.read_text())
         reports[f"{kernel} (smoke)"] = found.parent / "report.html"
-    return _write_comparison(top, runs, reports)
+    differ = _write_comparison(top, runs, reports)
+    if lost:
+        say(f"matrix: no run on {', '.join(lost)}: those kernels are not compared")
+    return 1 if lost else differ
 
 
 def _suite_on(kernel: str, where: Path, selection: list[str]) -> Path | None:
-    """A `run` of the suite on ``kernel`` into ``where``: its results.json (None: the
-    run wrote none)."""
-    argv = ["run", "--kernel", kernel, *selection, "--results", str(where)]
-    say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
-    dispatch(RUN, parse(argv), argv)
-    found = sorted(where.glob("*/results.json"))
-    return found[-1] if found else None
+    """A `run` of the suite on ``kernel`` into ``where``: its results.json, None if the
+    run did not get going (no results, no tests, or an exit status other than pytest's
+    passed or failed). Such a run gets one more try with the guest kernel's console
+    shown: a boot that fails under emulation says nothing otherwise, and the second try
+    tells a kernel that cannot boot here from a boot that failed once."""
+    tries = [[]] if "--console" in selection else [[], ["--console"]]
+    for again in tries:
+        argv = ["run", "--kernel", kernel, *selection, *again, "--results", str(where)]
+        say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
+        before = set(where.glob("*/"))
+        code = dispatch(RUN, parse(argv), argv)
+        found = [d / "results.json" for d in sorted(set(where.glob("*/")) - before)]
+        ran = json.loads(found[-1].read_text()) if found and found[-1].is_file() else {}
+        if ran.get("tests") and ran.get("exit_status") in (0, 1):
+            return found[-1]
+        say(
+            f"matrix: the run on {kernel} did not get going (exit status "
+            f"{ran.get('exit_status', code)}, {len(ran.get('tests', []))} tests; {where})"
+            + ("" if again is tries[-1] else "; once more, with the kernel's console shown")
+        )
+    return None
 
 
 def run_each(runs: list[dict[str, Any]]) -> int:
@@ -500,7 +518,7 @@ def matrix_here(args: argparse.Namespace, _run_dir: Path | None) -> int:
         where = top / _kernel_slug(kernel)
         found = _suite_on(kernel, where, selection)
         if found is None:
-            raise TestbedError(f"matrix: the run on {kernel} wrote no results ({where})")
+            raise TestbedError(f"matrix: the run on {kernel} did not get going ({where})")
         runs[kernel] = json.loads(found.read_text())
         reports[kernel] = found.parent / "report.html"
     return _write_comparison(top, runs, reports)

@@ -57,6 +57,7 @@ class GuestRunner:
         return GuestOptions(
             kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra,
             boot_args=tuple(getattr(args, "boot_args", ())),
+            console=getattr(args, "console", False),
         )  # fmt: skip
 
     def run(self, opts: GuestOptions, argv: list[str]) -> int:
@@ -163,6 +164,9 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
     if run_dir is not None:
         finish(run_dir, {"vm_total_s": time.monotonic() - started},
                ktap=getattr(args, "ktap", False))  # fmt: skip
+    if code and run_dir is not None and not any(run_dir.glob("*.json")) and not args.console:
+        say(f"the guest ended with exit status {code} before the run wrote anything; "
+            f"--console shows what its kernel said")  # fmt: skip
     return code
 
 

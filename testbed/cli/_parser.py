@@ -27,6 +27,11 @@ def _guest_options(sp: argparse.ArgumentParser, *, many: bool = False) -> None:
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
     sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
     sp.add_argument(
+        "--console", action="store_true",
+        help="show the guest kernel's console (boot messages, an oops or panic), which "
+        "goes nowhere otherwise",
+    )  # fmt: skip
+    sp.add_argument(
         "--topology", help="cluster .toml or .py, or a name in topologies/ (default: default)"
     )
 

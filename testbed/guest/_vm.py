@@ -39,6 +39,7 @@ class GuestOptions:
     memory: str = "4G"
     extra_rw: tuple[Path, ...] = ()
     boot_args: tuple[str, ...] = ()  # added to the kernel's command line
+    console: bool = False  # the kernel's console shown (vng sends it to /dev/null)
 
 
 def in_guest() -> str | None:
@@ -111,6 +112,8 @@ def vng_command(opts: GuestOptions, argv: list[str], *, shell: Path | None = Non
         cmd += ["--append", arg]
     if opts.emulation == "tcg":
         cmd.append("--disable-kvm")
+    if opts.console:
+        cmd.append("--verbose")
     if shell is not None:
         return [*cmd, "--shell", str(shell)]
     script = _guest_script(opts, argv)
