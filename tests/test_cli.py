@@ -276,6 +276,15 @@ class SmokeGuest(FakeGuest):
         return 0
 
 
+def _test_with(fake: SmokeGuest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int:
+    """`lvs-testbed test` with ``fake`` for the guest and the host's tests passing."""
+    for module in (_dispatch, _commands):
+        monkeypatch.setattr(module, "native", lambda args: False)
+    monkeypatch.setattr(_dispatch, "GUEST", fake)
+    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
+    return main(["test", "--results", str(tmp_path)])
+
+
 @pytest.mark.parametrize(("odd", "code"), [("", 0), ("pinned:sid", 1)])
 def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, odd: str, code: int
@@ -284,11 +293,7 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     difference no ledger entry explains (a test failing on sid alone) fails `test`."""
     fake = SmokeGuest()
     fake.odd = odd
-    for module in (_dispatch, _commands):
-        monkeypatch.setattr(module, "native", lambda args: False)
-    monkeypatch.setattr(_dispatch, "GUEST", fake)
-    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
-    assert main(["test", "--results", str(tmp_path)]) == code
+    assert _test_with(fake, monkeypatch, tmp_path) == code
     legs = [a for _, a in fake.calls[1:]]
     assert [a[a.index("--kernel") + 1] for a in legs] == list(_commands.SMOKE_KERNELS)
     assert all(a[a.index("--profile") + 1] == "smoke" for a in legs)
@@ -322,11 +327,7 @@ def test_a_smoke_run_that_ran_nothing_fails_the_matrix_after_a_second_try(
         return code
 
     fake._boot = boot  # type: ignore[method-assign]
-    for module in (_dispatch, _commands):
-        monkeypatch.setattr(module, "native", lambda args: False)
-    monkeypatch.setattr(_dispatch, "GUEST", fake)
-    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
-    assert main(["test", "--results", str(tmp_path)]) == 1
+    assert _test_with(fake, monkeypatch, tmp_path) == 1
     out = capsys.readouterr().out
     assert "the run on pinned:sid did not get going (exit status 2, 0 tests" in out
     assert "no run on pinned:sid: those kernels are not compared" in out
@@ -350,11 +351,7 @@ def test_a_guest_that_fails_once_before_writing_anything_gets_a_second_try(
         return real_boot(kind, argv)
 
     fake._boot = boot  # type: ignore[method-assign]
-    for module in (_dispatch, _commands):
-        monkeypatch.setattr(module, "native", lambda args: False)
-    monkeypatch.setattr(_dispatch, "GUEST", fake)
-    monkeypatch.setattr(_commands, "host_tests", lambda m: 0)
-    assert main(["test", "--results", str(tmp_path)]) == 0
+    assert _test_with(fake, monkeypatch, tmp_path) == 0
     out = capsys.readouterr().out
     assert "the guest ended with exit status 1 before the run wrote anything" in out
     assert "did not get going (exit status 1, 0 tests" in out
