@@ -119,8 +119,9 @@ def _rate_row(rate: float, p50: float, p99: float, **extra: object) -> dict[str,
 
 
 def _point(
-    held: int, rates: list[float], ratio: float | None, active: int | None
-) -> dict[str, object]:
+    held: int, rates: list[float], ratio: float | None, active: int | None,
+    paired: float | None = None,
+) -> dict[str, object]:  # fmt: skip
     rows = [_rate_row(r, 2.0, 9.0) for r in rates]
     return {
         "level": held, "held": held, "ipvs_active": active,
@@ -131,6 +132,8 @@ def _point(
             "rate_per_s": spread(rates), "p50_ms": spread([2.0] * len(rates)),
             "p99_ms": spread([9.0] * len(rates))}},
         "rate_vs_lowest_level": ratio,
+        "reference": {"runs": [], "drifted": False, "figures": {"rate_per_s": spread([500.0])}},
+        "paired_vs_lowest_level": paired,
     }  # fmt: skip
 
 
@@ -156,10 +159,11 @@ def _bench_json(kernel: str = "6.1") -> dict[str, object]:
     rate = {"connections": 2000, "concurrency": 4, "runs": chosen_runs,
             "sweep": {str(c): f for c, (_, f) in sweep.items()}, **chosen}  # fmt: skip
     scale = {
-        "direct": _curve("direct", [_point(0, [1000, 1010], 1.0, None),
-                                    _point(1000, [900, 910], 0.9, None)], False),
-        "nat": _curve("nat", [_point(0, [800, 790], 1.0, 0),
-                              _point(1000, [600, 610], 0.75, 1000)], True),
+        "direct": _curve("direct", [_point(0, [1000, 1010], 1.0, None, 1.0),
+                                    _point(1000, [900, 910], 0.9, None, 0.9)], False),
+        # the host slowed down while nat's curve ran: its reference fell alike
+        "nat": _curve("nat", [_point(0, [800, 790], 1.0, 0, 1.0),
+                              _point(1000, [600, 610], 0.75, 1000, 0.9)], True),
     }  # fmt: skip
     return {
         "run_id": "b1", "commit": "abc", "timings": {"bench_s": 100.0},
@@ -184,7 +188,20 @@ def test_bench_summary_states_figures_against_goals() -> None:
     # nat fell to 0.75 of its rate, direct to 0.9: IPVS's own share 0.833
     assert "IPVS's own share of the slowdown, nat (rate vs lowest, over direct's): 0: 1.0, " \
            "1000: 0.833" in text  # fmt: skip
+    # over the reference measured beside each rate, nat fell as far as direct: none
+    assert "IPVS's own share of the slowdown, nat (paired with the reference, vs lowest, " \
+           "over direct's): 0: 1.0, 1000: 1.0" in text  # fmt: skip
     assert "slab_nomerge ip_vs.conn_tab_bits=16" in text
+
+
+def test_a_bench_from_before_the_reference_gets_the_plain_share_only() -> None:
+    data = _bench_json()
+    for curve in data["scale"].values():  # type: ignore[attr-defined]
+        for point in curve["points"]:
+            del point["reference"], point["paired_vs_lowest_level"]
+    text = bench_summary(data)
+    assert "(rate vs lowest, over direct's)" in text and "paired with" not in text
+    assert "      1000       1000" in text and " 0.75         -       -" in text
 
 
 def test_report_renders_a_bench_run(tmp_path: Path) -> None:

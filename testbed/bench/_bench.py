@@ -5,8 +5,12 @@ in the same repetition; repetitions alternate the order of the paths, and a
 control that drifts more than 10 % from its median flags the run. The scale
 curves hold connections level by level (0 to 200,000 by default) through the
 VIP and directly: the direct curve is the control for what the hosts' own
-socket tables cost, so what is left is IPVS's. Goals are reported next to the
-figures, never turned into pass/fail.
+socket tables cost, so what is left is IPVS's. The curves are measured one
+after another, minutes apart, so each level's rate is also taken against a
+reference measured beside it, repetition by repetition: connections from the
+same client to the router, which neither IPVS nor the real servers see. A
+host that slows down or speeds up while the curves run moves both alike.
+Goals are reported next to the figures, never turned into pass/fail.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from loadgen.stats import alternated, below_saturation, drifted, increments, merge_results, spread
 
-from ..cluster import Cluster
+from ..cluster import SERVER, Cluster
 from ..ha import FAULTS
 from ..load import (
     CONNECT_TOOLS,
@@ -43,6 +47,10 @@ from ..registry import MODES
 from ..util import TestbedError, wait_until
 
 DIRECT = "direct"
+# a scale level's time-paired reference: the client to the router's own address, a
+# path no director and no real server is on (so no table it fills)
+REFERENCE = "reference"
+REFERENCE_PORT = 5999
 # The direct path runs with the real servers set up as for a mode whose replies
 # bypass the director and whose packets are not wrapped (DR): replies go via the
 # router, exactly as on the DR and TUN paths minus the director.
@@ -314,6 +322,13 @@ class Bench:
                 plan[client] = (self.cluster.client_addresses(client, used[client])[first:], extra)
         return plan
 
+    def _reference_targets(self) -> list[str]:
+        """The reference's listener, started on the router the first time."""
+        gw = self.cluster.spec.router
+        self.cluster.ensure_program(gw.name, SERVER, "--name", gw.name,
+                                    "--port", str(REFERENCE_PORT))  # fmt: skip
+        return [f"{gw.outside}:{REFERENCE_PORT}"]
+
     def scale(self, path: str) -> dict[str, Any]:
         """The scale curve through ``path`` (a mode, or direct: the control without
         IPVS): connections held level by level, and at each level the table read and
@@ -347,10 +362,14 @@ class Bench:
         client_end = result["established_at_end"]
         self.say(f"scale {path}: held {self.opts.hold:.0f} s at {held}: {result['resets']} "
                  f"resets, client {client_end} vs IPVS {active_end} at the end")  # fmt: skip
-        base = points[0]["rate"]["figures"]["rate_per_s"]["median"] if points else 0
-        for pt in points:
-            med = pt["rate"]["figures"]["rate_per_s"]["median"]
-            pt["rate_vs_lowest_level"] = round(med / base, 4) if base else None
+        for key, figure in (
+            ("rate_vs_lowest_level", lambda pt: pt["rate"]["figures"]),
+            ("paired_vs_lowest_level", lambda pt: pt["vs_reference"]),
+        ):
+            base = figure(points[0]).get("rate_per_s", {}).get("median") if points else None
+            for pt in points:
+                med = figure(pt).get("rate_per_s", {}).get("median")
+                pt[key] = round(med / base, 4) if base and med else None
         return {
             "path": path,
             "levels": list(levels),
@@ -386,22 +405,27 @@ class Bench:
         grown = mem["ip_vs_conn_entries"] - before["ip_vs_conn_entries"]
         if slab and not slab.get("merged") and grown > 0:
             point["bytes_per_entry"] = round((slab["bytes"] - slab0.get("bytes", 0)) / grown, 1)
-        rows = []
+        rows, reference = [], []
+        paired = {path: (targets, rows), REFERENCE: (self._reference_targets(), reference)}
         for rep in range(self.opts.repetitions):
-            # the last measurement's connections (closed with RST) stay in the table
-            # for 10 s (CLOSE): the empty table's figure waits for them to go; beside
-            # thousands held, they are counted instead (at most rate_connections)
-            if level == 0:
-                wait_until(lambda: self._counts()[1] == 0, timeout=30, interval=0.5)
-            inactive = self._counts()[1]
-            row = self._rate_to(targets, f"{path} with {held} held")
-            rows.append(row | {"repetition": rep, "inactive_before": inactive})
-        rates = [r["rate_per_s"] for r in rows]
-        point["rate"] = {"runs": rows, "figures": {
-            "rate_per_s": spread(rates),
-            "p50_ms": spread([r["connect_ms"].get("p50", 0.0) for r in rows]),
-            "p99_ms": spread([r["connect_ms"].get("p99", 0.0) for r in rows]),
-        }, "drifted": drifted(rates)}  # fmt: skip
+            for which in alternated(list(paired), rep):
+                # the last measurement's connections (closed with RST) stay in the table
+                # for 10 s (CLOSE): the empty table's figure waits for them to go;
+                # beside thousands held, they are counted instead (at most
+                # rate_connections)
+                if level == 0 and which != REFERENCE:
+                    wait_until(lambda: self._counts()[1] == 0, timeout=30, interval=0.5)
+                inactive = self._counts()[1]
+                to, out = paired[which]
+                row = self._rate_to(to, f"{which} with {held} held")
+                out.append(row | {"repetition": rep, "inactive_before": inactive})
+        point["rate"] = _rate_point(rows)
+        point["reference"] = _rate_point(reference) | {"targets": paired[REFERENCE][0]}
+        # each repetition's rate over the reference's measured beside it
+        point["vs_reference"] = {"rate_per_s": spread([
+            r["rate_per_s"] / ref["rate_per_s"] if ref["rate_per_s"] else 0.0
+            for r, ref in zip(rows, reference, strict=True)
+        ])}  # fmt: skip
         self.say(f"scale {path} at {held}: ActiveConn {active}, {mem['ip_vs_conn_entries']} "
                  f"entries, table {mem.get('table_size')}, rate median "
                  f"{point['rate']['figures']['rate_per_s'].get('median')}/s")  # fmt: skip
@@ -460,5 +484,17 @@ class Bench:
                 data[section] = measure()
             data["timings"][f"{name}_s"] = round(time.monotonic() - started, 1)
             save(data)
+        self.cluster.stop_program(self.cluster.spec.router.name, SERVER)  # the reference's
         self.cluster.configure(self.cluster.base_spec)
         return data
+
+
+def _rate_point(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One path's rate measurements at a scale level: the rows, median [min..max] of
+    rate and connect-time p50 and p99, and whether the rate drifted."""
+    rates = [r["rate_per_s"] for r in rows]
+    return {"runs": rows, "figures": {
+        "rate_per_s": spread(rates),
+        "p50_ms": spread([r["connect_ms"].get("p50", 0.0) for r in rows]),
+        "p99_ms": spread([r["connect_ms"].get("p99", 0.0) for r in rows]),
+    }, "drifted": drifted(rates)}  # fmt: skip

@@ -91,22 +91,27 @@ def _rate_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def scale_effect(scale: dict[str, Any]) -> dict[str, list[float | None]]:
+def scale_effect(scale: dict[str, Any], *, paired: bool = True) -> dict[str, list[float | None]]:
     """Per mode: its rate at each level over its own at the lowest, divided by the same
     for the direct control: below 1, what IPVS adds as its table fills (the hosts'
-    own socket tables fill alike on both paths)."""
+    own socket tables fill alike on both paths). ``paired``: each rate taken over the
+    reference measured beside it first (the curves run minutes apart; a host whose
+    speed drifts meanwhile would show in the plain ratio); None where a bench.json
+    predates the reference."""
     direct = scale.get(DIRECT)
     if not direct:
         return {}
+    key = "paired_vs_lowest_level" if paired else "rate_vs_lowest_level"
     out = {}
     for path, sc in scale.items():
         if path == DIRECT or sc.get("levels") != direct.get("levels"):
             continue
         row: list[float | None] = []
         for mine, theirs in zip(sc["points"], direct["points"], strict=False):
-            a, b = mine.get("rate_vs_lowest_level"), theirs.get("rate_vs_lowest_level")
+            a, b = mine.get(key), theirs.get(key)
             row.append(round(a / b, 3) if a and b else None)
-        out[path] = row
+        if any(r is not None for r in row):
+            out[path] = row
     return out
 
 
@@ -127,7 +132,8 @@ def _scale_lines(data: dict[str, Any]) -> list[str]:
         )
         lines.append(f"    {'held':>7s} {'ActiveConn':>10s} {'entries':>8s} {'table':>7s} "
                      f"{'B/entry':>7s}  {'conn/s median [min..max]':>26s} {'p50 ms':>7s} "
-                     f"{'p99 ms':>7s} {'vs lowest':>9s}")  # fmt: skip
+                     f"{'p99 ms':>7s} {'vs lowest':>9s} {'reference':>9s} "
+                     f"{'paired':>7s}")  # fmt: skip
         for pt in sc["points"]:
             mem, fig = pt["memory"], pt["rate"]["figures"]
             active = "-" if pt["exact"] is None else f"{pt['ipvs_active']}"
@@ -136,15 +142,24 @@ def _scale_lines(data: dict[str, Any]) -> list[str]:
                 f"    {pt['held']:>7d} {active:>10s} {mem['ip_vs_conn_entries']:>8d} "
                 f"{mem.get('table_size', '-')!s:>7s} {pt.get('bytes_per_entry') or '-'!s:>7s}  "
                 f"{_fmt_spread(fig['rate_per_s']):>26s} {fig['p50_ms'].get('median', 0):7.2f} "
-                f"{fig['p99_ms'].get('median', 0):7.2f} {pt.get('rate_vs_lowest_level')!s:>9s}"
+                f"{fig['p99_ms'].get('median', 0):7.2f} {pt.get('rate_vs_lowest_level')!s:>9s} "
+                f"{_reference(pt):>9s} {pt.get('paired_vs_lowest_level') or '-'!s:>7s}"
                 + ("  DRIFTED" if pt["rate"].get("drifted") else "")
             )
-    for path, row in scale_effect(scale).items():
-        levels = [pt["held"] for pt in scale[path]["points"]]
-        cells = ", ".join(f"{n}: {r}" for n, r in zip(levels, row, strict=False))
-        lines.append(f"  IPVS's own share of the slowdown, {path} (rate vs lowest, over "
-                     f"direct's): {cells}")  # fmt: skip
+    for paired, how in ((False, "rate vs lowest"),
+                        (True, "paired with the reference, vs lowest")):  # fmt: skip
+        for path, row in scale_effect(scale, paired=paired).items():
+            levels = [pt["held"] for pt in scale[path]["points"]]
+            cells = ", ".join(f"{n}: {r}" for n, r in zip(levels, row, strict=False))
+            lines.append(f"  IPVS's own share of the slowdown, {path} ({how}, over "
+                         f"direct's): {cells}")  # fmt: skip
     return lines
+
+
+def _reference(point: dict[str, Any]) -> str:
+    """The reference's rate beside a scale level (conn/s median), '-' before there was one."""
+    ref = point.get("reference", {}).get("figures", {}).get("rate_per_s", {}).get("median")
+    return "-" if ref is None else f"{ref:.0f}"
 
 
 def bench_summary(data: dict[str, Any]) -> str:
@@ -290,8 +305,9 @@ def kernel_figures(data: dict[str, Any]) -> dict[str, Any]:
             out[f"scale {path} table size"] = top["memory"].get("table_size")
             out[f"scale {path} bytes/entry"] = top.get("bytes_per_entry")
             out[f"scale {path} resets, exact"] = f"{sc['resets']}, {sc['exact']}"
-    for path, row in scale_effect(data.get("scale", {})).items():
-        out[f"scale {path} IPVS share at top"] = row[-1] if row else None
+    for paired, how in ((False, ""), (True, ", paired")):
+        for path, row in scale_effect(data.get("scale", {}), paired=paired).items():
+            out[f"scale {path} IPVS share at top{how}"] = row[-1] if row else None
     return out
 
 
