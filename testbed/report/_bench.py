@@ -214,11 +214,20 @@ def _curves(
     ax.legend(fontsize=8)
 
 
-def _scale_series(scale: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+def _scale_series(
+    scale: dict[str, Any], key: str, prefix: str = "", of: str = "rate"
+) -> dict[str, Any]:
+    """Per curve: the levels held and each level's ``key`` figure of ``of`` (its own
+    rate, or ``vs_reference``: over the reference beside it; curves without it left out)."""
+
+    def figures(pt: dict[str, Any]) -> dict[str, Any]:
+        return pt["rate"]["figures"] if of == "rate" else pt[of]
+
     return {
         f"{prefix}{path}": ([pt["held"] for pt in sc["points"]],
-                            [pt["rate"]["figures"][key] for pt in sc["points"]])
-        for path, sc in scale.items() if "points" in sc
+                            [figures(pt)[key] for pt in sc["points"]])
+        for path, sc in scale.items()
+        if "points" in sc and all(of == "rate" or of in pt for pt in sc["points"])
     }  # fmt: skip
 
 
@@ -260,11 +269,16 @@ def bench_plots(data: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         made.append(save_figure(fig, out, "bench_sweep.png", "Saturation sweep, direct and VIP"))
     scale = data.get("scale", {})
     if any("points" in sc for sc in scale.values()):
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+        paired = _scale_series(scale, "rate_per_s", of="vs_reference")
+        fig, axes = plt.subplots(1, 3 if paired else 2, figsize=(15 if paired else 10, 3.4))
+        a1, a2 = axes[:2]
         _curves(a1, _scale_series(scale, "rate_per_s"), False)
         _curves(a2, _scale_series(scale, "p99_ms"), False)
         a1.set(xlabel="connections held", ylabel="new connections/s")
         a2.set(xlabel="connections held", ylabel="p99 connect time, ms")
+        if paired:  # what host drift between the curves cannot move
+            _curves(axes[2], paired, False)
+            axes[2].set(xlabel="connections held", ylabel="rate over the reference's beside it")
         fig.suptitle("Scale curve: the rate of new connections beside those held", fontsize=10)
         made.append(
             save_figure(fig, out, "bench_scale.png", "Scale curves: rate and p99 by entries held")
