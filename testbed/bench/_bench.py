@@ -293,7 +293,12 @@ class Bench:
                 # what the cache holds in pages, partly filled slabs included
                 "bytes": first["slabs"] * (4096 << first["order"]),
             }
-        pid = self.cluster.pid(self.cluster.spec.active.name)
+        director = self.cluster.spec.active.name
+        # netfilter's own table on the director, where loaded: it tracks what IPVS
+        # forwards too, and a held connection may sit in both
+        tracked = self.cluster.sysctls(director, "/proc/sys/net/netfilter/nf_conntrack_count")
+        out["conntrack_entries"] = int(next(iter(tracked.values()))) if tracked else None
+        pid = self.cluster.pid(director)
         with open(f"/proc/{pid}/net/ip_vs_conn", "rb") as f:
             out["ip_vs_conn_entries"] = sum(chunk.count(b"\n") for chunk in iter(
                 lambda: f.read(1 << 20), b"")) - 1  # fmt: skip
@@ -427,7 +432,8 @@ class Bench:
             for r, ref in zip(rows, reference, strict=True)
         ])}  # fmt: skip
         self.say(f"scale {path} at {held}: ActiveConn {active}, {mem['ip_vs_conn_entries']} "
-                 f"entries, table {mem.get('table_size')}, rate median "
+                 f"entries, table {mem.get('table_size')}, conntrack "
+                 f"{mem.get('conntrack_entries')}, rate median "
                  f"{point['rate']['figures']['rate_per_s'].get('median')}/s")  # fmt: skip
         return point
 
