@@ -164,7 +164,8 @@ def dispatch(command: Command, args: argparse.Namespace, argv: list[str]) -> int
     if run_dir is not None:
         finish(run_dir, {"vm_total_s": time.monotonic() - started},
                ktap=getattr(args, "ktap", False))  # fmt: skip
-    if code and run_dir is not None and not any(run_dir.glob("*.json")) and not args.console:
+    quiet = not getattr(args, "console", False)  # a kernel that said nothing
+    if code and quiet and run_dir is not None and not any(run_dir.glob("*.json")):
         say(f"the guest ended with exit status {code} before the run wrote anything; "
             f"--console shows what its kernel said")  # fmt: skip
     return code
