@@ -4,8 +4,11 @@ with the guest runner replaced at its boundary."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,7 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 # -- the host side of every command, with the guest runner replaced at its boundary ----------
 
 from testbed.cli import _commands, _dispatch, main  # noqa: E402
+from testbed.util import TestbedError  # noqa: E402
 
 TWOS = "conformance/test_schedulers.py::test_twos_distribution_within_bounds"
 
@@ -295,7 +299,7 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     fake.odd = odd
     assert _test_with(fake, monkeypatch, tmp_path) == code
     legs = [a for _, a in fake.calls[1:]]
-    assert [a[a.index("--kernel") + 1] for a in legs] == list(_commands.SMOKE_KERNELS)
+    assert sorted(a[a.index("--kernel") + 1] for a in legs) == sorted(_commands.SMOKE_KERNELS)
     assert all(a[a.index("--profile") + 1] == "smoke" for a in legs)
     [top] = tmp_path.glob("*/kernels")  # the full run's directory holds its matrix
     comparison = json.loads((top / "comparison.json").read_text())
@@ -303,6 +307,61 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     [twos] = [d for d in comparison["differences"] if "twos" in d["nodeid"]]
     assert twos["explained_by"] == "twos"
     assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
+
+
+@pytest.mark.parametrize(("host_cpus", "cpus"), [(1, 1), (2, 1), (8, 2)])
+def test_smoke_runs_boot_side_by_side_one_host_cpu_each_at_least(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    host_cpus: int, cpus: int,
+) -> None:  # fmt: skip
+    """As many guests at once as the host has CPUs (two kernels at most here), none
+    with more CPUs than its share; each run's output is kept apart and shown whole."""
+    monkeypatch.setattr(os, "cpu_count", lambda: host_cpus)
+    fake = SmokeGuest()
+    real_boot = fake._boot
+
+    def boot(kind: str, argv: list[str]) -> int:
+        if "--kernel" in argv:  # a smoke leg: what its guest prints, line by line
+            for n in range(3):
+                print(f"{argv[argv.index('--kernel') + 1]} says {n}", flush=True)
+                time.sleep(0.01)
+        return real_boot(kind, argv)
+
+    fake._boot = boot  # type: ignore[method-assign]
+    assert _test_with(fake, monkeypatch, tmp_path) == 0
+    legs = [a for _, a in fake.calls[1:]]
+    assert all(f"--cpus={cpus}" in a for a in legs)
+    assert "--cpus" not in " ".join(fake.calls[0][1])  # the main run keeps its two
+    out = capsys.readouterr().out
+    for kernel in _commands.SMOKE_KERNELS:
+        said = "\n".join(f"{kernel} says {n}" for n in range(3))
+        assert said in out  # whole, not interleaved with the other's
+    [top] = tmp_path.glob("*/kernels")
+    kept = [p.name for p in top.glob("*/console.txt")]
+    assert kept == (["console.txt"] * 2 if host_cpus > 1 else [])
+
+
+def test_an_interrupt_stops_the_guests_side_by_side_and_boots_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C reaches the main thread: the guests other threads wait for are killed,
+    and a thread that would try again boots nothing."""
+    from testbed.guest import _vm
+
+    killed: list[object] = []
+    monkeypatch.setattr(_vm, "_running", {"guest"})
+    monkeypatch.setattr(_vm, "_stopped", threading.Event())
+    monkeypatch.setattr(_vm, "_kill_group", killed.append)
+    _vm.stop_guests()
+    assert killed == ["guest"]
+    with pytest.raises(TestbedError, match="no more guests"):
+        _vm.run_in_guest(None, ["run"])  # type: ignore[arg-type]
+
+
+def test_guest_cpus_are_checked_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--cpus", "0"])
+    assert "a guest needs a whole number of CPUs, 1 or more: 0" in capsys.readouterr().err
 
 
 def _smoke_runs(fake: SmokeGuest, kernel: str) -> list[list[str]]:

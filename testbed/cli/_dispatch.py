@@ -56,6 +56,7 @@ class GuestRunner:
             f"with {label}")  # fmt: skip
         return GuestOptions(
             kernel=kernel, checkout=REPO, emulation=emulation, memory=args.memory, extra_rw=extra,
+            cpus=getattr(args, "cpus", None) or GuestOptions.cpus,
             boot_args=tuple(getattr(args, "boot_args", ())),
             console=getattr(args, "console", False),
         )  # fmt: skip

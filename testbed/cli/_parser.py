@@ -14,6 +14,12 @@ DESCRIPTION = "bring up an LVS cluster on real kernel IPVS and check it"
 PATH_OPTIONS = ("results", "topology")
 
 
+def _cpus(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a guest needs a whole number of CPUs, 1 or more: {text}")
+    return int(text)
+
+
 def _guest_options(sp: argparse.ArgumentParser, *, many: bool = False) -> None:
     what = (
         "guest kernel: vmlinuz path, built kernel tree, installed version, Debian "
@@ -26,6 +32,7 @@ def _guest_options(sp: argparse.ArgumentParser, *, many: bool = False) -> None:
         sp.add_argument("--kernel", help=what)
     sp.add_argument("--emulation", choices=["auto", "kvm", "tcg"], default="auto")
     sp.add_argument("--memory", default="4G", help="guest memory (default 4G)")
+    sp.add_argument("--cpus", type=_cpus, help="guest CPUs (default 2)")
     sp.add_argument(
         "--console", action="store_true",
         help="show the guest kernel's console (boot messages, an oops or panic), which "

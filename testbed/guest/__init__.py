@@ -24,6 +24,7 @@ from ._vm import (
     kvm_boots,
     run_in_guest,
     run_interactive,
+    stop_guests,
     vng_command,
 )
 
@@ -50,5 +51,6 @@ __all__ = [
     "resolve_kernel",
     "run_in_guest",
     "run_interactive",
+    "stop_guests",
     "vng_command",
 ]

@@ -14,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,7 @@ def exec_file(opts: GuestOptions) -> Path:
     """Where a guest command too long for the kernel command line is written."""
     cache = opts.checkout / ".cache"
     cache.mkdir(exist_ok=True)
-    return cache / f"guest-exec-{os.getpid()}.sh"
+    return cache / f"guest-exec-{os.getpid()}-{threading.get_ident()}.sh"  # guests side by side
 
 
 def _env(kernel: GuestKernel) -> dict[str, str]:
@@ -154,12 +155,28 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+# guests booted by run_in_guest and still running (several, from threads side by side)
+_running: set[subprocess.Popen[bytes]] = set()
+_stopped = threading.Event()
+
+
+def stop_guests() -> None:
+    """Kill every guest this process booted that still runs, and boot no more: the
+    main thread's way to end guests other threads wait for (a signal reaches the main
+    thread only), before those threads try again."""
+    _stopped.set()
+    for proc in list(_running):
+        _kill_group(proc)
+
+
 def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
     """Boot the guest, run the command, return its exit status.
 
     KeyboardInterrupt (Ctrl-C, or SIGTERM turned into it by the CLI) kills
     the guest's process group before it propagates.
     """
+    if _stopped.is_set():
+        raise TestbedError("interrupted: no more guests are booted")
     cmd = vng_command(opts, argv)
     # Always a pipe: qemu opens its stdout with O_TRUNC, which would wipe and
     # overwrite a log file the caller redirected us to.
@@ -171,6 +188,7 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    _running.add(proc)
     try:
         assert proc.stdout is not None
         out = sys.stdout.buffer
@@ -179,6 +197,7 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
             out.flush()
         return proc.wait()
     finally:
+        _running.discard(proc)
         if proc.poll() is None:
             _kill_group(proc)
         exec_file(opts).unlink(missing_ok=True)
