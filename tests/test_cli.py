@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -309,21 +310,32 @@ def test_test_ends_with_the_smoke_profile_on_other_kernels_and_their_matrix(
     assert comparison["unexplained"] == (["conformance/test_x.py::test_y"] if odd else [])
 
 
+def _host_cpus(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)))
+
+
 @pytest.mark.parametrize(("host_cpus", "cpus"), [(1, 1), (2, 1), (8, 2)])
 def test_smoke_runs_boot_side_by_side_one_host_cpu_each_at_least(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     host_cpus: int, cpus: int,
 ) -> None:  # fmt: skip
-    """As many guests at once as the host has CPUs (two kernels at most here), none
-    with more CPUs than its share; each run's output is kept apart and shown whole."""
-    monkeypatch.setattr(os, "cpu_count", lambda: host_cpus)
+    """As many guests at once as the host has CPUs (two kernels here), none with more
+    CPUs than its share; each run's output, text and the guest's raw bytes, is kept
+    apart and shown whole."""
+    _host_cpus(monkeypatch, host_cpus)
     fake = SmokeGuest()
     real_boot = fake._boot
+    both_up = threading.Barrier(2, timeout=10)  # passes only if the two guests overlap
 
     def boot(kind: str, argv: list[str]) -> int:
         if "--kernel" in argv:  # a smoke leg: what its guest prints, line by line
+            if host_cpus > 1:
+                both_up.wait()
+            kernel = argv[argv.index("--kernel") + 1]
             for n in range(3):
-                print(f"{argv[argv.index('--kernel') + 1]} says {n}", flush=True)
+                print(f"{kernel} says {n}", flush=True)
+                sys.stdout.buffer.write(f"{kernel} boots {n}\n".encode())
+                sys.stdout.buffer.flush()
                 time.sleep(0.01)
         return real_boot(kind, argv)
 
@@ -334,26 +346,53 @@ def test_smoke_runs_boot_side_by_side_one_host_cpu_each_at_least(
     assert "--cpus" not in " ".join(fake.calls[0][1])  # the main run keeps its two
     out = capsys.readouterr().out
     for kernel in _commands.SMOKE_KERNELS:
-        said = "\n".join(f"{kernel} says {n}" for n in range(3))
+        said = "\n".join(f"{kernel} {v} {n}" for n in range(3) for v in ("says", "boots"))
         assert said in out  # whole, not interleaved with the other's
     [top] = tmp_path.glob("*/kernels")
     kept = [p.name for p in top.glob("*/console.txt")]
     assert kept == (["console.txt"] * 2 if host_cpus > 1 else [])
 
 
-def test_an_interrupt_stops_the_guests_side_by_side_and_boots_no_more(
-    monkeypatch: pytest.MonkeyPatch,
+def test_ctrl_c_beside_runs_stops_their_guests_and_ends_130(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Ctrl-C reaches the main thread: the guests other threads wait for are killed,
-    and a thread that would try again boots nothing."""
+    """Ctrl-C reaches the main thread only: it ends the guests the other threads wait
+    for (stop_guests), and `test` exits 130 without waiting out their runs."""
+    import _thread
+
+    _host_cpus(monkeypatch, 2)
+    stopped = threading.Event()
+    monkeypatch.setattr(_commands, "stop_guests", stopped.set)
+    fake = SmokeGuest()
+    real_boot = fake._boot
+
+    def boot(kind: str, argv: list[str]) -> int:
+        if "pinned:trixie" in argv:
+            _thread.interrupt_main()
+        elif "pinned:sid" in argv:  # a guest still running, until stopped
+            assert stopped.wait(timeout=30), "the interrupt did not stop the other guest"
+        return real_boot(kind, argv)
+
+    fake._boot = boot  # type: ignore[method-assign]
+    started = time.monotonic()
+    assert _test_with(fake, monkeypatch, tmp_path) == 130
+    assert stopped.is_set() and time.monotonic() - started < 30
+
+
+def test_stopped_guests_are_killed_and_no_more_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop_guests signals every running guest, then makes sure each is gone; a thread
+    that would boot another after it gets a one-line error instead."""
     from testbed.guest import _vm
 
     killed: list[object] = []
-    monkeypatch.setattr(_vm, "_running", {"guest"})
     monkeypatch.setattr(_vm, "_stopped", threading.Event())
+    monkeypatch.setattr(_vm.os, "killpg", lambda pid, sig: killed.append(("told", sig)))
     monkeypatch.setattr(_vm, "_kill_group", killed.append)
+    monkeypatch.setattr(_vm.subprocess, "Popen", lambda *a, **k: pytest.fail("booted"))
+    guest = type("Proc", (), {"pid": 1})()
+    monkeypatch.setattr(_vm, "_running", {guest})
     _vm.stop_guests()
-    assert killed == ["guest"]
+    assert killed == [("told", signal.SIGTERM), guest] and _vm.guests_stopped()
     with pytest.raises(TestbedError, match="no more guests"):
         _vm.run_in_guest(None, ["run"])  # type: ignore[arg-type]
 

@@ -14,13 +14,22 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cluster import PREFIX_ENV
-from ..guest import BOOT_ENV, QUIET_ENV, GuestOptions, boot_uptime, in_guest, stop_guests
+from ..guest import (
+    BOOT_ENV,
+    QUIET_ENV,
+    GuestOptions,
+    boot_uptime,
+    guests_stopped,
+    in_guest,
+    stop_guests,
+)
 from ..registry import CHECKSUMS, FAMILIES, MODES, PROTOCOLS, SCHEDULERS, load_profiles
 from ..topology import load_topology
 from ..util import REPO, TestbedError, own_output
@@ -398,7 +407,7 @@ def _side_by_side(kernels: list[str], top: Path, selection: list[str]) -> dict[s
     the other, and passed; two guests of two CPUs each crawled there (2 tests in
     7.5 minutes: more vCPUs than host CPUs). Each run's output is shown whole when
     it ends."""
-    host_cpus = os.cpu_count() or 1
+    host_cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use
     lanes = max(1, min(len(kernels), host_cpus))
     cpus = min(GuestOptions.cpus, host_cpus // lanes)
     if lanes > 1:
@@ -408,16 +417,23 @@ def _side_by_side(kernels: list[str], top: Path, selection: list[str]) -> dict[s
 
     def leg(kernel: str) -> Path | None:
         where = top / _kernel_slug(kernel)
-        where.mkdir(parents=True, exist_ok=True)
         console = where / "console.txt"
         try:
+            where.mkdir(parents=True, exist_ok=True)
             with own_output(console) if lanes > 1 else contextlib.nullcontext():
-                return _suite_on(kernel, where, [*selection, f"--cpus={cpus}"])
-        except TestbedError as exc:  # a kernel that cannot be fetched or booted
+                try:
+                    return _suite_on(kernel, where, [*selection, f"--cpus={cpus}"])
+                except TestbedError as exc:  # a kernel that cannot be fetched or booted
+                    say(f"matrix: {kernel}: {exc}")
+                except Exception as exc:  # a tool failing in one leg: the others go on
+                    say(f"matrix: {kernel}: {type(exc).__name__}: {exc}")
+                    traceback.print_exc(file=sys.stdout)
+                return None
+        except OSError as exc:  # its directory or console file cannot be written
             say(f"matrix: {kernel}: {exc}")
             return None
         finally:
-            if lanes > 1:
+            if lanes > 1 and console.exists():
                 with shown:
                     say(f"matrix: {kernel}: its run's output ({console}):")
                     print(console.read_text(errors="replace"), end="", flush=True)
@@ -439,6 +455,8 @@ def _suite_on(kernel: str, where: Path, selection: list[str]) -> Path | None:
     tells a kernel that cannot boot here from a boot that failed once."""
     tries = [[]] if "--console" in selection else [[], ["--console"]]
     for again in tries:
+        if guests_stopped():  # interrupted beside other runs: no second try
+            return None
         argv = ["run", "--kernel", kernel, *selection, *again, "--results", str(where)]
         say(f"matrix: {kernel}: lvs-testbed {' '.join(argv)}")
         before = set(where.glob("*/"))

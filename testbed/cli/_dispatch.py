@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,14 +41,19 @@ def say(msg: str) -> None:
     print(f"[lvs-testbed] {msg}", flush=True)
 
 
+# runs side by side (threads): the kernel cache and matplotlib's figures are shared
+_one_at_a_time = threading.Lock()
+
+
 class GuestRunner:
     """The host side of a guest run: the seam unit tests replace."""
 
     def options(self, args: argparse.Namespace, results: Path | None) -> GuestOptions:
         if os.geteuid() != 0:
             raise TestbedError("the testbed needs root (Mininet and the guest both do)")
-        kernel = resolve_kernel(args.kernel, cache=CACHE / "kernels")
-        emulation = choose_emulation(args.emulation, kernel, CACHE)
+        with _one_at_a_time:  # runs side by side may share a release's apt cache
+            kernel = resolve_kernel(args.kernel, cache=CACHE / "kernels")
+            emulation = choose_emulation(args.emulation, kernel, CACHE)
         extra = ()
         if results is not None and not results.resolve().is_relative_to(REPO):
             extra = (results.resolve(),)
@@ -207,6 +213,11 @@ def _exit_status(run_dir: Path) -> int:
 def finish(run_dir: Path, host_timings: dict[str, float], *, ktap: bool = False) -> None:
     """Merge host-side timings into what the run wrote, render summaries and the report;
     with ``ktap``, end with the results as KTAP (kernel CI reads from its version line)."""
+    with _one_at_a_time:
+        _finish(run_dir, host_timings, ktap=ktap)
+
+
+def _finish(run_dir: Path, host_timings: dict[str, float], *, ktap: bool) -> None:
     from ..report import bench_summary, render
 
     written = [f for f in (run_dir / "results.json", run_dir / "bench.json") if f.exists()]

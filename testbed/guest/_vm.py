@@ -8,6 +8,7 @@ Ctrl-C or SIGTERM kills the whole guest process group, so no qemu survives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -165,8 +166,17 @@ def stop_guests() -> None:
     main thread's way to end guests other threads wait for (a signal reaches the main
     thread only), before those threads try again."""
     _stopped.set()
-    for proc in list(_running):
+    running = list(_running)
+    for proc in running:  # all told first: a second Ctrl-C while waiting spares none
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in running:
         _kill_group(proc)
+
+
+def guests_stopped() -> bool:
+    """True once stop_guests ran: a thread about to boot a guest should not."""
+    return _stopped.is_set()
 
 
 def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
@@ -190,6 +200,8 @@ def run_in_guest(opts: GuestOptions, argv: list[str]) -> int:
     )
     _running.add(proc)
     try:
+        if _stopped.is_set():  # stopped while this guest was being started
+            raise TestbedError("interrupted: no more guests are booted")
         assert proc.stdout is not None
         out = sys.stdout.buffer
         while chunk := proc.stdout.read1(65536):

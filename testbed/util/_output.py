@@ -43,6 +43,7 @@ class _PerThread:
 
 
 _lock = threading.Lock()
+_proxy: _PerThread | None = None
 _users = 0
 
 
@@ -50,22 +51,22 @@ _users = 0
 def own_output(path: Path) -> Iterator[None]:
     """In the calling thread, standard output goes to ``path`` until the block ends;
     other threads' output is untouched."""
-    global _users
-    with _lock:
-        if _users == 0:
-            sys.stdout = _PerThread(sys.stdout)  # type: ignore[assignment]
-        _users += 1
-        proxy = sys.stdout
-    assert isinstance(proxy, _PerThread)
-    try:
-        with path.open("w", encoding="utf-8", errors="replace") as file:
-            proxy.local.file = file
-            try:
-                yield
-            finally:
-                proxy.local.file = None
-    finally:
+    global _proxy, _users
+    with path.open("w", encoding="utf-8", errors="replace") as file:
         with _lock:
-            _users -= 1
-            if _users == 0:
-                sys.stdout = proxy.shared  # type: ignore[assignment]
+            if _proxy is None:
+                _proxy = _PerThread(sys.stdout)
+                sys.stdout = _proxy  # type: ignore[assignment]
+            _users += 1
+            proxy = _proxy
+        proxy.local.file = file
+        try:
+            yield
+        finally:
+            proxy.local.file = None
+            with _lock:
+                _users -= 1
+                if _users == 0:
+                    if sys.stdout is proxy:  # unless something replaced it since
+                        sys.stdout = proxy.shared  # type: ignore[assignment]
+                    _proxy = None
