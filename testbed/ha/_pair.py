@@ -196,9 +196,7 @@ class HaPair(DirectorPair):
         c.diagnostics.append(self.describe)
         self._start_sync()
         started = time.time()
-        for d in self.names:
-            self.start_daemon(d)
-        self.wait_roles(after=started)
+        self._start_both(after=started)
 
     def stop(self) -> None:
         c = self.cluster
@@ -247,13 +245,28 @@ class HaPair(DirectorPair):
             k.stop()
         self.vrrp = replace(vrrp, sync_daemon=self.sync == "keepalived")
         started = time.time()
-        for d in self.names:
+        self._start_both(after=started)
+
+    @property
+    def _start_bound(self) -> float:
+        return 10 * self.vrrp.advert_int + 15  # master-down at start, plus emulation
+
+    def _start_both(self, *, after: float) -> None:
+        """Both daemons started, the preferred director first, then their roles."""
+        first, *others = self.names
+        self.start_daemon(first)
+        if not self.vrrp.preempt:
+            # without preemption the first to reach MASTER keeps it: the preferred one
+            # must be MASTER before its peer starts (started 170 ms after its peer
+            # under emulation, it stayed BACKUP; keepalived.conf(5) nopreempt)
+            self.keepalived[first].wait_state("MASTER", timeout=self._start_bound, after=after)
+        for d in others:
             self.start_daemon(d)
-        self.wait_roles(after=started)
+        self.wait_roles(after=after)
 
     def wait_roles(self, *, after: float) -> None:
         """Until the preferred director is MASTER and the other BACKUP."""
-        bound = 10 * self.vrrp.advert_int + 15  # master-down at start, plus emulation
+        bound = self._start_bound
         first, second = (self.keepalived[n] for n in self.names)
         first.wait_state("MASTER", timeout=bound, after=after)
         if second.state != "BACKUP":
